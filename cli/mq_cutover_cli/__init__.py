@@ -1,0 +1,1 @@
+"""The mq-cutover command line: the offline simulator and its harness (not deployed)."""

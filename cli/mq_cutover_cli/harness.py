@@ -1,0 +1,432 @@
+"""The offline harness: moto runs the real ASL file, the real handlers run in-process.
+
+It is a test and demo tool, never part of what is deployed. Everything it patches is a private
+moto 5.2.5 internal (pinned); `tests/workflow/test_harness_canary.py` fails loudly if one moves.
+
+Patched, and why:
+1. `LambdaFunction._invoke_lambda`: call `functions/<dir>/app.py` in-process instead of Docker.
+   An exception becomes an AWS-shaped error payload, so Retry/Catch match by class name.
+2. `jsonata._eval_jsonata`: moto's JSONata evaluator is a stub; jsonata-python evaluates.
+3. `jsonata.encode_jsonata_variable_declarations`: moto quotes string variables without
+   escaping them; strings are JSON-encoded instead (what AWS does).
+4. `WaitFunction._wait_interval` and the retrier's `time`: Wait states and Retry back-off advance
+   a simulated clock instead of sleeping. `mq_cutover.clock.utcnow` reads that clock, so
+   handlers, metric timestamps and approval deadlines all live on simulated time.
+
+Everything else is moto as it is. What moto fakes (brokers RUNNING at once, SSM commands doing
+nothing, metrics nobody publishes) is simulated by `world.py`, never inside the product code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+import boto3
+import jsonata
+from moto import mock_aws
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+    WaitFunction,
+)
+from moto.stepfunctions.parser.asl.eval import states as moto_states
+from moto.stepfunctions.parser.asl.eval import variable_store as moto_variable_store
+from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+APPROVAL_API_URL = "https://approvals.offline.invalid/dev/approvals"
+
+
+def boto3_client(service: str) -> Any:
+    """A boto3 client on the emulator (inside `Emulator.running()`)."""
+    return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
+class SimClock:
+    """Simulated UTC time: starts at the real time, moves only when the workflow waits."""
+
+    def __init__(self, real_seconds_per_wait: float = 0.0) -> None:
+        self._now = datetime.now(UTC).replace(microsecond=0)
+        self._lock = threading.Lock()
+        self.real_seconds_per_wait = real_seconds_per_wait
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+
+
+@dataclass
+class LambdaContext:
+    """What a handler gets as `context` (Powertools reads these fields)."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 256
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/offline"
+    log_stream_name: str = "offline"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+Hook = Callable[[str, dict[str, Any]], None]
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """template.yaml through cfn-lint's loader, which knows CloudFormation's short tags."""
+    from cfnlint.decode.cfn_yaml import loads
+
+    return dict(loads(path.read_text(), str(path)))
+
+
+def _jsonata_eval(expression: str) -> Any:
+    try:
+        return jsonata.Jsonata(expression).evaluate(None)
+    except Exception as exc:  # any evaluator error is a States.QueryEvaluationError on AWS
+        raise moto_jsonata.JSONataException("JSONataError", str(exc)) from exc
+
+
+def _encode_declarations(bindings: dict[str, Any]) -> str:
+    return "".join(
+        f"{name}:={to_json_str(value, separators=(',', ':'))};" for name, value in bindings.items()
+    )
+
+
+class Emulator:
+    """moto with the stack's resources created from template.yaml, and the real ASL."""
+
+    def __init__(self, clock: SimClock | None = None, log_level: str = "WARNING") -> None:
+        self.clock = clock or SimClock()
+        self.log_level = log_level
+        self.hooks: list[Hook] = []
+        self.handlers: dict[str, ModuleType] = {}
+        self.function_arns: dict[str, str] = {}
+        self.resources: dict[str, str] = {}
+        self.inbox_urls: dict[str, str] = {}
+        self.mail: dict[str, list[dict[str, str]]] = {}
+        self.invocations: list[tuple[str, dict[str, Any]]] = []
+        self.captured_output = io.StringIO()
+        self.state_machine_arn = ""
+        self.template = load_template()
+
+    # --- boto3 clients on the emulator ---------------------------------------------------
+    def client(self, service: str) -> Any:
+        return boto3_client(service)
+
+    # --- patches ---------------------------------------------------------------------------
+    def _invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
+        name = function.function_name
+        payload = json.loads(event) if isinstance(event, str | bytes) else event
+        self.invocations.append((name, payload))
+        for hook in list(self.hooks):
+            hook(name, payload)
+        module = self.handlers[name]
+        context = LambdaContext(function_name=name, invoked_function_arn=function.function_arn)
+        try:
+            result = module.lambda_handler(payload, context)
+        except Exception as exc:
+            error = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "requestId": context.aws_request_id,
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            return json.dumps(error), True, ""
+        return json.dumps(result), False, ""
+
+    def _wait(self, _function: Any, env: Any, wait_seconds: int) -> None:
+        self.clock.advance(wait_seconds)
+        if self.clock.real_seconds_per_wait > 0:
+            env.program_state_event.wait(self.clock.real_seconds_per_wait)
+
+    @contextmanager
+    def _patched(self) -> Iterator[None]:
+        emulator = self
+
+        def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+            return emulator._invoke(function, event)
+
+        def wait(function: Any, env: Any, wait_seconds: int) -> None:
+            emulator._wait(function, env, wait_seconds)
+
+        class _RetryTime:
+            """The retrier's `time` module: back-off advances the simulated clock."""
+
+            @staticmethod
+            def sleep(seconds: float) -> None:
+                emulator.clock.advance(seconds)
+
+            time = staticmethod(time.time)
+
+        patches = [
+            mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
+            mock.patch.object(moto_jsonata, "_eval_jsonata", _jsonata_eval),
+            mock.patch.object(moto_states, "encode_jsonata_variable_declarations",
+                              _encode_declarations),
+            mock.patch.object(moto_variable_store, "encode_jsonata_variable_declarations",
+                              _encode_declarations),
+            mock.patch.object(WaitFunction, "_wait_interval", wait),
+            mock.patch.object(retrier_decl, "time", _RetryTime),
+            mock.patch("mq_cutover.clock.utcnow", self.clock.now),
+        ]
+        for patch in patches:
+            patch.start()
+        try:
+            yield
+        finally:
+            for patch in reversed(patches):
+                patch.stop()
+
+    # --- stack resources from template.yaml ------------------------------------------------
+    def _resources_of(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: dict(res)
+            for name, res in self.template["Resources"].items()
+            if res["Type"] == kind
+        }
+
+    def _create_stack(self) -> None:
+        iam = self.client("iam")
+        role = iam.create_role(
+            RoleName="offline-role",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        sns, sqs = self.client("sns"), self.client("sqs")
+        for name in self._resources_of("AWS::SNS::Topic"):
+            self.resources[name] = sns.create_topic(Name=name)["TopicArn"]
+            # Simulated mailbox: an SQS queue subscribed where the email subscription would be.
+            queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+            queue_arn = sqs.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
+            sns.subscribe(
+                TopicArn=self.resources[name], Protocol="sqs", Endpoint=queue_arn,
+                Attributes={"RawMessageDelivery": "false"},
+            )
+            self.inbox_urls[name] = queue_url
+        for name, res in self._resources_of("AWS::DynamoDB::Table").items():
+            props = res["Properties"]
+            self.client("dynamodb").create_table(
+                TableName=name,
+                KeySchema=props["KeySchema"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            )
+            self.resources[name] = name
+        self.resources["ApprovalApi"] = APPROVAL_API_URL
+
+        environment = self._function_environment()
+        os.environ.update(environment)
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "# the harness runs functions/<dir>/app.py in-process\n")
+        lam = self.client("lambda")
+        for name, res in self._resources_of("AWS::Serverless::Function").items():
+            code_dir = ROOT / str(res["Properties"]["CodeUri"])
+            arn = lam.create_function(
+                FunctionName=name,
+                Runtime="python3.11",
+                Role=role,
+                Handler=str(res["Properties"]["Handler"]),
+                Code={"ZipFile": code.getvalue()},
+            )["FunctionArn"]
+            self.function_arns[name] = arn
+            self.resources[name] = arn
+            self.handlers[name] = self._load_handler(name, code_dir / "app.py")
+        self._capture_logs()
+
+        machine = self._resources_of("AWS::Serverless::StateMachine")
+        (machine_name, machine_res), = machine.items()
+        props = machine_res["Properties"]
+        definition = (ROOT / str(props["DefinitionUri"])).read_text()
+        values = {key: self._resolve(ref) for key, ref in props["DefinitionSubstitutions"].items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            return values.get(match.group(1), match.group(0))
+
+        definition = PLACEHOLDER.sub(substitute, definition)
+        left = PLACEHOLDER.findall(definition)
+        if left:
+            raise RuntimeError(f"ASL placeholders without a value: {sorted(set(left))}")
+        self.state_machine_arn = self.client("stepfunctions").create_state_machine(
+            name=machine_name, definition=definition, roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+
+    def _resolve(self, ref: Any) -> str:
+        """!GetAtt X.Arn / !Ref X of a resource the emulator created."""
+        if isinstance(ref, dict) and "Fn::GetAtt" in ref:
+            target = ref["Fn::GetAtt"]
+            name = target[0] if isinstance(target, list) else str(target).split(".")[0]
+            return self.resources[name]
+        if isinstance(ref, dict) and "Ref" in ref:
+            return self.resources[ref["Ref"]]
+        return str(ref)
+
+    def _function_environment(self) -> dict[str, str]:
+        """Globals and every function's Environment, with the emulator's values."""
+        env: dict[str, str] = {}
+        globals_env = self.template.get("Globals", {}).get("Function", {}).get("Environment", {})
+        blocks = [globals_env.get("Variables", {})]
+        for res in self._resources_of("AWS::Serverless::Function").values():
+            blocks.append(res["Properties"].get("Environment", {}).get("Variables", {}))
+        for block in blocks:
+            for key, value in block.items():
+                if isinstance(value, str):
+                    env[key] = value
+                elif isinstance(value, dict) and "Ref" in value:
+                    ref = value["Ref"]
+                    env[key] = self.resources.get(ref, self._parameter_default(ref))
+                elif isinstance(value, dict) and "Fn::Sub" in value:
+                    env[key] = APPROVAL_API_URL if key == "APPROVAL_API_URL" else str(value)
+                else:
+                    env[key] = self._resolve(value)
+        env.update(
+            {
+                "LOG_LEVEL": self.log_level,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_DEV": "false",
+                "AWS_DEFAULT_REGION": REGION,
+            }
+        )
+        return env
+
+    def _capture_logs(self) -> None:
+        """Handler logs (Powertools JSON lines) go to `captured_output`, not the terminal."""
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
+        for handler in logging.getLogger(service).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(self.captured_output)
+
+    def _parameter_default(self, name: str) -> str:
+        return str(self.template.get("Parameters", {}).get(name, {}).get("Default", ""))
+
+    @staticmethod
+    def _load_handler(name: str, path: Path) -> ModuleType:
+        # Every handler module is called `app` on Lambda; give each its own name here.
+        spec = importlib.util.spec_from_file_location(f"offline_{name}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @contextmanager
+    def running(self) -> Iterator[Emulator]:
+        fake_env = {
+            "AWS_ACCESS_KEY_ID": "offline",
+            "AWS_SECRET_ACCESS_KEY": "offline",  # noqa: S105 - moto's fake credentials
+            "AWS_SESSION_TOKEN": "offline",
+            "AWS_DEFAULT_REGION": REGION,
+            "MOTO_ACCOUNT_ID": ACCOUNT,
+        }
+        saved = dict(os.environ)
+        os.environ.update(fake_env)
+        # moto logs every ASL evaluation error with its whole parse tree; the history says it.
+        if not os.environ.get("MQ_CUTOVER_DEBUG"):
+            logging.getLogger("moto").setLevel(logging.CRITICAL)
+        try:
+            with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+                with self._patched():
+                    self._create_stack()
+                    yield self
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    # --- executions ----------------------------------------------------------------------
+    def start(self, plan: dict[str, Any] | str, name: str | None = None) -> str:
+        document = plan if isinstance(plan, str) else json.dumps(plan)
+        if name is None:
+            name = json.loads(document).get("migrationId") or f"run-{uuid.uuid4().hex[:8]}"
+        return str(
+            self.client("stepfunctions").start_execution(
+                stateMachineArn=self.state_machine_arn, name=name, input=document
+            )["executionArn"]
+        )
+
+    def status(self, execution_arn: str) -> dict[str, Any]:
+        return dict(self.client("stepfunctions").describe_execution(executionArn=execution_arn))
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+            if token:
+                kwargs["nextToken"] = token
+            page = sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            token = page.get("nextToken")
+            if not token:
+                return events
+
+    def states_entered(self, execution_arn: str) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(execution_arn)
+            if "stateEnteredEventDetails" in e
+        ]
+
+    def inbox(self, topic: str) -> list[dict[str, str]]:
+        """Every message published to a topic so far ({"subject", "message"}), oldest first."""
+        sqs = self.client("sqs")
+        received = self.mail.setdefault(topic, [])
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=self.inbox_urls[topic], MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not batch:
+                return list(received)
+            for message in batch:
+                body = json.loads(message["Body"])
+                received.append({"subject": body.get("Subject", ""), "message": body["Message"]})
+                sqs.delete_message(
+                    QueueUrl=self.inbox_urls[topic], ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def fail_open_tokens(self) -> None:
+        """Teardown: moto cannot stop a run blocked on a task token; fail every open one."""
+        table = self.resources.get("ApprovalsTable")
+        if not table:
+            return
+        ddb = self.client("dynamodb")
+        sfn = self.client("stepfunctions")
+        for item in ddb.scan(TableName=table).get("Items", []):
+            if item["status"]["S"] == "PENDING":
+                try:
+                    sfn.send_task_failure(
+                        taskToken=item["taskToken"]["S"], error="Teardown", cause="harness teardown"
+                    )
+                except Exception:  # noqa: S110 - already closed: nothing to do
+                    pass

@@ -1,0 +1,311 @@
+"""Run a migration plan offline: the real state machine, the real handlers, a simulated world.
+
+Used by `mq-cutover simulate`, the demo and the workflow tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from mq_cutover.errors import PlanInvalid
+from mq_cutover.plan import MigrationPlan, parse_plan
+from mq_cutover.parameters import own_label, pre_label
+from mq_cutover_cli.harness import Emulator, LambdaContext, SimClock
+from mq_cutover_cli.world import World, default_world
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def api_event(method: str, approval_id: str, form: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway (REST, proxy) event for the approval API, as a browser would send it."""
+    path = f"/approvals/{approval_id}"
+    return {
+        "resource": "/approvals/{approvalId}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {"content-type": "application/x-www-form-urlencoded"} if form else {},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"approvalId": approval_id},
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "dev",
+            "path": f"/dev{path}",
+            "httpMethod": method,
+            "resourcePath": "/approvals/{approvalId}",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": urlencode(form) if form else None,
+        "isBase64Encoded": False,
+    }
+
+
+@dataclass
+class Approver:
+    """A simulated approver: opens each gate's page (GET), then decides on it (POST).
+
+    policy: "auto" approves every gate; "reject:GATE" rejects that gate and approves the others;
+    "none" never decides (the gate times out).
+    """
+
+    emulator: Emulator
+    policy: str = "auto"
+    name: str = "offline-approver"
+    decided: list[dict[str, Any]] = field(default_factory=list)
+
+    def call_api(self, method: str, approval_id: str, form: dict[str, str] | None = None) -> dict[str, Any]:
+        handler = self.emulator.handlers["ApprovalApiFunction"]
+        context = LambdaContext(
+            function_name="ApprovalApiFunction",
+            invoked_function_arn=self.emulator.function_arns["ApprovalApiFunction"],
+        )
+        return dict(handler.lambda_handler(api_event(method, approval_id, form), context))
+
+    def pending(self) -> list[dict[str, Any]]:
+        table = self.emulator.resources["ApprovalsTable"]
+        items = self.emulator.client("dynamodb").scan(TableName=table).get("Items", [])
+        return [
+            {k: next(iter(v.values())) for k, v in item.items()}
+            for item in items
+            if item["status"]["S"] == "PENDING"
+        ]
+
+    def service(self) -> list[dict[str, Any]]:
+        if self.policy == "none":
+            return []
+        acted = []
+        for record in self.pending():
+            gate = record["gate"]
+            page = self.call_api("GET", record["approvalId"])
+            reject = self.policy == f"reject:{gate}"
+            form = {
+                "decision": "reject" if reject else "approve",
+                "name": self.name,
+                "comment": "rejected by the offline simulator" if reject else "looks good",
+            }
+            response = self.call_api("POST", record["approvalId"], form)
+            entry = {
+                "gate": gate,
+                "decision": form["decision"],
+                "pageStatus": page["statusCode"],
+                "postStatus": response["statusCode"],
+            }
+            self.decided.append(entry)
+            acted.append(entry)
+        return acted
+
+
+Printer = Callable[[str], None]
+
+
+def _drain_line(output: dict[str, Any]) -> str:
+    line = (
+        f"messages left on-prem: {output.get('messagesLeft')} "
+        f"(empty readings {output.get('consecutiveEmpty')}/{output.get('requiredEmpty')}, "
+        f"poll {output.get('polls')})"
+    )
+    if output.get("missingCount"):
+        line += f", no data for {output['missingCount']} queue(s): {output.get('missing')}"
+    if output.get("ignoredCount"):
+        ignored = ", ".join(f"{q['queue']}={q['messages']}" for q in output.get("ignored", []))
+        line += f", ignored: {ignored}"
+    return line
+
+
+@dataclass
+class Simulation:
+    """One offline run and everything a report needs."""
+
+    plan_document: Any
+    world: World | None = None
+    approve: str = "auto"
+    printer: Printer | None = None
+    pace_seconds: float = 0.0
+    timeout_seconds: float = 600.0
+    before_start: Callable[[Emulator], None] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def _say(self, emulator: Emulator, text: str) -> None:
+        if self.printer:
+            stamp = emulator.clock.now().strftime("%H:%M:%S")
+            self.printer(f"[{stamp} sim] {text}")
+
+    def run(self) -> dict[str, Any]:
+        try:
+            plan: MigrationPlan | None = parse_plan(self.plan_document)
+        except PlanInvalid:
+            plan = None
+        world = self.world or (default_world(plan) if plan else World({}, []))
+        if plan is not None:
+            world.fill_defaults(plan)
+        emulator = Emulator(SimClock(real_seconds_per_wait=self.pace_seconds))
+        with emulator.running():
+            world.install(emulator, plan)
+            if self.before_start:
+                self.before_start(emulator)
+            initial = self._parameters(emulator, world)
+            name = self._execution_name()
+            arn = emulator.start(self.plan_document if isinstance(self.plan_document, str)
+                                 else json.dumps(self.plan_document), name=name)
+            self._say(emulator, f"started execution {name}")
+            approver = Approver(emulator, self.approve)
+            try:
+                status = self._follow(emulator, arn, approver)
+            finally:
+                emulator.fail_open_tokens()
+            self.report = self._build_report(emulator, world, plan, arn, status, approver, initial)
+        return self.report
+
+    def _execution_name(self) -> str:
+        document = self.plan_document
+        if isinstance(document, str):
+            try:
+                document = json.loads(document)
+            except json.JSONDecodeError:
+                document = {}
+        candidate = document.get("migrationId") if isinstance(document, dict) else None
+        if isinstance(candidate, str) and 0 < len(candidate) <= 80 and all(
+            c.isalnum() or c in "-_" for c in candidate
+        ):
+            return candidate
+        return f"invalid-plan-{uuid.uuid4().hex[:8]}"
+
+    def _follow(self, emulator: Emulator, arn: str, approver: Approver) -> dict[str, Any]:
+        seen = 0
+        entered: dict[int, str] = {}
+        deadline = time.monotonic() + self.timeout_seconds
+        while True:
+            events = emulator.history(arn)
+            for event in events[seen:]:
+                self._narrate(emulator, event, entered)
+            seen = len(events)
+            for entry in approver.service():
+                self._say(emulator, f"approver opened the page and chose {entry['decision']} "
+                                    f"for gate {entry['gate']}")
+            status = emulator.status(arn)
+            if status["status"] in TERMINAL:
+                for event in emulator.history(arn)[seen:]:
+                    self._narrate(emulator, event, entered)
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution still {status['status']} after {self.timeout_seconds}s")
+            time.sleep(0.02)
+
+    def _narrate(self, emulator: Emulator, event: dict[str, Any], entered: dict[int, str]) -> None:
+        kind = event["type"]
+        if "stateEnteredEventDetails" in event:
+            name = event["stateEnteredEventDetails"]["name"]
+            entered[event["id"]] = name
+            if name.startswith(("Approve ", "Confirm ")):
+                self._say(emulator, f"-> {name}: waiting for approval (email sent)")
+            else:
+                self._say(emulator, f"-> {name}")
+        elif kind == "TaskSucceeded":
+            output = json.loads(event["taskSucceededEventDetails"].get("output") or "{}")
+            payload = output.get("Payload") if isinstance(output, dict) else None
+            if isinstance(payload, dict) and "messagesLeft" in payload:
+                self._say(emulator, "   " + _drain_line(payload))
+            elif isinstance(payload, dict) and "changed" in payload and "step" in payload:
+                self._say(emulator, f"   {payload['step']}: changed {payload['changed']}")
+            elif isinstance(payload, dict) and "state" in payload and "brokerId" in payload:
+                self._say(emulator, f"   broker {payload['brokerId']} is {payload['state']}")
+        elif kind == "TaskFailed":
+            details = event["taskFailedEventDetails"]
+            self._say(emulator, f"   task failed: {details.get('error')}")
+        elif kind == "ExecutionSucceeded":
+            self._say(emulator, "execution SUCCEEDED")
+        elif kind == "ExecutionFailed":
+            details = event.get("executionFailedEventDetails", {})
+            self._say(emulator, f"execution FAILED: {details.get('error')}")
+
+    @staticmethod
+    def _parameters(emulator: Emulator, world: World) -> dict[str, str]:
+        ssm = emulator.client("ssm")
+        return {name: ssm.get_parameter(Name=name)["Parameter"]["Value"] for name in world.parameters}
+
+    def _build_report(
+        self,
+        emulator: Emulator,
+        world: World,
+        plan: MigrationPlan | None,
+        arn: str,
+        status: dict[str, Any],
+        approver: Approver,
+        initial: dict[str, str],
+    ) -> dict[str, Any]:
+        ssm = emulator.client("ssm")
+        parameters = {}
+        for name in world.parameters:
+            history = ssm.get_parameter_history(Name=name)["Parameters"]
+            parameters[name] = {
+                "initial": initial[name],
+                "final": history[-1]["Value"],
+                "history": [
+                    {"version": h["Version"], "value": h["Value"], "labels": h.get("Labels", [])}
+                    for h in history
+                ],
+            }
+        brokers = emulator.client("mq").list_brokers().get("BrokerSummaries", [])
+        table = emulator.resources["ApprovalsTable"]
+        approvals = [
+            {k: next(iter(v.values())) for k, v in item.items() if k != "taskToken"}
+            for item in emulator.client("dynamodb").scan(TableName=table).get("Items", [])
+        ]
+        output = status.get("output")
+        return {
+            "execution": {
+                "arn": arn,
+                "name": status["name"],
+                "status": status["status"],
+                "error": status.get("error"),
+                "cause": status.get("cause"),
+                "output": json.loads(output) if output else None,
+            },
+            "statesEntered": emulator.states_entered(arn),
+            "parameters": parameters,
+            "brokersCreated": [
+                {"brokerId": b["BrokerId"], "brokerName": b.get("BrokerName"),
+                 "state": b.get("BrokerState")}
+                for b in brokers
+            ],
+            "approvals": sorted(approvals, key=lambda a: str(a.get("createdAt"))),
+            "approverActions": approver.decided,
+            "notifications": [m["subject"] for m in emulator.inbox("NotificationTopic")],
+            "approvalEmails": emulator.inbox("ApprovalTopic"),
+            "labels": {"pre": pre_label(plan.migration_id), "own": own_label(plan.migration_id)}
+            if plan
+            else None,
+            "simulatedSeconds": None,
+        }
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    execution = report["execution"]
+    lines = [
+        "",
+        f"Execution {execution['name']}: {execution['status']}",
+    ]
+    if execution.get("error"):
+        lines.append(f"  error: {execution['error']}")
+        lines.append(f"  cause: {execution['cause']}")
+    lines.append(f"  states entered: {len(report['statesEntered'])}")
+    brokers = report["brokersCreated"]
+    lines.append(
+        "  brokers: " + (", ".join(f"{b['brokerName']} ({b['brokerId']}, {b['state']})"
+                                   for b in brokers) or "none created")
+    )
+    lines.append("  parameters:")
+    for name, info in report["parameters"].items():
+        mark = "unchanged" if info["initial"] == info["final"] else "changed"
+        lines.append(f"    {name}: {info['final']}  [{mark}, {len(info['history'])} version(s)]")
+    if report["notifications"]:
+        lines.append("  notifications: " + "; ".join(report["notifications"]))
+    return lines

@@ -1,0 +1,183 @@
+"""The simulated world around the emulator: what moto fakes or cannot know, made explicit.
+
+- The clients' parameters exist with their initial values (the on-prem URL).
+- The broker users' password secrets exist in Secrets Manager.
+- Amazon MQ takes a few polls to create a broker (moto makes it RUNNING at once).
+- The on-prem broker's queues drain over simulated time, and a simulated metrics bridge
+  publishes their depth to CloudWatch (nothing publishes on-prem metrics in moto).
+- SSM Run Command and EC2 stops finish at once (moto runs nothing); a tagged EC2 instance
+  stands in for the on-prem hosts that Run Command targets by tag.
+
+A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. Fields:
+  parameters          {name: initial value}; default: every plan parameter = onPrem.url
+  queues              [{name, messages, inFlight, drainPerMinute}]; default: the plan's
+                      queues with 3,000 messages each, draining 1,000 a minute
+  brokerCreationPolls how many broker checks see CREATION_IN_PROGRESS first (default 2)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from moto.mq.models import mq_backends
+
+from mq_cutover.plan import MigrationPlan
+from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
+
+
+@dataclass
+class SimQueue:
+    name: str
+    messages: int
+    drain_per_minute: int = 1000
+    in_flight: int = 0
+
+    def at(self, elapsed_seconds: float) -> tuple[int, int]:
+        """(messages, in flight) after `elapsed_seconds` of draining."""
+        elapsed = max(0.0, elapsed_seconds)
+        left = max(0, self.messages - int(self.drain_per_minute * elapsed / 60))
+        in_flight = min(self.in_flight, left)
+        return left, in_flight
+
+
+@dataclass
+class World:
+    parameters: dict[str, str]
+    queues: list[SimQueue]
+    broker_creation_polls: int = 2
+    published_until: datetime | None = None
+    drain_started: datetime | None = None
+    broker_checks: int = 0
+    metrics_published: int = 0
+    plan: MigrationPlan | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> World:
+        return cls(
+            parameters=dict(document.get("parameters", {})),
+            queues=[
+                SimQueue(
+                    name=q["name"],
+                    messages=int(q.get("messages", 0)),
+                    drain_per_minute=int(q.get("drainPerMinute", 1000)),
+                    in_flight=int(q.get("inFlight", 0)),
+                )
+                for q in document.get("queues", [])
+            ],
+            broker_creation_polls=int(document.get("brokerCreationPolls", 2)),
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> World:
+        return cls.from_document(json.loads(path.read_text()))
+
+    def fill_defaults(self, plan: MigrationPlan) -> None:
+        for name in plan.all_parameters:
+            self.parameters.setdefault(name, plan.on_prem.url)
+        if not self.queues:
+            self.queues = [SimQueue(name=q, messages=3000) for q in plan.on_prem.queues]
+
+    # --- setup ---------------------------------------------------------------------------
+    def install(self, emulator: Emulator, plan: MigrationPlan | None) -> None:
+        """Create what the plan expects to find, and hook into the run."""
+        self.plan = plan
+        ssm = emulator.client("ssm")
+        for name, value in self.parameters.items():
+            ssm.put_parameter(Name=name, Value=value, Type="String")
+        if plan is not None and plan.target.create is not None:
+            secrets = emulator.client("secretsmanager")
+            for user in plan.target.create.users:
+                secret_name = user.password_secret_arn.split(":secret:", 1)[1]
+                secrets.create_secret(Name=secret_name, SecretString="offline-password-1234")
+        if plan is not None:
+            self._on_prem_hosts(emulator, plan)
+        emulator.hooks.append(self._on_invoke)
+
+    @staticmethod
+    def _on_prem_hosts(emulator: Emulator, plan: MigrationPlan) -> None:
+        """Hosts that SSM Run Command targets by tag. On AWS these are hybrid-activated
+        managed instances; moto resolves tag targets only to EC2 instances, so one tagged EC2
+        instance stands in for each tag target."""
+        tags = dict(plan.stop_on_prem.target_tags)
+        for group in (plan.producers, plan.consumers):
+            if group.restart_hook:
+                tags.update(group.restart_hook.target_tags)
+        if not tags:
+            return
+        emulator.client("ec2").run_instances(
+            ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.micro",
+            TagSpecifications=[{
+                "ResourceType": "instance",
+                "Tags": [{"Key": k, "Value": v[0]} for k, v in tags.items()],
+            }],
+        )
+
+    # --- what happens while the workflow runs -------------------------------------------
+    def _on_invoke(self, function: str, event: dict[str, Any]) -> None:
+        if function == "CheckBrokerFunction":
+            self._broker_creation(event["brokerId"])
+        elif function == "CheckDrainFunction":
+            self._bridge_publish(self._emulator_now())
+
+    def _emulator_now(self) -> datetime:
+        from mq_cutover import clock  # the harness has pointed it at the simulated clock
+
+        return clock.utcnow()
+
+    def _broker_creation(self, broker_id: str) -> None:
+        """Simulated creation time: moto's broker is RUNNING at once."""
+        broker = mq_backends[ACCOUNT][REGION].brokers.get(broker_id)
+        if broker is None:
+            return
+        self.broker_checks += 1
+        broker.state = (
+            "CREATION_IN_PROGRESS" if self.broker_checks <= self.broker_creation_polls else "RUNNING"
+        )
+
+    def depth(self, now: datetime) -> dict[str, tuple[int, int]]:
+        start = self.drain_started or now
+        elapsed = (now - start).total_seconds()
+        return {q.name: q.at(elapsed) for q in self.queues}
+
+    def _bridge_publish(self, now: datetime) -> None:
+        """Simulated on-prem metrics bridge: one datapoint per queue per metric period, from
+        the last publish up to now, on simulated time."""
+        if self.plan is None or not self.queues:
+            return
+        metrics = self.plan.on_prem.metrics
+        period = timedelta(seconds=metrics.period_seconds)
+        if self.drain_started is None:
+            self.drain_started = now
+        moment = (self.published_until + period) if self.published_until else now - period
+        cloudwatch = boto3_client("cloudwatch")
+        while moment <= now:
+            data = []
+            for queue, (messages, in_flight) in self.depth(moment).items():
+                dims = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
+                dims.append({"Name": metrics.queue_dimension, "Value": queue})
+                data.append(
+                    {"MetricName": metrics.messages_metric, "Dimensions": dims,
+                     "Timestamp": moment, "Value": messages, "Unit": "Count"}
+                )
+                if metrics.in_flight_metric:
+                    data.append(
+                        {"MetricName": metrics.in_flight_metric, "Dimensions": dims,
+                         "Timestamp": moment, "Value": in_flight, "Unit": "Count"}
+                    )
+            for offset in range(0, len(data), 1000):
+                cloudwatch.put_metric_data(
+                    Namespace=metrics.namespace, MetricData=data[offset : offset + 1000]
+                )
+            self.metrics_published += len(data)
+            self.published_until = moment
+            moment += period
+
+
+def default_world(plan: MigrationPlan) -> World:
+    world = World(parameters={}, queues=[])
+    world.fill_defaults(plan)
+    return world

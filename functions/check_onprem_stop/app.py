@@ -1,0 +1,20 @@
+"""Follow the on-prem stop (SSM command or EC2 stop) until it has finished."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mq_cutover import aws
+from mq_cutover.observability import logger, tracer
+from mq_cutover.onprem import check_on_prem_stop
+
+ssm = aws.client("ssm")
+ec2 = aws.client("ec2")
+
+
+@logger.inject_lambda_context(correlation_id_path="migrationId")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = check_on_prem_stop(ssm, ec2, event["stop"])
+    logger.info("on-prem stop status", extra=result)
+    return result

@@ -1,0 +1,29 @@
+"""Point producers or consumers (or one of them) at a new broker URL in Parameter Store."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mq_cutover import aws
+from mq_cutover.observability import logger, metrics, tracer
+from mq_cutover.parameters import ClientStep, repoint_clients
+from mq_cutover.plan import parse_plan
+
+ssm = aws.client("ssm")
+
+
+@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = repoint_clients(
+        parse_plan(event["plan"]),
+        ssm,
+        ClientStep(event["step"]),
+        event["broker"],
+        only=event.get("parameter"),
+    )
+    metrics.add_metric("ParametersChanged", MetricUnit.Count, len(result["changed"]))
+    logger.info("clients repointed", extra=result)
+    return result

@@ -1,0 +1,20 @@
+"""Resolve the URL clients get for the new broker (failover:(-1,-2) for active/standby)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mq_cutover import aws
+from mq_cutover.broker import resolve_endpoints
+from mq_cutover.observability import logger, tracer
+from mq_cutover.plan import parse_plan
+
+mq = aws.client("mq")
+
+
+@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = resolve_endpoints(parse_plan(event["plan"]), mq, event["brokerId"])
+    logger.info("endpoints resolved", extra={"clientUrl": result["clientUrl"]})
+    return result

@@ -1,0 +1,28 @@
+"""Validate the migration plan (the execution input) before anything is changed."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mq_cutover import aws
+from mq_cutover.observability import logger, tracer
+from mq_cutover.settings import Settings
+from mq_cutover.validation import validate_plan
+
+settings = Settings.from_environment()
+ssm = aws.client("ssm")
+mq = aws.client("mq")
+
+
+@logger.inject_lambda_context(correlation_id_path="executionName")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    plan = validate_plan(
+        event.get("plan"),
+        execution_name=event.get("executionName"),
+        parameter_prefix=settings.parameter_path_prefix,
+        ssm=ssm,
+        mq=mq,
+    )
+    logger.info("plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)})
+    return plan.dump()

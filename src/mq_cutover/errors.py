@@ -1,0 +1,44 @@
+"""Typed failures. A handler lets them escape so the state machine's Retry/Catch can route them
+by class name (the Lambda error type is the exception's class name)."""
+
+from __future__ import annotations
+
+
+class MigrationError(Exception):
+    """Base class of every failure the workflow routes by name."""
+
+
+class PlanInvalid(MigrationError):
+    """The migration plan failed validation. Raised before any side effect."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class BrokerCreationFailed(MigrationError):
+    """Amazon MQ reports the broker in a state it will not leave (CREATION_FAILED, deleting)."""
+
+
+class BrokerNotFound(MigrationError):
+    """The broker to adopt or watch does not exist."""
+
+
+class BrokerMismatch(MigrationError):
+    """A broker with this migration's CreatorRequestId exists but differs from the plan."""
+
+
+class ParameterConflict(MigrationError):
+    """A client parameter was changed by someone else while the migration owned it."""
+
+
+class DrainCheckFailed(MigrationError):
+    """The drain check could not read the on-prem queue metrics."""
+
+
+class OnPremStopFailed(MigrationError):
+    """Stopping the on-prem broker failed (command failed, instances did not stop)."""
+
+
+class AwsThrottled(MigrationError):
+    """An AWS API throttled us or failed transiently; the state machine retries with back-off."""

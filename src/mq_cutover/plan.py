@@ -1,0 +1,338 @@
+"""The migration plan: the execution input, validated field by field.
+
+Field names are camelCase in JSON (the execution input) and snake_case in Python. Every field is
+documented in the README and exported as `schema/migration-plan.schema.json`
+(`python -m mq_cutover.plan > schema/migration-plan.schema.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from mq_cutover.errors import PlanInvalid
+
+# Execution names and SSM labels both accept this shape; labels may not start with a digit,
+# "aws" or "ssm" (checked below), execution names are at most 80 characters.
+MIGRATION_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,59}$"
+PARAMETER_NAME_PATTERN = r"^/[A-Za-z0-9_.\-/]{1,1010}$"
+SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+
+ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Mode(str, Enum):
+    ORDERED = "ordered"
+    UNORDERED = "unordered"
+
+
+class Engine(str, Enum):
+    ACTIVEMQ = "ACTIVEMQ"
+    RABBITMQ = "RABBITMQ"
+
+
+class DeploymentMode(str, Enum):
+    SINGLE_INSTANCE = "SINGLE_INSTANCE"
+    ACTIVE_STANDBY_MULTI_AZ = "ACTIVE_STANDBY_MULTI_AZ"
+    CLUSTER_MULTI_AZ = "CLUSTER_MULTI_AZ"
+
+
+class Protocol(str, Enum):
+    """Which of the broker's endpoints the clients get."""
+
+    OPENWIRE = "openwire"
+    AMQP = "amqp"
+    STOMP = "stomp"
+    MQTT = "mqtt"
+    WSS = "wss"
+
+
+ENGINE_PROTOCOLS = {
+    Engine.ACTIVEMQ: {Protocol.OPENWIRE, Protocol.AMQP, Protocol.STOMP, Protocol.MQTT, Protocol.WSS},
+    Engine.RABBITMQ: {Protocol.AMQP},
+}
+
+
+class BrokerUser(_Model):
+    """A broker user. The password is never in the plan: it is read from Secrets Manager."""
+
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~-]{2,100}$")]
+    password_secret_arn: Annotated[str, StringConstraints(pattern=SECRET_ARN_PATTERN)]
+    console_access: bool = False
+    groups: list[str] = Field(default_factory=list)
+
+
+class BrokerSpec(_Model):
+    """A broker to create (CreateBroker)."""
+
+    broker_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$")]
+    engine: Engine
+    engine_version: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+){1,2}$")]
+    deployment_mode: DeploymentMode = DeploymentMode.SINGLE_INSTANCE
+    host_instance_type: Annotated[str, StringConstraints(pattern=r"^mq\.[a-z0-9]+\.[a-z0-9]+$")]
+    subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]]
+    security_groups: list[Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]]
+    publicly_accessible: bool = False
+    auto_minor_version_upgrade: bool = True
+    users: list[BrokerUser] = Field(min_length=1)
+    kms_key_id: str | None = None
+    general_logs: bool = True
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _engine_rules(self) -> BrokerSpec:
+        need = {
+            DeploymentMode.SINGLE_INSTANCE: 1,
+            DeploymentMode.ACTIVE_STANDBY_MULTI_AZ: 2,
+        }
+        if self.deployment_mode == DeploymentMode.ACTIVE_STANDBY_MULTI_AZ and (
+            self.engine != Engine.ACTIVEMQ
+        ):
+            raise ValueError("deploymentMode ACTIVE_STANDBY_MULTI_AZ is for ACTIVEMQ only")
+        if self.deployment_mode == DeploymentMode.CLUSTER_MULTI_AZ and (
+            self.engine != Engine.RABBITMQ
+        ):
+            raise ValueError("deploymentMode CLUSTER_MULTI_AZ is for RABBITMQ only")
+        wanted = need.get(self.deployment_mode)
+        if wanted is not None and len(self.subnet_ids) != wanted:
+            raise ValueError(
+                f"subnetIds: {self.deployment_mode.value} needs exactly {wanted} subnet(s), "
+                f"got {len(self.subnet_ids)}"
+            )
+        if self.deployment_mode == DeploymentMode.CLUSTER_MULTI_AZ and len(self.subnet_ids) < 2:
+            raise ValueError("subnetIds: CLUSTER_MULTI_AZ needs at least 2 subnets")
+        if self.engine == Engine.RABBITMQ and len(self.users) != 1:
+            raise ValueError("users: a RABBITMQ broker takes exactly one user")
+        return self
+
+
+class TargetBroker(_Model):
+    """The Amazon MQ broker to migrate to: create one, or adopt an existing one by id."""
+
+    create: BrokerSpec | None = None
+    adopt_broker_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
+    protocol: Protocol | None = None
+    poll_interval_seconds: int = Field(default=60, ge=10, le=600)
+    creation_timeout_minutes: int = Field(default=60, ge=5, le=240)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TargetBroker:
+        if (self.create is None) == (self.adopt_broker_id is None):
+            raise ValueError("give exactly one of create or adoptBrokerId")
+        if self.create is not None and self.protocol is not None:
+            if self.protocol not in ENGINE_PROTOCOLS[self.create.engine]:
+                raise ValueError(
+                    f"protocol: {self.protocol.value} is not offered by {self.create.engine.value}"
+                )
+        return self
+
+
+class QueueMetrics(_Model):
+    """Where the on-prem broker's queue depth lives in CloudWatch (published by a metrics bridge)."""
+
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "MqCutover/OnPrem"
+    queue_dimension: str = "Queue"
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    messages_metric: str = "QueueSize"
+    in_flight_metric: str | None = "InFlightCount"
+    period_seconds: Literal[1, 5, 10, 30, 60] = 60
+
+
+class OnPremBroker(_Model):
+    """The broker being migrated away from."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^(failover:\(.+\).*|[a-z+]+://\S+)$")]
+    metrics: QueueMetrics = Field(default_factory=QueueMetrics)
+    queues: list[str] = Field(default_factory=list)
+    ignore_queues: list[str] = Field(
+        default_factory=lambda: ["ActiveMQ.DLQ", "DLQ.*", "*.DLQ", "*.dlq"]
+    )
+
+
+class RestartHook(_Model):
+    """An SSM Run Command that makes clients reconnect after their URL changed."""
+
+    document_name: str = "AWS-RunShellScript"
+    commands: list[str] = Field(min_length=1)
+    instance_ids: list[Annotated[str, StringConstraints(pattern=r"^(i|mi)-[0-9a-f]{8,17}$")]] = (
+        Field(default_factory=list)
+    )
+    target_tags: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_target(self) -> RestartHook:
+        if not self.instance_ids and not self.target_tags:
+            raise ValueError("give instanceIds or targetTags")
+        return self
+
+
+class ClientGroup(_Model):
+    """Producers or consumers: the SSM parameters that hold their broker URL."""
+
+    parameters: list[ParameterName] = Field(min_length=1)
+    restart_hook: RestartHook | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"{name} is listed twice")
+            seen.add(name)
+        return names
+
+
+class DrainSettings(_Model):
+    """When the on-prem queues count as drained."""
+
+    poll_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    consecutive_empty_readings: int = Field(default=3, ge=1, le=100)
+    timeout_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+
+
+GateName = Literal["cutover", "stopOnPrem"]
+
+
+class ApprovalSettings(_Model):
+    """Manual approval gates (an SNS email with a link to a confirmation page)."""
+
+    gates: list[GateName] = Field(default_factory=lambda: ["cutover", "stopOnPrem"])
+    timeout_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
+
+
+class StopMethod(str, Enum):
+    SSM_COMMAND = "ssm-command"
+    EC2_STOP = "ec2-stop"
+    MANUAL = "manual"
+
+
+class StopOnPrem(_Model):
+    """How the on-prem broker is stopped once drained and approved."""
+
+    method: StopMethod = StopMethod.MANUAL
+    document_name: str = "AWS-RunShellScript"
+    commands: list[str] = Field(default_factory=list)
+    instance_ids: list[Annotated[str, StringConstraints(pattern=r"^(i|mi)-[0-9a-f]{8,17}$")]] = (
+        Field(default_factory=list)
+    )
+    target_tags: dict[str, list[str]] = Field(default_factory=dict)
+    poll_interval_seconds: int = Field(default=15, ge=1, le=600)
+    timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _method_rules(self) -> StopOnPrem:
+        if self.method == StopMethod.SSM_COMMAND:
+            if not self.commands:
+                raise ValueError("commands: ssm-command needs at least one command")
+            if not self.instance_ids and not self.target_tags:
+                raise ValueError("ssm-command needs instanceIds or targetTags")
+        if self.method == StopMethod.EC2_STOP:
+            if not self.instance_ids or any(i.startswith("mi-") for i in self.instance_ids):
+                raise ValueError("instanceIds: ec2-stop needs EC2 instance ids (i-...)")
+        return self
+
+
+class MigrationPlan(_Model):
+    """The whole execution input."""
+
+    migration_id: Annotated[str, StringConstraints(pattern=MIGRATION_ID_PATTERN)]
+    mode: Mode
+    target: TargetBroker
+    on_prem: OnPremBroker
+    producers: ClientGroup
+    consumers: ClientGroup
+    drain: DrainSettings = Field(default_factory=DrainSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    stop_on_prem: StopOnPrem = Field(default_factory=StopOnPrem)
+
+    @field_validator("migration_id")
+    @classmethod
+    def _label_safe(cls, value: str) -> str:
+        if value.lower().startswith(("aws", "ssm")):
+            raise ValueError("must not start with 'aws' or 'ssm' (it becomes an SSM label)")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> MigrationPlan:
+        shared = set(self.producers.parameters) & set(self.consumers.parameters)
+        if shared:
+            raise ValueError(
+                f"producers.parameters and consumers.parameters share {sorted(shared)}"
+            )
+        engine = self.target.create.engine if self.target.create else None
+        if self.mode == Mode.UNORDERED and engine == Engine.RABBITMQ:
+            raise ValueError(
+                "mode: unordered widens consumers to an ActiveMQ failover: URL; RabbitMQ clients "
+                "have none, use mode ordered"
+            )
+        return self
+
+    @property
+    def all_parameters(self) -> list[str]:
+        return [*self.producers.parameters, *self.consumers.parameters]
+
+    def dump(self) -> dict[str, Any]:
+        """The plan as JSON-ready camelCase, defaults filled in."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not re.match(r"^[A-Za-z_][\w-]*$", str(part)) or "[" in str(part):
+            continue  # pydantic's union/function markers, not a field
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(plan)"
+
+
+def parse_plan(document: Any) -> MigrationPlan:
+    """Validate an execution input; raise PlanInvalid naming every bad field and why."""
+    if isinstance(document, str | bytes):
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError as exc:
+            raise PlanInvalid([f"(plan): not JSON: {exc}"]) from exc
+    if not isinstance(document, dict):
+        raise PlanInvalid([f"(plan): expected a JSON object, got {type(document).__name__}"])
+    try:
+        return MigrationPlan.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{_field_path(tuple(err['loc']))}: {message}")
+        raise PlanInvalid(problems) from None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = MigrationPlan.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mq-cutover migration plan"
+    return schema
+
+
+if __name__ == "__main__":  # pragma: no cover - used to regenerate the schema file
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))

@@ -1,0 +1,23 @@
+"""Stack settings a handler reads from its environment once, validated, then passes to logic."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    parameter_path_prefix: str = Field(default="/mq-cutover/", pattern=r"^/([A-Za-z0-9_.\-/]*/)?$")
+    approvals_table: str = ""
+    approval_topic_arn: str = ""
+    approval_api_url: str = ""
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        return cls(
+            parameter_path_prefix=os.environ.get("PARAMETER_PATH_PREFIX", "/mq-cutover/"),
+            approvals_table=os.environ.get("APPROVALS_TABLE", ""),
+            approval_topic_arn=os.environ.get("APPROVAL_TOPIC_ARN", ""),
+            approval_api_url=os.environ.get("APPROVAL_API_URL", ""),
+        )
