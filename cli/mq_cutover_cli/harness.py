@@ -60,9 +60,15 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 APPROVAL_API_URL = "https://approvals.offline.invalid/dev/approvals"
 
 
+_CLIENTS: dict[str, Any] = {}
+
+
 def boto3_client(service: str) -> Any:
-    """A boto3 client on the emulator (inside `Emulator.running()`)."""
-    return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+    """A boto3 client on the emulator (inside `Emulator.running()`); cached, since building
+    one parses the service model again."""
+    if service not in _CLIENTS:
+        _CLIENTS[service] = boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+    return _CLIENTS[service]
 
 
 class SimClock:

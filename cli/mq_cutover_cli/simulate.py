@@ -131,7 +131,9 @@ class Simulation:
     pace_seconds: float = 0.0
     timeout_seconds: float = 600.0
     before_start: Callable[[Emulator], None] | None = None
+    after_run: Callable[[Emulator, str], None] | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def _say(self, emulator: Emulator, text: str) -> None:
         if self.printer:
@@ -152,6 +154,7 @@ class Simulation:
             if self.before_start:
                 self.before_start(emulator)
             initial = self._parameters(emulator, world)
+            started = emulator.clock.now()
             name = self._execution_name()
             arn = emulator.start(self.plan_document if isinstance(self.plan_document, str)
                                  else json.dumps(self.plan_document), name=name)
@@ -161,7 +164,11 @@ class Simulation:
                 status = self._follow(emulator, arn, approver)
             finally:
                 emulator.fail_open_tokens()
+            self.history = emulator.history(arn)
             self.report = self._build_report(emulator, world, plan, arn, status, approver, initial)
+            self.report["simulatedSeconds"] = int((emulator.clock.now() - started).total_seconds())
+            if self.after_run:
+                self.after_run(emulator, arn)
         return self.report
 
     def _execution_name(self) -> str:
@@ -197,7 +204,7 @@ class Simulation:
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution still {status['status']} after {self.timeout_seconds}s")
-            time.sleep(0.02)
+            time.sleep(0.1)
 
     def _narrate(self, emulator: Emulator, event: dict[str, Any], entered: dict[int, str]) -> None:
         kind = event["type"]

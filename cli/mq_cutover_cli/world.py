@@ -134,6 +134,13 @@ class World:
         if broker is None:
             return
         self.broker_checks += 1
+        # Real endpoints carry the broker id and an instance suffix (-1, -2); moto's are all
+        # "mockmq", which would hide the active/standby failover:(-1,-2) URL.
+        for index, instance in enumerate(broker.instances, start=1):
+            host = f"{broker.id}-{index}.mq.{REGION}.amazonaws.com"
+            instance["endpoints"] = [
+                endpoint.replace("mockmq", host) for endpoint in instance["endpoints"]
+            ]
         broker.state = (
             "CREATION_IN_PROGRESS" if self.broker_checks <= self.broker_creation_polls else "RUNNING"
         )

@@ -1,0 +1,113 @@
+"""Create or adopt the broker: idempotent, private by default, no password anywhere returned."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from moto.mq.models import mq_backends
+
+from mq_cutover.broker import broker_state, provision_broker, resolve_endpoints
+from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFound
+from mq_cutover.plan import parse_plan
+
+PASSWORD = "s3cret-offline-pw"  # noqa: S105 - a test secret
+
+
+@pytest.fixture
+def clients(aws: Any) -> tuple[Any, Any]:
+    secrets = aws("secretsmanager")
+    secrets.create_secret(Name="mq-cutover/orders-app", SecretString=json.dumps({"password": PASSWORD}))
+    return aws("mq"), secrets
+
+
+def test_create_uses_migration_id_and_stays_private(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+    mq, secrets = clients
+    plan = parse_plan(ordered_plan)
+    calls: list[dict[str, Any]] = []
+    original = mq.create_broker
+
+    def recording(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    mq.create_broker = recording
+    result = provision_broker(plan, mq, secrets)
+    (request,) = calls
+    assert request["CreatorRequestId"] == "orders-2026-12-01"
+    assert request["PubliclyAccessible"] is False
+    assert request["Users"][0]["Password"] == PASSWORD  # read from Secrets Manager
+    assert request["Tags"]["mq-cutover:migration-id"] == "orders-2026-12-01"
+    assert PASSWORD not in json.dumps(result)
+    described = mq.describe_broker(BrokerId=result["brokerId"])
+    assert described["DeploymentMode"] == "ACTIVE_STANDBY_MULTI_AZ"
+    assert described["PubliclyAccessible"] is False
+    assert result["created"] is True
+
+
+def test_rerun_adopts_the_broker_it_created(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+    mq, secrets = clients
+    plan = parse_plan(ordered_plan)
+    first = provision_broker(plan, mq, secrets)
+    second = provision_broker(plan, mq, secrets)
+    assert second["brokerId"] == first["brokerId"] and second["created"] is False
+    assert len(mq.list_brokers()["BrokerSummaries"]) == 1
+
+
+def test_same_name_from_someone_else_is_refused(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+    mq, secrets = clients
+    plan = parse_plan(ordered_plan)
+    provision_broker(plan, mq, secrets)
+    ordered_plan["migrationId"] = "another-migration"
+    with pytest.raises(BrokerMismatch, match="was not created by migration another-migration"):
+        provision_broker(parse_plan(ordered_plan), mq, secrets)
+
+
+def test_adopt_existing_broker(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+    mq, secrets = clients
+    existing = mq.create_broker(
+        BrokerName="existing", EngineType="ACTIVEMQ", EngineVersion="5.18",
+        DeploymentMode="SINGLE_INSTANCE", HostInstanceType="mq.m5.large",
+        PubliclyAccessible=False, AutoMinorVersionUpgrade=True,
+        Users=[{"Username": "admin", "Password": "x" * 12}],
+    )
+    del ordered_plan["target"]["create"]
+    ordered_plan["target"]["adoptBrokerId"] = existing["BrokerId"]
+    result = provision_broker(parse_plan(ordered_plan), mq, secrets)
+    assert result == {
+        "brokerId": existing["BrokerId"], "brokerArn": existing["BrokerArn"],
+        "engine": "ACTIVEMQ", "created": False,
+    }
+
+
+def test_broker_state_fails_for_good_on_creation_failed(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+    mq, secrets = clients
+    result = provision_broker(parse_plan(ordered_plan), mq, secrets)
+    assert broker_state(mq, result["brokerId"])["state"] == "RUNNING"
+    mq_backends["123456789012"]["us-east-1"].brokers[result["brokerId"]].state = "CREATION_FAILED"
+    with pytest.raises(BrokerCreationFailed, match="CREATION_FAILED"):
+        broker_state(mq, result["brokerId"])
+    with pytest.raises(BrokerNotFound):
+        broker_state(mq, "nope")
+
+
+def test_resolve_active_standby_and_rabbitmq(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+    mq, secrets = clients
+    plan = parse_plan(ordered_plan)
+    broker_id = provision_broker(plan, mq, secrets)["brokerId"]
+    # moto gives both instances the same "mockmq" endpoint; real ones are -1 and -2.
+    broker = mq_backends["123456789012"]["us-east-1"].brokers[broker_id]
+    for index, instance in enumerate(broker.instances, start=1):
+        instance["endpoints"] = [e.replace("mockmq", f"b-{index}") for e in instance["endpoints"]]
+    resolved = resolve_endpoints(plan, mq, broker_id)
+    assert resolved["clientUrl"] == "failover:(ssl://b-1:61617,ssl://b-2:61617)"
+    rabbit = mq.create_broker(
+        BrokerName="rabbit", EngineType="RABBITMQ", EngineVersion="3.13",
+        DeploymentMode="SINGLE_INSTANCE", HostInstanceType="mq.m5.large",
+        PubliclyAccessible=False, AutoMinorVersionUpgrade=True,
+        Users=[{"Username": "admin", "Password": "x" * 12}],
+    )
+    ordered_plan["target"]["protocol"] = None
+    plan = parse_plan(ordered_plan)
+    assert resolve_endpoints(plan, mq, rabbit["BrokerId"])["clientUrl"] == "amqps://mockmq:5671"

@@ -1,0 +1,129 @@
+"""Reversible, idempotent parameter changes and a rollback that respects other people's edits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mq_cutover.errors import ParameterConflict
+from mq_cutover.parameters import (
+    ClientStep,
+    repoint_clients,
+    rollback_parameters,
+    set_parameter,
+)
+from mq_cutover.plan import parse_plan
+
+ON_PREM = "ssl://onprem-mq.example.internal:61617"
+BROKER = {"clientUrl": "ssl://amq-1:61617", "endpoints": ["ssl://amq-1:61617"]}
+
+
+@pytest.fixture
+def ssm(aws: Any, ordered_plan: dict[str, Any]) -> Any:
+    client = aws("ssm")
+    plan = parse_plan(ordered_plan)
+    for name in plan.all_parameters:
+        client.put_parameter(Name=name, Value=ON_PREM, Type="String")
+    return client
+
+
+def _labels(ssm: Any, name: str) -> dict[int, list[str]]:
+    history = ssm.get_parameter_history(Name=name)["Parameters"]
+    return {h["Version"]: h.get("Labels", []) for h in history}
+
+
+def test_first_change_labels_original_and_new_version(ssm: Any) -> None:
+    name = "/mq-cutover/orders/checkout/broker-url"
+    result = set_parameter(ssm, name, "ssl://amq-1:61617", "m1")
+    assert result == {"name": name, "changed": True, "fromVersion": 1, "version": 2}
+    assert _labels(ssm, name) == {1: ["pre-m1"], 2: ["cutover-m1"]}
+    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == "ssl://amq-1:61617"
+
+
+def test_second_identical_call_changes_nothing(ssm: Any) -> None:
+    name = "/mq-cutover/orders/checkout/broker-url"
+    set_parameter(ssm, name, "ssl://amq-1:61617", "m1")
+    again = set_parameter(ssm, name, "ssl://amq-1:61617", "m1")
+    assert again == {"name": name, "changed": False, "version": 2}
+    assert len(ssm.get_parameter_history(Name=name)["Parameters"]) == 2
+
+
+def test_later_change_moves_own_label_and_keeps_pre(ssm: Any) -> None:
+    name = "/mq-cutover/orders/fulfilment/broker-url"
+    set_parameter(ssm, name, "failover:(x,y)?randomize=true", "m1")
+    set_parameter(ssm, name, "failover:(y)", "m1")
+    assert _labels(ssm, name) == {1: ["pre-m1"], 2: [], 3: ["cutover-m1"]}
+
+
+def test_someone_elses_change_mid_migration_is_a_conflict(ssm: Any) -> None:
+    name = "/mq-cutover/orders/fulfilment/broker-url"
+    set_parameter(ssm, name, "failover:(x,y)?randomize=true", "m1")
+    ssm.put_parameter(Name=name, Value="ssl://hand-edited:61617", Type="String", Overwrite=True)
+    with pytest.raises(ParameterConflict, match="changed by someone else"):
+        set_parameter(ssm, name, "failover:(y)", "m1")
+    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == "ssl://hand-edited:61617"
+
+
+def test_repoint_one_producer_only(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+    plan = parse_plan(ordered_plan)
+    only = plan.producers.parameters[1]
+    result = repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, only=only)
+    assert result["changed"] == [only]
+    first = plan.producers.parameters[0]
+    assert ssm.get_parameter(Name=first)["Parameter"]["Value"] == ON_PREM
+    with pytest.raises(ParameterConflict, match="not one of the plan's producers"):
+        repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, only=plan.consumers.parameters[0])
+
+
+def test_widen_writes_failover_of_both_brokers(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+    plan = parse_plan(ordered_plan)
+    repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    for name in plan.consumers.parameters:
+        assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == (
+            f"failover:({ON_PREM},ssl://amq-1:61617)?randomize=true"
+        )
+
+
+def test_rollback_restores_everything_and_is_idempotent(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+    plan = parse_plan(ordered_plan)
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    repoint_clients(plan, ssm, ClientStep.CONSUMERS, BROKER)
+    report = rollback_parameters(plan, ssm)
+    assert report["restored"] == [
+        *reversed(plan.producers.parameters),
+        *reversed(plan.consumers.parameters),
+    ]
+    assert report["conflicts"] == []
+    for name in plan.all_parameters:
+        assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == ON_PREM
+        assert _labels(ssm, name)[3] == ["rollback-orders-2026-12-01"]
+    again = rollback_parameters(plan, ssm)
+    assert again["restored"] == [] and sorted(again["untouched"]) == sorted(plan.all_parameters)
+
+
+def test_rollback_leaves_a_hand_edited_parameter_alone(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+    plan = parse_plan(ordered_plan)
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    edited = plan.producers.parameters[0]
+    ssm.put_parameter(Name=edited, Value="ssl://hotfix:61617", Type="String", Overwrite=True)
+    report = rollback_parameters(plan, ssm)
+    assert [c["name"] for c in report["conflicts"]] == [edited]
+    assert ssm.get_parameter(Name=edited)["Parameter"]["Value"] == "ssl://hotfix:61617"
+    other = plan.producers.parameters[1]
+    assert report["restored"] == [other]
+    assert ssm.get_parameter(Name=other)["Parameter"]["Value"] == ON_PREM
+
+
+def test_restart_hook_sends_a_command_only_when_something_changed(
+    ssm: Any, unordered_plan: dict[str, Any], aws: Any
+) -> None:
+    plan = parse_plan(unordered_plan)
+    for name in plan.all_parameters:
+        aws("ssm").put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    first = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    assert first["restartCommandId"]
+    command = ssm.list_commands(CommandId=first["restartCommandId"])["Commands"][0]
+    assert command["Parameters"]["commands"] == ["systemctl restart telemetry-consumers"]
+    second = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    assert second["changed"] == [] and second["restartCommandId"] is None

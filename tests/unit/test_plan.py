@@ -1,0 +1,93 @@
+"""The plan model: sample plans are valid, every error names its field, the schema file is current."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mq_cutover.errors import PlanInvalid
+from mq_cutover.plan import Mode, json_schema, parse_plan
+from tests.conftest import ROOT
+
+
+def test_sample_plans_are_valid(ordered_plan: dict[str, Any], unordered_plan: dict[str, Any]) -> None:
+    ordered = parse_plan(ordered_plan)
+    unordered = parse_plan(unordered_plan)
+    assert ordered.mode is Mode.ORDERED and unordered.mode is Mode.UNORDERED
+    # Defaults are filled in and dumped back as camelCase.
+    dumped = unordered.dump()
+    assert dumped["approvals"]["gates"] == ["cutover", "stopOnPrem"]
+    assert dumped["onPrem"]["metrics"]["queueDimension"] == "Queue"
+
+
+def _problems(document: Any) -> list[str]:
+    with pytest.raises(PlanInvalid) as caught:
+        parse_plan(document)
+    return caught.value.problems
+
+
+def test_missing_field_is_named(ordered_plan: dict[str, Any]) -> None:
+    del ordered_plan["producers"]
+    assert _problems(ordered_plan) == ["producers: Field required"]
+
+
+def test_invalid_values_are_named_with_their_path(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["mode"] = "fast"
+    ordered_plan["consumers"]["parameters"][1] = "no-leading-slash"
+    problems = _problems(ordered_plan)
+    assert any(p.startswith("mode: Input should be 'ordered' or 'unordered'") for p in problems)
+    assert any(p.startswith("consumers.parameters[1]: String should match pattern") for p in problems)
+
+
+def test_unknown_field_is_refused(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["drain"]["pollEvery"] = 5
+    assert _problems(ordered_plan) == ["drain.pollEvery: Extra inputs are not permitted"]
+
+
+def test_password_in_plan_is_refused(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["target"]["create"]["users"][0]["password"] = "hunter2hunter2"
+    assert _problems(ordered_plan) == [
+        "target.create.users[0].password: Extra inputs are not permitted"
+    ]
+
+
+def test_active_standby_needs_two_subnets(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["target"]["create"]["subnetIds"] = ["subnet-0a1b2c3d4e5f60718"]
+    (problem,) = _problems(ordered_plan)
+    assert problem.startswith("target.create: subnetIds: ACTIVE_STANDBY_MULTI_AZ needs exactly 2")
+
+
+def test_create_or_adopt_exactly_one(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["target"]["adoptBrokerId"] = "b-1234"
+    assert _problems(ordered_plan) == ["target: give exactly one of create or adoptBrokerId"]
+
+
+def test_unordered_rabbitmq_is_refused_with_reason(unordered_plan: dict[str, Any]) -> None:
+    create = unordered_plan["target"]["create"]
+    create.update(engine="RABBITMQ", engineVersion="3.13")
+    (problem,) = _problems(unordered_plan)
+    assert "RabbitMQ clients have none, use mode ordered" in problem
+
+
+def test_parameter_in_both_groups_is_refused(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["consumers"]["parameters"].append(ordered_plan["producers"]["parameters"][0])
+    (problem,) = _problems(ordered_plan)
+    assert "share ['/mq-cutover/orders/checkout/broker-url']" in problem
+
+
+def test_migration_id_must_be_label_safe(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["migrationId"] = "ssm-cutover"
+    (problem,) = _problems(ordered_plan)
+    assert problem.startswith("migrationId: must not start with 'aws' or 'ssm'")
+
+
+def test_not_json_and_not_object() -> None:
+    assert _problems("{nope")[0].startswith("(plan): not JSON")
+    assert _problems([1, 2]) == ["(plan): expected a JSON object, got list"]
+
+
+def test_schema_file_matches_the_model() -> None:
+    on_disk = json.loads((ROOT / "schema" / "migration-plan.schema.json").read_text())
+    assert on_disk == json_schema(), "regenerate: mq-cutover schema > schema/migration-plan.schema.json"
