@@ -9,7 +9,9 @@ Patched, and why:
 2. `jsonata._eval_jsonata`: moto's JSONata evaluator is a stub; jsonata-python evaluates.
 3. `jsonata.encode_jsonata_variable_declarations`: moto quotes string variables without
    escaping them; strings are JSON-encoded instead (what AWS does).
-4. `WaitFunction._wait_interval` and the retrier's `time`: Wait states and Retry back-off advance
+4. `StepFunctionResponse.send_task_failure`: moto drops the `cause`; it is passed on, so a
+   rejection's "rejected by X: why" reaches the Catch as on AWS.
+5. `WaitFunction._wait_interval` and the retrier's `time`: Wait states and Retry back-off advance
    a simulated clock instead of sleeping. `mq_cutover.clock.utcnow` reads that clock, so
    handlers, metric timestamps and approval deadlines all live on simulated time.
 
@@ -51,6 +53,7 @@ from moto.stepfunctions.parser.asl.eval import states as moto_states
 from moto.stepfunctions.parser.asl.eval import variable_store as moto_variable_store
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.responses import StepFunctionResponse
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -112,6 +115,17 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     from cfnlint.decode.cfn_yaml import loads
 
     return dict(loads(path.read_text(), str(path)))
+
+
+def _send_task_failure(response: StepFunctionResponse) -> Any:
+    from moto.core.responses import EmptyResult
+
+    response.stepfunction_backend.send_task_failure(
+        response._get_param("taskToken"),
+        error=response._get_param("error"),
+        cause=response._get_param("cause"),
+    )
+    return EmptyResult()
 
 
 def _jsonata_eval(expression: str) -> Any:
@@ -200,6 +214,7 @@ class Emulator:
                               _encode_declarations),
             mock.patch.object(moto_variable_store, "encode_jsonata_variable_declarations",
                               _encode_declarations),
+            mock.patch.object(StepFunctionResponse, "send_task_failure", _send_task_failure),
             mock.patch.object(WaitFunction, "_wait_interval", wait),
             mock.patch.object(retrier_decl, "time", _RetryTime),
             mock.patch("mq_cutover.clock.utcnow", self.clock.now),

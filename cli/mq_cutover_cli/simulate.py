@@ -145,7 +145,7 @@ class Simulation:
             plan: MigrationPlan | None = parse_plan(self.plan_document)
         except PlanInvalid:
             plan = None
-        world = self.world or (default_world(plan) if plan else World({}, []))
+        world = self.world or (default_world(plan) if plan else World.from_raw_plan(self._document()))
         if plan is not None:
             world.fill_defaults(plan)
         emulator = Emulator(SimClock(real_seconds_per_wait=self.pace_seconds))
@@ -171,13 +171,16 @@ class Simulation:
                 self.after_run(emulator, arn)
         return self.report
 
+    def _document(self) -> Any:
+        if not isinstance(self.plan_document, str):
+            return self.plan_document
+        try:
+            return json.loads(self.plan_document)
+        except json.JSONDecodeError:
+            return None
+
     def _execution_name(self) -> str:
-        document = self.plan_document
-        if isinstance(document, str):
-            try:
-                document = json.loads(document)
-            except json.JSONDecodeError:
-                document = {}
+        document = self._document()
         candidate = document.get("migrationId") if isinstance(document, dict) else None
         if isinstance(candidate, str) and 0 < len(candidate) <= 80 and all(
             c.isalnum() or c in "-_" for c in candidate
@@ -311,7 +314,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     )
     lines.append("  parameters:")
     for name, info in report["parameters"].items():
-        mark = "unchanged" if info["initial"] == info["final"] else "changed"
+        if info["initial"] != info["final"]:
+            mark = "changed"
+        elif len(info["history"]) > 1:
+            mark = "back at its original value"
+        else:
+            mark = "never changed"
         lines.append(f"    {name}: {info['final']}  [{mark}, {len(info['history'])} version(s)]")
     if report["notifications"]:
         lines.append("  notifications: " + "; ".join(report["notifications"]))

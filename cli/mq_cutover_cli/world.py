@@ -72,6 +72,22 @@ class World:
         )
 
     @classmethod
+    def from_raw_plan(cls, document: Any) -> World:
+        """Best effort for a plan that fails validation: its parameters still exist, so a run
+        can show that none of them changed."""
+        parameters: dict[str, str] = {}
+        if isinstance(document, dict):
+            on_prem = document.get("onPrem")
+            url = on_prem.get("url") if isinstance(on_prem, dict) else None
+            for group in ("producers", "consumers"):
+                names = (document.get(group) or {}).get("parameters") if isinstance(
+                    document.get(group), dict) else None
+                for name in names if isinstance(names, list) else []:
+                    if isinstance(name, str) and name.startswith("/"):
+                        parameters[name] = url if isinstance(url, str) else "ssl://on-prem:61617"
+        return cls(parameters=parameters, queues=[])
+
+    @classmethod
     def from_file(cls, path: Path) -> World:
         return cls.from_document(json.loads(path.read_text()))
 
