@@ -20,7 +20,6 @@ cloudwatch = aws.client("cloudwatch")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])
     result = check_drain(plan, cloudwatch, event.get("previous"), clock.utcnow())
-    metrics.add_dimension("MigrationId", plan.migration_id)
     metrics.add_metric("MessagesLeftOnPrem", MetricUnit.Count, result["messagesLeft"])
     logger.info("drain reading", extra=result)
     return result

@@ -1,0 +1,142 @@
+"""Both procedures end to end on the real state machine, offline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
+
+pytestmark = pytest.mark.workflow
+
+
+def test_ordered_moves_every_producer_before_any_consumer(ordered_plan: dict[str, Any]) -> None:
+    sim = run(ordered_plan)
+    report = sim.report
+    assert report["execution"]["status"] == "SUCCEEDED"
+    states = entered(sim)
+    # Broker creation was polled until RUNNING (the world keeps it creating for 2 polls).
+    assert states.count("Check Broker") == 3 and states.count("Wait For Broker") == 2
+    order = [s for s in states if s in {
+        "Approve Cutover", "Repoint Producers", "Check Drain", "Repoint Consumers",
+        "Approve Stop On-Prem", "Stop On-Prem"}]
+    first_drain = order.index("Check Drain")
+    assert order[:2] == ["Approve Cutover", "Repoint Producers"]
+    assert order[first_drain - 1] == "Repoint Producers"
+    assert order[-3:] == ["Repoint Consumers", "Approve Stop On-Prem", "Stop On-Prem"]
+    assert "Widen Consumers" not in states and "Narrow Consumers" not in states
+    (producers,) = task_results(sim, "Repoint Producers")
+    (consumers,) = task_results(sim, "Repoint Consumers")
+    assert producers["changed"] == ordered_plan["producers"]["parameters"]
+    assert consumers["changed"] == ordered_plan["consumers"]["parameters"]
+    # Drain: the loop ran until K consecutive empty readings, and said so before consumers moved.
+    drains = task_results(sim, "Check Drain")
+    assert drains[-1]["drained"] and drains[-1]["consecutiveEmpty"] == 3
+    assert drains[0]["messagesLeft"] > 0 and not drains[0]["drained"]
+    assert drains[-1]["ignored"][0]["queue"] == "ActiveMQ.DLQ"
+    # Every client ends on the active/standby failover URL of the new broker.
+    output = report["execution"]["output"]
+    client_url = output["broker"]["clientUrl"]
+    assert client_url.startswith("failover:(ssl://") and "-1.mq." in client_url and "-2.mq." in client_url
+    assert set(final_values(sim).values()) == {client_url}
+    # Each parameter has its original version labelled for rollback.
+    for name, info in report["parameters"].items():
+        assert info["history"][0]["labels"] == ["pre-orders-2026-12-01"], name
+        assert info["history"][-1]["labels"] == ["cutover-orders-2026-12-01"], name
+    assert [a["gate"] for a in report["approverActions"]] == ["cutover", "stopOnPrem"]
+    assert report["notifications"] == ["[mq-cutover] orders-2026-12-01: migration complete"]
+    assert len(report["brokersCreated"]) == 1
+
+
+def test_unordered_widens_first_moves_producers_one_by_one_narrows_after_drain(
+    unordered_plan: dict[str, Any],
+) -> None:
+    sim = run(unordered_plan)
+    report = sim.report
+    assert report["execution"]["status"] == "SUCCEEDED"
+    states = entered(sim)
+    widen = states.index("Widen Consumers")
+    first_producer = states.index("Repoint Producer")
+    last_drain = len(states) - 1 - states[::-1].index("Check Drain")
+    narrow = states.index("Narrow Consumers")
+    stop = states.index("Stop On-Prem")
+    assert widen < first_producer < last_drain < narrow < stop
+    # One Map iteration per producer, each changing exactly that producer.
+    producers = task_results(sim, "Repoint Producer")
+    assert [p["changed"] for p in producers] == [[n] for n in unordered_plan["producers"]["parameters"]]
+    # Drained before narrowing: the last reading before Narrow Consumers says so.
+    drains = task_results(sim, "Check Drain")
+    assert drains[-1]["drained"]
+    endpoint = report["execution"]["output"]["broker"]["clientUrl"]
+    on_prem = unordered_plan["onPrem"]["url"]
+    for name in unordered_plan["consumers"]["parameters"]:
+        values = [h["value"] for h in report["parameters"][name]["history"]]
+        assert values == [
+            on_prem,
+            "failover:(ssl://onprem-mq-a.example.internal:61617,"
+            f"ssl://onprem-mq-b.example.internal:61617,{endpoint})?randomize=true",
+            f"failover:({endpoint})",
+        ]
+    for name in unordered_plan["producers"]["parameters"]:
+        assert report["parameters"][name]["final"] == endpoint
+    # The consumers' restart hook ran (an SSM command), once per change of their URL.
+    consumer_changes = task_results(sim, "Widen Consumers") + task_results(sim, "Narrow Consumers")
+    assert all(c["restartCommandId"] for c in consumer_changes)
+
+
+@pytest.mark.parametrize(
+    ("plan_name", "gate", "last_client_state"),
+    [
+        ("ordered_plan", "cutover", None),
+        ("ordered_plan", "stopOnPrem", "Repoint Consumers"),
+        ("unordered_plan", "cutover", None),
+        ("unordered_plan", "stopOnPrem", "Narrow Consumers"),
+    ],
+)
+def test_rejection_at_a_gate_rolls_every_parameter_back(
+    plan_name: str, gate: str, last_client_state: str | None, request: pytest.FixtureRequest
+) -> None:
+    plan = request.getfixturevalue(plan_name)
+    sim = run(plan, approve=f"reject:{gate}")
+    report = sim.report
+    execution = report["execution"]
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "Rejected"
+    assert f"{gate} rejected by offline-approver" in execution["cause"]
+    assert final_values(sim) == initial_values(sim)
+    states = entered(sim)
+    assert states[-3:] == ["Roll Back", "Notify Rolled Back", "Rolled Back"]
+    assert "Stop On-Prem" not in states
+    if last_client_state:
+        assert last_client_state in states  # clients had moved: the rollback undid it
+        (rollback,) = task_results(sim, "Roll Back")
+        assert sorted(rollback["restored"]) == sorted(report["parameters"])
+    else:
+        assert "Repoint Producers" not in states and "Widen Consumers" not in states
+    # The broker is kept, and the notification says so.
+    assert len(report["brokersCreated"]) == 1
+    assert report["notifications"] == [f"[mq-cutover] {plan['migrationId']}: rolled back"]
+
+
+def test_bad_plan_fails_at_validation_and_changes_nothing(ordered_plan: dict[str, Any]) -> None:
+    del ordered_plan["target"]["create"]["engine"]
+    ordered_plan["consumers"]["parameters"][0] = "/elsewhere/url"
+    sim = run(ordered_plan)
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "PlanInvalid"
+    assert "target.create.engine: Field required" in execution["cause"]
+    assert entered(sim) == ["Validate Plan", "Notify Plan Invalid", "Plan Invalid"]
+    assert sim.report["brokersCreated"] == []
+    assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
+    assert sim.report["approvals"] == []
+
+
+def test_plan_outside_the_stack_prefix_is_refused_before_any_change(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["consumers"]["parameters"][0] = "/elsewhere/url"
+    sim = run(ordered_plan)
+    execution = sim.report["execution"]
+    assert execution["error"] == "PlanInvalid"
+    assert execution["cause"].startswith("consumers.parameters[0]: /elsewhere/url is outside /mq-cutover/")
+    assert sim.report["brokersCreated"] == []
+    assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
