@@ -1,0 +1,112 @@
+"""Failure paths on the real state machine: each ends in a known state an operator can read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from moto.mq.models import mq_backends
+
+from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator
+from mq_cutover_cli.world import World, default_world
+from mq_cutover.plan import parse_plan
+from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
+
+pytestmark = pytest.mark.workflow
+
+
+def stuck_world(plan: dict[str, Any]) -> World:
+    """One queue never drains (its consumers are gone)."""
+    world = default_world(parse_plan(plan))
+    world.queues[0].drain_per_minute = 0
+    return world
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str) -> None:
+    ordered_plan["drain"] = {"pollIntervalSeconds": 60, "consecutiveEmptyReadings": 2, "timeoutMinutes": 5}
+    approve = "auto" if decision == "approve" else "reject:drainTimeout"
+    sim = run(ordered_plan, world=stuck_world(ordered_plan), approve=approve)
+    states = entered(sim)
+    assert states.count("Check Drain") == 5  # 5 polls x 60 s = the 5-minute timeout
+    assert "Approve Drain Timeout" in states
+    drains = task_results(sim, "Check Drain")
+    assert drains[-1]["timedOut"] and not drains[-1]["drained"]
+    assert drains[-1]["queuesWithMessages"][0]["queue"] == "orders.created"
+    emails = [m["message"] for m in sim.report["approvalEmails"]]
+    timeout_email = next(m for m in emails if "drainTimeout" in m)
+    assert "queue: orders.created" in timeout_email and "messagesLeft: 3000" in timeout_email
+    if decision == "approve":
+        assert sim.report["execution"]["status"] == "SUCCEEDED"
+        assert "Repoint Consumers" in states
+    else:
+        assert sim.report["execution"]["status"] == "FAILED"
+        assert "Repoint Consumers" not in states
+        assert final_values(sim) == initial_values(sim)
+
+
+def test_broker_creation_failure_rolls_back_and_keeps_the_broker(ordered_plan: dict[str, Any]) -> None:
+    def fail_creation(emulator: Emulator) -> None:
+        def hook(function: str, event: dict[str, Any]) -> None:
+            if function == "CheckBrokerFunction":  # simulated: Amazon MQ gives up on the broker
+                mq_backends[ACCOUNT][REGION].brokers[event["brokerId"]].state = "CREATION_FAILED"
+
+        emulator.hooks.append(hook)
+
+    sim = run(ordered_plan, before_start=fail_creation)
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "BrokerCreationFailed"
+    assert "is CREATION_FAILED" in execution["cause"] and "kept" in execution["cause"]
+    states = entered(sim)
+    assert "Resolve Endpoints" not in states and "Approve Cutover" not in states
+    assert states[-3:] == ["Roll Back", "Notify Rolled Back", "Rolled Back"]
+    assert sim.report["brokersCreated"][0]["state"] == "CREATION_FAILED"
+    assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
+
+
+def test_broker_creation_timeout_is_bounded(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["target"]["creationTimeoutMinutes"] = 5
+    world = default_world(parse_plan(ordered_plan))
+    world.broker_creation_polls = 100
+    sim = run(ordered_plan, world=world)
+    execution = sim.report["execution"]
+    assert execution["error"] == "BrokerCreationTimedOut"
+    assert entered(sim).count("Check Broker") == 5
+
+
+def test_stop_failure_past_the_point_of_no_return_is_not_rolled_back(ordered_plan: dict[str, Any]) -> None:
+    def untag_hosts(emulator: Emulator) -> None:
+        """Simulated: someone removed the on-prem host's tag, so the stop reaches nobody."""
+        ec2 = emulator.client("ec2")
+        for reservation in ec2.describe_instances()["Reservations"]:
+            for instance in reservation["Instances"]:
+                ec2.delete_tags(Resources=[instance["InstanceId"]], Tags=instance.get("Tags", []))
+
+    sim = run(ordered_plan, before_start=untag_hosts)
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "OnPremStopFailed"
+    assert execution["cause"].startswith("Past the point of no return, nothing rolled back")
+    states = entered(sim)
+    assert "Roll Back" not in states and states[-2:] == ["Notify Manual Action", "Manual Action Needed"]
+    client_url = task_results(sim, "Resolve Endpoints")[0]["clientUrl"]
+    assert set(final_values(sim).values()) == {client_url}
+    assert sim.report["notifications"] == [
+        "[mq-cutover] orders-2026-12-01: on-prem stop failed, act by hand"
+    ]
+
+
+def test_manual_stop_is_confirmed_by_a_person(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["stopOnPrem"] = {"method": "manual"}
+    sim = run(ordered_plan)
+    states = entered(sim)
+    assert sim.report["execution"]["status"] == "SUCCEEDED"
+    assert "Confirm On-Prem Stopped" in states
+    assert "Stop On-Prem" not in states and "Approve Stop On-Prem" not in states
+    assert [a["gate"] for a in sim.report["approverActions"]] == ["cutover", "confirmOnPremStopped"]
+
+
+def test_gates_can_be_turned_off(unordered_plan: dict[str, Any]) -> None:
+    unordered_plan["approvals"] = {"gates": []}
+    sim = run(unordered_plan, approve="none")
+    assert sim.report["execution"]["status"] == "SUCCEEDED"
+    assert sim.report["approvals"] == []
