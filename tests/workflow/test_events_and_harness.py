@@ -1,0 +1,96 @@
+"""Sample events match what the state machine really sends; the harness's moto patches hold."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import moto
+import pytest
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+    WaitFunction,
+)
+from moto.stepfunctions.parser.asl.eval import states as moto_states
+from moto.stepfunctions.parser.asl.eval import variable_store as moto_variable_store
+from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+from moto.stepfunctions.responses import StepFunctionResponse
+
+from mq_cutover_cli.harness import load_template
+from mq_cutover_cli.simulate import Simulation
+from tests.conftest import EVENTS, ROOT
+
+pytestmark = pytest.mark.workflow
+
+
+def test_canary_moto_internals_the_harness_patches() -> None:
+    """If this fails after a moto upgrade, re-check every patch in harness.py before anything."""
+    assert moto.__version__ == "5.2.5"
+    assert list(inspect.signature(LambdaFunction._invoke_lambda).parameters) == ["self", "event"]
+    assert hasattr(moto_jsonata, "_eval_jsonata")
+    assert "_eval_jsonata(jsonata_expression)" in inspect.getsource(
+        moto_jsonata.eval_jsonata_expression
+    )
+    for module in (moto_states, moto_variable_store):
+        assert module.encode_jsonata_variable_declarations is not None
+    assert list(inspect.signature(WaitFunction._wait_interval).parameters) == [
+        "self", "env", "wait_seconds"]
+    assert retrier_decl.time.__name__ == "time"
+    assert "time.sleep(" in inspect.getsource(retrier_decl)
+    # moto still drops the cause (else the patch can go) and the backend still takes one.
+    assert "cause" not in inspect.getsource(StepFunctionResponse.send_task_failure)
+    assert "cause" in inspect.signature(StepFunctionsParserBackend.send_task_failure).parameters
+
+
+def _function_dirs() -> dict[str, str]:
+    template = load_template()
+    return {
+        name: str(res["Properties"]["CodeUri"]).strip("/").split("/")[-1]
+        for name, res in template["Resources"].items()
+        if res["Type"] == "AWS::Serverless::Function"
+    }
+
+
+@pytest.fixture(scope="module")
+def sent_payloads() -> dict[str, list[dict[str, Any]]]:
+    """Every payload the real state machine sent each function, over a success and a rollback."""
+    sent: dict[str, list[dict[str, Any]]] = {}
+
+    def grab(emulator: Any, _arn: str) -> None:
+        for name, payload in emulator.invocations:
+            sent.setdefault(name, []).append(payload)
+
+    for approve in ("auto", "reject:stopOnPrem"):
+        plan = (EVENTS / "plan-ordered.json").read_text()
+        Simulation(plan_document=plan, approve=approve, after_run=grab).run()
+    return sent
+
+
+def test_every_function_has_a_sample_event_shaped_like_the_real_input(
+    sent_payloads: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name, directory in _function_dirs().items():
+        if directory == "approval_api":
+            for method in ("get", "post"):
+                event = json.loads((EVENTS / "functions" / f"approval_api_{method}.json").read_text())
+                assert event["httpMethod"] == method.upper()
+                assert event["resource"] == "/approvals/{approvalId}"
+            continue
+        event = json.loads((EVENTS / "functions" / f"{directory}.json").read_text())
+        real = sent_payloads[name]
+        assert any(set(event) == set(payload) for payload in real), (directory, sorted(event))
+
+
+def test_every_function_directory_is_deployed() -> None:
+    on_disk = {p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
+    assert on_disk == set(_function_dirs().values())
+
+
+def test_sample_events_are_free_of_secrets() -> None:
+    for path in Path(EVENTS).rglob("*.json"):
+        text = path.read_text().lower()
+        assert '"password"' not in text, path
