@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from mq_cutover.errors import PlanInvalid
-from mq_cutover.plan import MigrationPlan, parse_plan
 from mq_cutover.parameters import own_label, pre_label
+from mq_cutover.plan import MigrationPlan, parse_plan
 from mq_cutover_cli.harness import Emulator, LambdaContext, SimClock
 from mq_cutover_cli.world import World, default_world
 
@@ -61,7 +61,9 @@ class Approver:
     name: str = "offline-approver"
     decided: list[dict[str, Any]] = field(default_factory=list)
 
-    def call_api(self, method: str, approval_id: str, form: dict[str, str] | None = None) -> dict[str, Any]:
+    def call_api(
+        self, method: str, approval_id: str, form: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         handler = self.emulator.handlers["ApprovalApiFunction"]
         context = LambdaContext(
             function_name="ApprovalApiFunction",
@@ -145,7 +147,9 @@ class Simulation:
             plan: MigrationPlan | None = parse_plan(self.plan_document)
         except PlanInvalid:
             plan = None
-        world = self.world or (default_world(plan) if plan else World.from_raw_plan(self._document()))
+        world = self.world or (
+            default_world(plan) if plan else World.from_raw_plan(self._document())
+        )
         if plan is not None:
             world.fill_defaults(plan)
         emulator = Emulator(SimClock(real_seconds_per_wait=self.pace_seconds))
@@ -156,8 +160,12 @@ class Simulation:
             initial = self._parameters(emulator, world)
             started = emulator.clock.now()
             name = self._execution_name()
-            arn = emulator.start(self.plan_document if isinstance(self.plan_document, str)
-                                 else json.dumps(self.plan_document), name=name)
+            arn = emulator.start(
+                self.plan_document
+                if isinstance(self.plan_document, str)
+                else json.dumps(self.plan_document),
+                name=name,
+            )
             self._say(emulator, f"started execution {name}")
             approver = Approver(emulator, self.approve)
             try:
@@ -182,8 +190,10 @@ class Simulation:
     def _execution_name(self) -> str:
         document = self._document()
         candidate = document.get("migrationId") if isinstance(document, dict) else None
-        if isinstance(candidate, str) and 0 < len(candidate) <= 80 and all(
-            c.isalnum() or c in "-_" for c in candidate
+        if (
+            isinstance(candidate, str)
+            and 0 < len(candidate) <= 80
+            and all(c.isalnum() or c in "-_" for c in candidate)
         ):
             return candidate
         return f"invalid-plan-{uuid.uuid4().hex[:8]}"
@@ -198,15 +208,20 @@ class Simulation:
                 self._narrate(emulator, event, entered)
             seen = len(events)
             for entry in approver.service():
-                self._say(emulator, f"approver opened the page and chose {entry['decision']} "
-                                    f"for gate {entry['gate']}")
+                self._say(
+                    emulator,
+                    f"approver opened the page and chose {entry['decision']} "
+                    f"for gate {entry['gate']}",
+                )
             status = emulator.status(arn)
             if status["status"] in TERMINAL:
                 for event in emulator.history(arn)[seen:]:
                     self._narrate(emulator, event, entered)
                 return status
             if time.monotonic() > deadline:
-                raise TimeoutError(f"execution still {status['status']} after {self.timeout_seconds}s")
+                raise TimeoutError(
+                    f"execution still {status['status']} after {self.timeout_seconds}s"
+                )
             time.sleep(0.1)
 
     def _narrate(self, emulator: Emulator, event: dict[str, Any], entered: dict[int, str]) -> None:
@@ -239,7 +254,9 @@ class Simulation:
     @staticmethod
     def _parameters(emulator: Emulator, world: World) -> dict[str, str]:
         ssm = emulator.client("ssm")
-        return {name: ssm.get_parameter(Name=name)["Parameter"]["Value"] for name in world.parameters}
+        return {
+            name: ssm.get_parameter(Name=name)["Parameter"]["Value"] for name in world.parameters
+        }
 
     def _build_report(
         self,
@@ -282,8 +299,11 @@ class Simulation:
             "statesEntered": emulator.states_entered(arn),
             "parameters": parameters,
             "brokersCreated": [
-                {"brokerId": b["BrokerId"], "brokerName": b.get("BrokerName"),
-                 "state": b.get("BrokerState")}
+                {
+                    "brokerId": b["BrokerId"],
+                    "brokerName": b.get("BrokerName"),
+                    "state": b.get("BrokerState"),
+                }
                 for b in brokers
             ],
             "approvals": sorted(approvals, key=lambda a: str(a.get("createdAt"))),
@@ -309,8 +329,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"  states entered: {len(report['statesEntered'])}")
     brokers = report["brokersCreated"]
     lines.append(
-        "  brokers: " + (", ".join(f"{b['brokerName']} ({b['brokerId']}, {b['state']})"
-                                   for b in brokers) or "none created")
+        "  brokers: "
+        + (
+            ", ".join(f"{b['brokerName']} ({b['brokerId']}, {b['state']})" for b in brokers)
+            or "none created"
+        )
     )
     lines.append("  parameters:")
     for name, info in report["parameters"].items():

@@ -80,8 +80,11 @@ class World:
             on_prem = document.get("onPrem")
             url = on_prem.get("url") if isinstance(on_prem, dict) else None
             for group in ("producers", "consumers"):
-                names = (document.get(group) or {}).get("parameters") if isinstance(
-                    document.get(group), dict) else None
+                names = (
+                    (document.get(group) or {}).get("parameters")
+                    if isinstance(document.get(group), dict)
+                    else None
+                )
                 for name in names if isinstance(names, list) else []:
                     if isinstance(name, str) and name.startswith("/"):
                         parameters[name] = url if isinstance(url, str) else "ssl://on-prem:61617"
@@ -125,11 +128,16 @@ class World:
         if not tags:
             return
         emulator.client("ec2").run_instances(
-            ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.micro",
-            TagSpecifications=[{
-                "ResourceType": "instance",
-                "Tags": [{"Key": k, "Value": v[0]} for k, v in tags.items()],
-            }],
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v[0]} for k, v in tags.items()],
+                }
+            ],
         )
 
     # --- what happens while the workflow runs -------------------------------------------
@@ -158,7 +166,9 @@ class World:
                 endpoint.replace("mockmq", host) for endpoint in instance["endpoints"]
             ]
         broker.state = (
-            "CREATION_IN_PROGRESS" if self.broker_checks <= self.broker_creation_polls else "RUNNING"
+            "CREATION_IN_PROGRESS"
+            if self.broker_checks <= self.broker_creation_polls
+            else "RUNNING"
         )
 
     def depth(self, now: datetime) -> dict[str, tuple[int, int]]:
@@ -183,13 +193,23 @@ class World:
                 dims = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
                 dims.append({"Name": metrics.queue_dimension, "Value": queue})
                 data.append(
-                    {"MetricName": metrics.messages_metric, "Dimensions": dims,
-                     "Timestamp": moment, "Value": messages, "Unit": "Count"}
+                    {
+                        "MetricName": metrics.messages_metric,
+                        "Dimensions": dims,
+                        "Timestamp": moment,
+                        "Value": messages,
+                        "Unit": "Count",
+                    }
                 )
                 if metrics.in_flight_metric:
                     data.append(
-                        {"MetricName": metrics.in_flight_metric, "Dimensions": dims,
-                         "Timestamp": moment, "Value": in_flight, "Unit": "Count"}
+                        {
+                            "MetricName": metrics.in_flight_metric,
+                            "Dimensions": dims,
+                            "Timestamp": moment,
+                            "Value": in_flight,
+                            "Unit": "Count",
+                        }
                     )
             for offset in range(0, len(data), 1000):
                 cloudwatch.put_metric_data(

@@ -1,6 +1,5 @@
 """The approval page: GET shows what is to be approved (and decides nothing); POST decides."""
 
-
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,12 +18,17 @@ table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.appr
 sfn = aws.client("stepfunctions")
 app = APIGatewayRestResolver()
 
-_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _html(body: str, status: int = 200) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.TEXT_HTML, body=body,
-                    headers=_HEADERS)
+    return Response(
+        status_code=status, content_type=content_types.TEXT_HTML, body=body, headers=_HEADERS
+    )
 
 
 @app.get("/approvals/<approval_id>")
@@ -39,8 +43,9 @@ def decide_gate(approval_id: str) -> Response[str]:
     decision = form.get("decision", "")
     name = form.get("name", "").strip()[:100]
     if decision not in ("approve", "reject") or not name:
-        return _html("<p>Give your name and choose Approve or Reject. Nothing was changed.</p>",
-                     400)
+        return _html(
+            "<p>Give your name and choose Approve or Reject. Nothing was changed.</p>", 400
+        )
     result = decide(
         table,
         sfn,

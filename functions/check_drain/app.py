@@ -1,6 +1,5 @@
 """One reading of the on-prem queues' depth, folded into the previous drain summary."""
 
-
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit

@@ -1,6 +1,5 @@
 """Open an approval gate: store its record (with the task token) and email the approvers."""
 
-
 from typing import Any
 
 import boto3

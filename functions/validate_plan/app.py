@@ -24,5 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ssm=ssm,
         mq=mq,
     )
-    logger.info("plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)})
+    logger.info(
+        "plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)}
+    )
     return plan.dump()

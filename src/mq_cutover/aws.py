@@ -37,4 +37,4 @@ def raise_if_throttled(exc: ClientError) -> None:
 
 
 def client(service: str) -> Any:
-    return boto3.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=CLIENT_CONFIG)

@@ -116,9 +116,7 @@ def check_drain(
                 "MetricName": metric_name,
                 "Dimensions": _dimensions(metrics, queue),
             }
-            queries.append(
-                {"Id": f"{kind}{index}", "MetricStat": {"Metric": metric, **stat}}
-            )
+            queries.append({"Id": f"{kind}{index}", "MetricStat": {"Metric": metric, **stat}})
     # Windows aligned to the period, as CloudWatch aligns its buckets: the same bucket read twice
     # has the same timestamp and so is not a new reading. The window ends after the current,
     # partial period and looks back a few periods (a queue silent for longer is missing).

@@ -9,7 +9,7 @@ No value is ever returned or logged (parameters may be SecureStrings): only name
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -20,7 +20,7 @@ from mq_cutover.errors import ParameterConflict
 from mq_cutover.plan import MigrationPlan, RestartHook
 
 
-class ClientStep(str, Enum):
+class ClientStep(StrEnum):
     PRODUCERS = "producers"
     CONSUMERS = "consumers"
     WIDEN_CONSUMERS = "widen-consumers"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,7 +29,7 @@ from mq_cutover.errors import PlanInvalid
 # "aws" or "ssm" (checked below), execution names are at most 80 characters.
 MIGRATION_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,59}$"
 PARAMETER_NAME_PATTERN = r"^/[A-Za-z0-9_.\-/]{1,1010}$"
-SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"  # noqa: S105
 
 ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
 
@@ -40,23 +40,23 @@ class _Model(BaseModel):
     )
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     ORDERED = "ordered"
     UNORDERED = "unordered"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     ACTIVEMQ = "ACTIVEMQ"
     RABBITMQ = "RABBITMQ"
 
 
-class DeploymentMode(str, Enum):
+class DeploymentMode(StrEnum):
     SINGLE_INSTANCE = "SINGLE_INSTANCE"
     ACTIVE_STANDBY_MULTI_AZ = "ACTIVE_STANDBY_MULTI_AZ"
     CLUSTER_MULTI_AZ = "CLUSTER_MULTI_AZ"
 
 
-class Protocol(str, Enum):
+class Protocol(StrEnum):
     """Which of the broker's endpoints the clients get."""
 
     OPENWIRE = "openwire"
@@ -67,7 +67,13 @@ class Protocol(str, Enum):
 
 
 ENGINE_PROTOCOLS = {
-    Engine.ACTIVEMQ: {Protocol.OPENWIRE, Protocol.AMQP, Protocol.STOMP, Protocol.MQTT, Protocol.WSS},
+    Engine.ACTIVEMQ: {
+        Protocol.OPENWIRE,
+        Protocol.AMQP,
+        Protocol.STOMP,
+        Protocol.MQTT,
+        Protocol.WSS,
+    },
     Engine.RABBITMQ: {Protocol.AMQP},
 }
 
@@ -129,7 +135,9 @@ class TargetBroker(_Model):
     """The Amazon MQ broker to migrate to: create one, or adopt an existing one by id."""
 
     create: BrokerSpec | None = None
-    adopt_broker_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
+    adopt_broker_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = (
+        None
+    )
     protocol: Protocol | None = None
     poll_interval_seconds: int = Field(default=60, ge=10, le=600)
     creation_timeout_minutes: int = Field(default=60, ge=5, le=240)
@@ -138,16 +146,19 @@ class TargetBroker(_Model):
     def _one_of(self) -> TargetBroker:
         if (self.create is None) == (self.adopt_broker_id is None):
             raise ValueError("give exactly one of create or adoptBrokerId")
-        if self.create is not None and self.protocol is not None:
-            if self.protocol not in ENGINE_PROTOCOLS[self.create.engine]:
-                raise ValueError(
-                    f"protocol: {self.protocol.value} is not offered by {self.create.engine.value}"
-                )
+        if (
+            self.create is not None
+            and self.protocol is not None
+            and self.protocol not in ENGINE_PROTOCOLS[self.create.engine]
+        ):
+            raise ValueError(
+                f"protocol: {self.protocol.value} is not offered by {self.create.engine.value}"
+            )
         return self
 
 
 class QueueMetrics(_Model):
-    """Where the on-prem broker's queue depth lives in CloudWatch (published by a metrics bridge)."""
+    """Where the on-prem queue depth lives in CloudWatch (a metrics bridge publishes it)."""
 
     namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "MqCutover/OnPrem"
     queue_dimension: str = "Queue"
@@ -211,16 +222,17 @@ class DrainSettings(_Model):
 
 
 GateName = Literal["cutover", "stopOnPrem"]
+DEFAULT_GATES: list[GateName] = ["cutover", "stopOnPrem"]
 
 
 class ApprovalSettings(_Model):
     """Manual approval gates (an SNS email with a link to a confirmation page)."""
 
-    gates: list[GateName] = Field(default_factory=lambda: ["cutover", "stopOnPrem"])
+    gates: list[GateName] = Field(default_factory=lambda: list(DEFAULT_GATES))
     timeout_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
 
 
-class StopMethod(str, Enum):
+class StopMethod(StrEnum):
     SSM_COMMAND = "ssm-command"
     EC2_STOP = "ec2-stop"
     MANUAL = "manual"
@@ -246,9 +258,10 @@ class StopOnPrem(_Model):
                 raise ValueError("commands: ssm-command needs at least one command")
             if not self.instance_ids and not self.target_tags:
                 raise ValueError("ssm-command needs instanceIds or targetTags")
-        if self.method == StopMethod.EC2_STOP:
-            if not self.instance_ids or any(i.startswith("mi-") for i in self.instance_ids):
-                raise ValueError("instanceIds: ec2-stop needs EC2 instance ids (i-...)")
+        if self.method == StopMethod.EC2_STOP and (
+            not self.instance_ids or any(i.startswith("mi-") for i in self.instance_ids)
+        ):
+            raise ValueError("instanceIds: ec2-stop needs EC2 instance ids (i-...)")
         return self
 
 

@@ -12,7 +12,7 @@ import pytest
 from mq_cutover.approvals import confirmation_page, decide, load, request_approval
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
-TOKEN = "AAAAKgAAAAIAAAAAAAAAA+token/with=chars"  # noqa: S105 - a fake task token
+TOKEN = "AAAAKgAAAAIAAAAAAAAAA+token/with=chars"
 
 
 class RecordingStepFunctions:
@@ -47,7 +47,9 @@ def inbox(aws: Any) -> tuple[Any, str, str]:
     sns, sqs = aws("sns"), aws("sqs")
     topic = sns.create_topic(Name="approvals")["TopicArn"]
     url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     return sns, topic, url
 
@@ -55,15 +57,23 @@ def inbox(aws: Any) -> tuple[Any, str, str]:
 def _request(table: Any, inbox: tuple[Any, str, str]) -> str:
     sns, topic, _ = inbox
     result = request_approval(
-        table, sns, topic_arn=topic, api_url="https://api.example/dev/approvals",
-        task_token=TOKEN, migration_id="orders-1", gate="cutover",
+        table,
+        sns,
+        topic_arn=topic,
+        api_url="https://api.example/dev/approvals",
+        task_token=TOKEN,
+        migration_id="orders-1",
+        gate="cutover",
         details={"next": "Repoint producers", "producers": ["/mq-cutover/a"]},
-        timeout_seconds=3600, now=NOW,
+        timeout_seconds=3600,
+        now=NOW,
     )
     return str(result["approvalId"])
 
 
-def test_email_has_facts_and_link_but_no_token(aws: Any, table: Any, inbox: tuple[Any, str, str]) -> None:
+def test_email_has_facts_and_link_but_no_token(
+    aws: Any, table: Any, inbox: tuple[Any, str, str]
+) -> None:
     approval_id = _request(table, inbox)
     _, _, url = inbox
     (message,) = aws("sqs").receive_message(QueueUrl=url)["Messages"]
@@ -88,15 +98,44 @@ def test_get_page_shows_facts_and_decides_nothing(table: Any, inbox: tuple[Any, 
 def test_decision_is_recorded_once(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
     sfn = RecordingStepFunctions()
-    first = decide(table, sfn, approval_id=approval_id, decision="approve", decided_by="ana",
-                   comment="go", source="email-link", now=NOW + timedelta(minutes=5))
+    first = decide(
+        table,
+        sfn,
+        approval_id=approval_id,
+        decision="approve",
+        decided_by="ana",
+        comment="go",
+        source="email-link",
+        now=NOW + timedelta(minutes=5),
+    )
     assert first["outcome"] == "approved"
-    assert sfn.calls == [("success", {"taskToken": TOKEN, "output": json.dumps(
-        {"approved": True, "gate": "cutover", "by": "ana", "comment": "go"})})]
-    second = decide(table, sfn, approval_id=approval_id, decision="reject", decided_by="bob",
-                    comment="", source="email-link", now=NOW + timedelta(minutes=6))
-    assert second == {"outcome": "already-decided", "status": "APPROVED", "decidedBy": "ana",
-                      "decidedAt": "2026-12-01T02:05:00+00:00"}
+    assert sfn.calls == [
+        (
+            "success",
+            {
+                "taskToken": TOKEN,
+                "output": json.dumps(
+                    {"approved": True, "gate": "cutover", "by": "ana", "comment": "go"}
+                ),
+            },
+        )
+    ]
+    second = decide(
+        table,
+        sfn,
+        approval_id=approval_id,
+        decision="reject",
+        decided_by="bob",
+        comment="",
+        source="email-link",
+        now=NOW + timedelta(minutes=6),
+    )
+    assert second == {
+        "outcome": "already-decided",
+        "status": "APPROVED",
+        "decidedBy": "ana",
+        "decidedAt": "2026-12-01T02:05:00+00:00",
+    }
     assert len(sfn.calls) == 1
     page = confirmation_page(load(table, approval_id), NOW)
     assert "Already approved by <b>ana</b>" in page
@@ -105,19 +144,51 @@ def test_decision_is_recorded_once(table: Any, inbox: tuple[Any, str, str]) -> N
 def test_reject_is_a_task_failure(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
     sfn = RecordingStepFunctions()
-    decide(table, sfn, approval_id=approval_id, decision="reject", decided_by="bob",
-           comment="not tonight", source="email-link", now=NOW)
-    assert sfn.calls == [("failure", {"taskToken": TOKEN, "error": "Rejected",
-                                      "cause": "cutover rejected by bob: not tonight"})]
+    decide(
+        table,
+        sfn,
+        approval_id=approval_id,
+        decision="reject",
+        decided_by="bob",
+        comment="not tonight",
+        source="email-link",
+        now=NOW,
+    )
+    assert sfn.calls == [
+        (
+            "failure",
+            {
+                "taskToken": TOKEN,
+                "error": "Rejected",
+                "cause": "cutover rejected by bob: not tonight",
+            },
+        )
+    ]
 
 
 def test_expired_and_unknown_links_change_nothing(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
     sfn = RecordingStepFunctions()
-    late = decide(table, sfn, approval_id=approval_id, decision="approve", decided_by="ana",
-                  comment="", source="email-link", now=NOW + timedelta(hours=2))
+    late = decide(
+        table,
+        sfn,
+        approval_id=approval_id,
+        decision="approve",
+        decided_by="ana",
+        comment="",
+        source="email-link",
+        now=NOW + timedelta(hours=2),
+    )
     assert late["outcome"] == "expired" and sfn.calls == []
     assert load(table, approval_id)["status"] == "PENDING"  # type: ignore[index]
-    unknown = decide(table, sfn, approval_id="forged", decision="approve", decided_by="x",
-                     comment="", source="email-link", now=NOW)
+    unknown = decide(
+        table,
+        sfn,
+        approval_id="forged",
+        decision="approve",
+        decided_by="x",
+        comment="",
+        source="email-link",
+        now=NOW,
+    )
     assert unknown == {"outcome": "not-found"} and sfn.calls == []

@@ -12,17 +12,21 @@ from mq_cutover.broker import broker_state, provision_broker, resolve_endpoints
 from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFound
 from mq_cutover.plan import parse_plan
 
-PASSWORD = "s3cret-offline-pw"  # noqa: S105 - a test secret
+PASSWORD = "s3cret-offline-pw"
 
 
 @pytest.fixture
 def clients(aws: Any) -> tuple[Any, Any]:
     secrets = aws("secretsmanager")
-    secrets.create_secret(Name="mq-cutover/orders-app", SecretString=json.dumps({"password": PASSWORD}))
+    secrets.create_secret(
+        Name="mq-cutover/orders-app", SecretString=json.dumps({"password": PASSWORD})
+    )
     return aws("mq"), secrets
 
 
-def test_create_uses_migration_id_and_stays_private(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+def test_create_uses_migration_id_and_stays_private(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
     calls: list[dict[str, Any]] = []
@@ -46,7 +50,9 @@ def test_create_uses_migration_id_and_stays_private(clients: tuple[Any, Any], or
     assert result["created"] is True
 
 
-def test_rerun_adopts_the_broker_it_created(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+def test_rerun_adopts_the_broker_it_created(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
     first = provision_broker(plan, mq, secrets)
@@ -55,7 +61,9 @@ def test_rerun_adopts_the_broker_it_created(clients: tuple[Any, Any], ordered_pl
     assert len(mq.list_brokers()["BrokerSummaries"]) == 1
 
 
-def test_same_name_from_someone_else_is_refused(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+def test_same_name_from_someone_else_is_refused(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
     provision_broker(plan, mq, secrets)
@@ -67,21 +75,29 @@ def test_same_name_from_someone_else_is_refused(clients: tuple[Any, Any], ordere
 def test_adopt_existing_broker(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
     mq, secrets = clients
     existing = mq.create_broker(
-        BrokerName="existing", EngineType="ACTIVEMQ", EngineVersion="5.18",
-        DeploymentMode="SINGLE_INSTANCE", HostInstanceType="mq.m5.large",
-        PubliclyAccessible=False, AutoMinorVersionUpgrade=True,
+        BrokerName="existing",
+        EngineType="ACTIVEMQ",
+        EngineVersion="5.18",
+        DeploymentMode="SINGLE_INSTANCE",
+        HostInstanceType="mq.m5.large",
+        PubliclyAccessible=False,
+        AutoMinorVersionUpgrade=True,
         Users=[{"Username": "admin", "Password": "x" * 12}],
     )
     del ordered_plan["target"]["create"]
     ordered_plan["target"]["adoptBrokerId"] = existing["BrokerId"]
     result = provision_broker(parse_plan(ordered_plan), mq, secrets)
     assert result == {
-        "brokerId": existing["BrokerId"], "brokerArn": existing["BrokerArn"],
-        "engine": "ACTIVEMQ", "created": False,
+        "brokerId": existing["BrokerId"],
+        "brokerArn": existing["BrokerArn"],
+        "engine": "ACTIVEMQ",
+        "created": False,
     }
 
 
-def test_broker_state_fails_for_good_on_creation_failed(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+def test_broker_state_fails_for_good_on_creation_failed(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
     mq, secrets = clients
     result = provision_broker(parse_plan(ordered_plan), mq, secrets)
     assert broker_state(mq, result["brokerId"])["state"] == "RUNNING"
@@ -92,7 +108,9 @@ def test_broker_state_fails_for_good_on_creation_failed(clients: tuple[Any, Any]
         broker_state(mq, "nope")
 
 
-def test_resolve_active_standby_and_rabbitmq(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
+def test_resolve_active_standby_and_rabbitmq(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
     broker_id = provision_broker(plan, mq, secrets)["brokerId"]
@@ -103,9 +121,13 @@ def test_resolve_active_standby_and_rabbitmq(clients: tuple[Any, Any], ordered_p
     resolved = resolve_endpoints(plan, mq, broker_id)
     assert resolved["clientUrl"] == "failover:(ssl://b-1:61617,ssl://b-2:61617)"
     rabbit = mq.create_broker(
-        BrokerName="rabbit", EngineType="RABBITMQ", EngineVersion="3.13",
-        DeploymentMode="SINGLE_INSTANCE", HostInstanceType="mq.m5.large",
-        PubliclyAccessible=False, AutoMinorVersionUpgrade=True,
+        BrokerName="rabbit",
+        EngineType="RABBITMQ",
+        EngineVersion="3.13",
+        DeploymentMode="SINGLE_INSTANCE",
+        HostInstanceType="mq.m5.large",
+        PubliclyAccessible=False,
+        AutoMinorVersionUpgrade=True,
         Users=[{"Username": "admin", "Password": "x" * 12}],
     )
     ordered_plan["target"]["protocol"] = None

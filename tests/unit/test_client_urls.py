@@ -10,8 +10,20 @@ from mq_cutover.client_urls import (
 from mq_cutover.plan import Protocol
 
 ACTIVE_STANDBY = [
-    {"Endpoints": ["ssl://b-1-1.mq:61617", "amqp+ssl://b-1-1.mq:5671", "stomp+ssl://b-1-1.mq:61614"]},
-    {"Endpoints": ["ssl://b-1-2.mq:61617", "amqp+ssl://b-1-2.mq:5671", "stomp+ssl://b-1-2.mq:61614"]},
+    {
+        "Endpoints": [
+            "ssl://b-1-1.mq:61617",
+            "amqp+ssl://b-1-1.mq:5671",
+            "stomp+ssl://b-1-1.mq:61614",
+        ]
+    },
+    {
+        "Endpoints": [
+            "ssl://b-1-2.mq:61617",
+            "amqp+ssl://b-1-2.mq:5671",
+            "stomp+ssl://b-1-2.mq:61614",
+        ]
+    },
 ]
 
 

@@ -15,7 +15,11 @@ T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 def plan(ordered_plan: dict[str, Any]) -> MigrationPlan:
-    ordered_plan["drain"] = {"pollIntervalSeconds": 60, "consecutiveEmptyReadings": 2, "timeoutMinutes": 5}
+    ordered_plan["drain"] = {
+        "pollIntervalSeconds": 60,
+        "consecutiveEmptyReadings": 2,
+        "timeoutMinutes": 5,
+    }
     return parse_plan(ordered_plan)
 
 
@@ -24,8 +28,12 @@ def publish(cw: Any, plan: MigrationPlan, at: datetime, depths: dict[str, tuple[
     data = []
     for queue, (messages, in_flight) in depths.items():
         dims = [{"Name": "Broker", "Value": "onprem-1"}, {"Name": "Queue", "Value": queue}]
-        data.append({"MetricName": "QueueSize", "Dimensions": dims, "Timestamp": at, "Value": messages})
-        data.append({"MetricName": "InFlightCount", "Dimensions": dims, "Timestamp": at, "Value": in_flight})
+        data.append(
+            {"MetricName": "QueueSize", "Dimensions": dims, "Timestamp": at, "Value": messages}
+        )
+        data.append(
+            {"MetricName": "InFlightCount", "Dimensions": dims, "Timestamp": at, "Value": in_flight}
+        )
     cw.put_metric_data(Namespace=metrics.namespace, MetricData=data)
 
 

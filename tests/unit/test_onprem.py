@@ -14,8 +14,12 @@ from mq_cutover.plan import parse_plan
 def test_ssm_command_by_tag_runs_and_completes(aws: Any, ordered_plan: dict[str, Any]) -> None:
     ec2, ssm = aws("ec2"), aws("ssm")
     ec2.run_instances(
-        ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "mq-cutover:on-prem", "Value": "true"}]}],
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "mq-cutover:on-prem", "Value": "true"}]}
+        ],
     )
     started = stop_on_prem(parse_plan(ordered_plan), ssm, ec2)
     command = ssm.list_commands(CommandId=started["commandId"])["Commands"][0]
@@ -47,7 +51,9 @@ def test_terminated_instance_is_a_failure(aws: Any, ordered_plan: dict[str, Any]
     instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
     ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     with pytest.raises(OnPremStopFailed, match="terminated, not stopped"):
-        check_on_prem_stop(ssm, ec2, {"method": "ec2-stop", "instanceIds": [instance["InstanceId"]]})
+        check_on_prem_stop(
+            ssm, ec2, {"method": "ec2-stop", "instanceIds": [instance["InstanceId"]]}
+        )
 
 
 def test_manual_stop_starts_nothing(aws: Any, ordered_plan: dict[str, Any]) -> None:

@@ -85,7 +85,9 @@ def test_widen_writes_failover_of_both_brokers(ssm: Any, ordered_plan: dict[str,
         )
 
 
-def test_rollback_restores_everything_and_is_idempotent(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+def test_rollback_restores_everything_and_is_idempotent(
+    ssm: Any, ordered_plan: dict[str, Any]
+) -> None:
     plan = parse_plan(ordered_plan)
     repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
     repoint_clients(plan, ssm, ClientStep.CONSUMERS, BROKER)
@@ -102,7 +104,9 @@ def test_rollback_restores_everything_and_is_idempotent(ssm: Any, ordered_plan: 
     assert again["restored"] == [] and sorted(again["untouched"]) == sorted(plan.all_parameters)
 
 
-def test_rollback_leaves_a_hand_edited_parameter_alone(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+def test_rollback_leaves_a_hand_edited_parameter_alone(
+    ssm: Any, ordered_plan: dict[str, Any]
+) -> None:
     plan = parse_plan(ordered_plan)
     repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
     edited = plan.producers.parameters[0]

@@ -1,4 +1,4 @@
-"""The plan model: sample plans are valid, every error names its field, the schema file is current."""
+"""The plan model: samples are valid, every error names its field, the schema file is current."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from mq_cutover.plan import Mode, json_schema, parse_plan
 from tests.conftest import ROOT
 
 
-def test_sample_plans_are_valid(ordered_plan: dict[str, Any], unordered_plan: dict[str, Any]) -> None:
+def test_sample_plans_are_valid(
+    ordered_plan: dict[str, Any], unordered_plan: dict[str, Any]
+) -> None:
     ordered = parse_plan(ordered_plan)
     unordered = parse_plan(unordered_plan)
     assert ordered.mode is Mode.ORDERED and unordered.mode is Mode.UNORDERED
@@ -38,7 +40,9 @@ def test_invalid_values_are_named_with_their_path(ordered_plan: dict[str, Any]) 
     ordered_plan["consumers"]["parameters"][1] = "no-leading-slash"
     problems = _problems(ordered_plan)
     assert any(p.startswith("mode: Input should be 'ordered' or 'unordered'") for p in problems)
-    assert any(p.startswith("consumers.parameters[1]: String should match pattern") for p in problems)
+    assert any(
+        p.startswith("consumers.parameters[1]: String should match pattern") for p in problems
+    )
 
 
 def test_unknown_field_is_refused(ordered_plan: dict[str, Any]) -> None:
@@ -90,4 +94,6 @@ def test_not_json_and_not_object() -> None:
 
 def test_schema_file_matches_the_model() -> None:
     on_disk = json.loads((ROOT / "schema" / "migration-plan.schema.json").read_text())
-    assert on_disk == json_schema(), "regenerate: mq-cutover schema > schema/migration-plan.schema.json"
+    assert on_disk == json_schema(), (
+        "regenerate: mq-cutover schema > schema/migration-plan.schema.json"
+    )

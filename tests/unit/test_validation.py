@@ -19,20 +19,28 @@ def ssm(aws: Any, ordered_plan: dict[str, Any]) -> Any:
     return client
 
 
-def _validate(plan: dict[str, Any], ssm: Any, aws: Any, name: str | None = "orders-2026-12-01") -> Any:
-    return validate_plan(plan, execution_name=name, parameter_prefix="/mq-cutover/", ssm=ssm, mq=aws("mq"))
+def _validate(
+    plan: dict[str, Any], ssm: Any, aws: Any, name: str | None = "orders-2026-12-01"
+) -> Any:
+    return validate_plan(
+        plan, execution_name=name, parameter_prefix="/mq-cutover/", ssm=ssm, mq=aws("mq")
+    )
 
 
 def test_valid_plan_passes(ssm: Any, aws: Any, ordered_plan: dict[str, Any]) -> None:
     assert _validate(ordered_plan, ssm, aws).migration_id == "orders-2026-12-01"
 
 
-def test_execution_name_must_be_the_migration_id(ssm: Any, aws: Any, ordered_plan: dict[str, Any]) -> None:
+def test_execution_name_must_be_the_migration_id(
+    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
+) -> None:
     with pytest.raises(PlanInvalid, match="must equal the execution name 'console-run-1'"):
         _validate(ordered_plan, ssm, aws, name="console-run-1")
 
 
-def test_parameter_outside_the_stack_prefix(ssm: Any, aws: Any, ordered_plan: dict[str, Any]) -> None:
+def test_parameter_outside_the_stack_prefix(
+    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
+) -> None:
     ordered_plan["consumers"]["parameters"][0] = "/other-team/secret-url"
     with pytest.raises(PlanInvalid) as caught:
         _validate(ordered_plan, ssm, aws)
@@ -42,7 +50,9 @@ def test_parameter_outside_the_stack_prefix(ssm: Any, aws: Any, ordered_plan: di
     ]
 
 
-def test_missing_parameter_and_missing_broker(ssm: Any, aws: Any, ordered_plan: dict[str, Any]) -> None:
+def test_missing_parameter_and_missing_broker(
+    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
+) -> None:
     ordered_plan["producers"]["parameters"].append("/mq-cutover/orders/ghost/broker-url")
     del ordered_plan["target"]["create"]
     ordered_plan["target"]["adoptBrokerId"] = "b-0000"
@@ -54,5 +64,7 @@ def test_missing_parameter_and_missing_broker(ssm: Any, aws: Any, ordered_plan: 
     ]
     # Read-only: nothing was created or changed.
     assert aws("mq").list_brokers()["BrokerSummaries"] == []
-    history = ssm.get_parameter_history(Name=ordered_plan["producers"]["parameters"][0])["Parameters"]
+    history = ssm.get_parameter_history(Name=ordered_plan["producers"]["parameters"][0])[
+        "Parameters"
+    ]
     assert len(history) == 1

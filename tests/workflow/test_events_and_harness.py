@@ -19,9 +19,9 @@ from moto.stepfunctions.parser.asl.eval import variable_store as moto_variable_s
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
-
 from mq_cutover_cli.harness import load_template
 from mq_cutover_cli.simulate import Simulation
+
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.workflow
@@ -38,7 +38,10 @@ def test_canary_moto_internals_the_harness_patches() -> None:
     for module in (moto_states, moto_variable_store):
         assert module.encode_jsonata_variable_declarations is not None
     assert list(inspect.signature(WaitFunction._wait_interval).parameters) == [
-        "self", "env", "wait_seconds"]
+        "self",
+        "env",
+        "wait_seconds",
+    ]
     assert retrier_decl.time.__name__ == "time"
     assert "time.sleep(" in inspect.getsource(retrier_decl)
     # moto still drops the cause (else the patch can go) and the backend still takes one.
@@ -76,7 +79,9 @@ def test_every_function_has_a_sample_event_shaped_like_the_real_input(
     for name, directory in _function_dirs().items():
         if directory == "approval_api":
             for method in ("get", "post"):
-                event = json.loads((EVENTS / "functions" / f"approval_api_{method}.json").read_text())
+                event = json.loads(
+                    (EVENTS / "functions" / f"approval_api_{method}.json").read_text()
+                )
                 assert event["httpMethod"] == method.upper()
                 assert event["resource"] == "/approvals/{approvalId}"
             continue

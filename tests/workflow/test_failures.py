@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from moto.mq.models import mq_backends
-
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator
 from mq_cutover_cli.world import World, default_world
+
 from mq_cutover.plan import parse_plan
 from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
 
@@ -24,7 +24,11 @@ def stuck_world(plan: dict[str, Any]) -> World:
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str) -> None:
-    ordered_plan["drain"] = {"pollIntervalSeconds": 60, "consecutiveEmptyReadings": 2, "timeoutMinutes": 5}
+    ordered_plan["drain"] = {
+        "pollIntervalSeconds": 60,
+        "consecutiveEmptyReadings": 2,
+        "timeoutMinutes": 5,
+    }
     approve = "auto" if decision == "approve" else "reject:drainTimeout"
     sim = run(ordered_plan, world=stuck_world(ordered_plan), approve=approve)
     states = entered(sim)
@@ -45,7 +49,9 @@ def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str
         assert final_values(sim) == initial_values(sim)
 
 
-def test_broker_creation_failure_rolls_back_and_keeps_the_broker(ordered_plan: dict[str, Any]) -> None:
+def test_broker_creation_failure_rolls_back_and_keeps_the_broker(
+    ordered_plan: dict[str, Any],
+) -> None:
     def fail_creation(emulator: Emulator) -> None:
         def hook(function: str, event: dict[str, Any]) -> None:
             if function == "CheckBrokerFunction":  # simulated: Amazon MQ gives up on the broker
@@ -74,7 +80,9 @@ def test_broker_creation_timeout_is_bounded(ordered_plan: dict[str, Any]) -> Non
     assert entered(sim).count("Check Broker") == 5
 
 
-def test_stop_failure_past_the_point_of_no_return_is_not_rolled_back(ordered_plan: dict[str, Any]) -> None:
+def test_stop_failure_past_the_point_of_no_return_is_not_rolled_back(
+    ordered_plan: dict[str, Any],
+) -> None:
     def untag_hosts(emulator: Emulator) -> None:
         """Simulated: someone removed the on-prem host's tag, so the stop reaches nobody."""
         ec2 = emulator.client("ec2")
@@ -87,7 +95,10 @@ def test_stop_failure_past_the_point_of_no_return_is_not_rolled_back(ordered_pla
     assert execution["status"] == "FAILED" and execution["error"] == "OnPremStopFailed"
     assert execution["cause"].startswith("Past the point of no return, nothing rolled back")
     states = entered(sim)
-    assert "Roll Back" not in states and states[-2:] == ["Notify Manual Action", "Manual Action Needed"]
+    assert "Roll Back" not in states and states[-2:] == [
+        "Notify Manual Action",
+        "Manual Action Needed",
+    ]
     client_url = task_results(sim, "Resolve Endpoints")[0]["clientUrl"]
     assert set(final_values(sim).values()) == {client_url}
     assert sim.report["notifications"] == [

@@ -18,9 +18,19 @@ def test_ordered_moves_every_producer_before_any_consumer(ordered_plan: dict[str
     states = entered(sim)
     # Broker creation was polled until RUNNING (the world keeps it creating for 2 polls).
     assert states.count("Check Broker") == 3 and states.count("Wait For Broker") == 2
-    order = [s for s in states if s in {
-        "Approve Cutover", "Repoint Producers", "Check Drain", "Repoint Consumers",
-        "Approve Stop On-Prem", "Stop On-Prem"}]
+    order = [
+        s
+        for s in states
+        if s
+        in {
+            "Approve Cutover",
+            "Repoint Producers",
+            "Check Drain",
+            "Repoint Consumers",
+            "Approve Stop On-Prem",
+            "Stop On-Prem",
+        }
+    ]
     first_drain = order.index("Check Drain")
     assert order[:2] == ["Approve Cutover", "Repoint Producers"]
     assert order[first_drain - 1] == "Repoint Producers"
@@ -38,7 +48,11 @@ def test_ordered_moves_every_producer_before_any_consumer(ordered_plan: dict[str
     # Every client ends on the active/standby failover URL of the new broker.
     output = report["execution"]["output"]
     client_url = output["broker"]["clientUrl"]
-    assert client_url.startswith("failover:(ssl://") and "-1.mq." in client_url and "-2.mq." in client_url
+    assert (
+        client_url.startswith("failover:(ssl://")
+        and "-1.mq." in client_url
+        and "-2.mq." in client_url
+    )
     assert set(final_values(sim).values()) == {client_url}
     # Each parameter has its original version labelled for rollback.
     for name, info in report["parameters"].items():
@@ -64,7 +78,9 @@ def test_unordered_widens_first_moves_producers_one_by_one_narrows_after_drain(
     assert widen < first_producer < last_drain < narrow < stop
     # One Map iteration per producer, each changing exactly that producer.
     producers = task_results(sim, "Repoint Producer")
-    assert [p["changed"] for p in producers] == [[n] for n in unordered_plan["producers"]["parameters"]]
+    assert [p["changed"] for p in producers] == [
+        [n] for n in unordered_plan["producers"]["parameters"]
+    ]
     # Drained before narrowing: the last reading before Narrow Consumers says so.
     drains = task_results(sim, "Check Drain")
     assert drains[-1]["drained"]
@@ -132,11 +148,15 @@ def test_bad_plan_fails_at_validation_and_changes_nothing(ordered_plan: dict[str
     assert sim.report["approvals"] == []
 
 
-def test_plan_outside_the_stack_prefix_is_refused_before_any_change(ordered_plan: dict[str, Any]) -> None:
+def test_plan_outside_the_stack_prefix_is_refused_before_any_change(
+    ordered_plan: dict[str, Any],
+) -> None:
     ordered_plan["consumers"]["parameters"][0] = "/elsewhere/url"
     sim = run(ordered_plan)
     execution = sim.report["execution"]
     assert execution["error"] == "PlanInvalid"
-    assert execution["cause"].startswith("consumers.parameters[0]: /elsewhere/url is outside /mq-cutover/")
+    assert execution["cause"].startswith(
+        "consumers.parameters[0]: /elsewhere/url is outside /mq-cutover/"
+    )
     assert sim.report["brokersCreated"] == []
     assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())

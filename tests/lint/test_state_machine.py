@@ -1,0 +1,153 @@
+"""The ASL, linted on its own (cfn-lint does not look inside a SAM state machine's DefinitionUri),
+plus the rules this project holds every state to."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_all
+from mq_cutover_cli.harness import PLACEHOLDER, load_template
+
+from tests.conftest import ROOT
+
+ASL_PATH = ROOT / "statemachine" / "migration.asl.json"
+LAMBDA_RETRIED = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+JSONPATH_ONLY = {
+    "Parameters",
+    "ResultPath",
+    "ResultSelector",
+    "InputPath",
+    "OutputPath",
+    "ItemsPath",
+}
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    return dict(json.loads(ASL_PATH.read_text()))
+
+
+def _all_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = dict(states)
+    for state in states.values():
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found.update(_all_states(processor["States"]))
+        for branch in state.get("Branches", []):
+            found.update(_all_states(branch["States"]))
+    return found
+
+
+def _targets(state: dict[str, Any]) -> list[str]:
+    targets = [state["Next"]] if "Next" in state else []
+    targets += [c["Next"] for c in state.get("Choices", [])]
+    targets += [state["Default"]] if "Default" in state else []
+    targets += [c["Next"] for c in state.get("Catch", [])]
+    return targets
+
+
+def test_cfn_lint_finds_nothing_in_the_definition() -> None:
+    text = ASL_PATH.read_text()
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key.endswith("FunctionArn"):
+            return f"arn:aws:lambda:us-east-1:123456789012:function:{key}"
+        return f"arn:aws:sns:us-east-1:123456789012:{key}"
+
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {
+            "Migration": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "RoleArn": "arn:aws:iam::123456789012:role/migration",
+                    "Definition": json.loads(PLACEHOLDER.sub(fill, text)),
+                },
+            }
+        },
+    }
+    problems = [
+        str(m)
+        for m in lint_all(json.dumps(template))
+        if m.rule.id[0] in "EW"
+        # cfn-lint's schema predates JSONata: a JSONata TimeoutSeconds is valid on AWS (CDK's
+        # Timeout.jsonata() emits exactly this). Every other finding fails the test.
+        and not (m.rule.id == "E3601" and "{%" in m.message and "'number'" in m.message)
+    ]
+    assert problems == []
+
+
+def test_every_transition_exists_and_every_state_is_reachable(asl: dict[str, Any]) -> None:
+    def check(scope: dict[str, Any]) -> None:
+        states = scope["States"]
+        reachable, todo = set(), [scope["StartAt"]]
+        while todo:
+            name = todo.pop()
+            if name in reachable:
+                continue
+            assert name in states, f"transition to unknown state {name}"
+            reachable.add(name)
+            todo.extend(_targets(states[name]))
+        assert set(states) == reachable, f"unreachable: {set(states) - reachable}"
+        for state in states.values():
+            if "ItemProcessor" in state:
+                check(state["ItemProcessor"])
+
+    check(asl)
+
+
+def test_every_lambda_task_retries_lambda_errors_and_has_a_timeout(asl: dict[str, Any]) -> None:
+    for name, state in _all_states(asl["States"]).items():
+        if state["Type"] != "Task" or "lambda:invoke" not in state["Resource"]:
+            continue
+        retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
+        assert retried >= LAMBDA_RETRIED, name
+        assert "TimeoutSeconds" in state, name
+
+
+def test_every_step_that_changes_something_is_caught(asl: dict[str, Any]) -> None:
+    for name, state in asl["States"].items():
+        if state["Type"] in ("Task", "Map"):
+            assert state.get("Catch"), (
+                f"{name} has no Catch: a failure would end the run unreported"
+            )
+
+
+def test_jsonata_only(asl: dict[str, Any]) -> None:
+    assert asl["QueryLanguage"] == "JSONata"
+    for name, state in _all_states(asl["States"]).items():
+        assert not (JSONPATH_ONLY & set(state)), name
+
+
+def test_placeholders_match_the_template_substitutions() -> None:
+    template = load_template()
+    (machine,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"
+    ]
+    substitutions = set(machine["Properties"]["DefinitionSubstitutions"])
+    assert set(PLACEHOLDER.findall(ASL_PATH.read_text())) == substitutions
+    assert machine["Properties"]["DefinitionUri"] == "statemachine/migration.asl.json"
+
+
+def test_no_hard_coded_physical_names() -> None:
+    template = load_template()
+    named = {
+        "AWS::Serverless::Function": "FunctionName",
+        "AWS::DynamoDB::Table": "TableName",
+        "AWS::SNS::Topic": "TopicName",
+        "AWS::Serverless::StateMachine": "Name",
+        "AWS::CloudWatch::Dashboard": "DashboardName",
+    }
+    for logical, resource in template["Resources"].items():
+        key = named.get(resource["Type"])
+        if key:
+            assert key not in resource.get("Properties", {}), logical
