@@ -1,0 +1,70 @@
+# mq-cutover: every command a developer, the README and CI use.
+#   make demo   set up, then run a full ordered migration offline (embedded AWS emulator)
+#   make test   set up, then every check: ruff, mypy, cfn-lint, sam validate --lint, ASL lint, pytest
+#   make pr     what a reviewer runs: the same as make test
+
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: setup setup-sam demo demo-unordered test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
+
+# The venvs are rebuilt when their pinned requirements change.
+$(BIN)/.installed: requirements-dev.txt constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(SAM_VENV)/bin/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	touch $@
+
+setup: $(BIN)/.installed
+setup-sam: $(SAM_VENV)/bin/.installed
+
+demo: setup
+	$(BIN)/mq-cutover simulate --plan events/plan-ordered.json --world events/world-ordered.json \
+		--pace 0.3 --report build/demo-report.json
+
+demo-unordered: setup
+	$(BIN)/mq-cutover simulate --plan events/plan-unordered.json --pace 0.3 \
+		--report build/demo-unordered-report.json
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+cfn-lint: setup
+	$(BIN)/cfn-lint template.yaml
+
+sam-validate: setup-sam
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+schema: setup
+	$(BIN)/mq-cutover schema > schema/migration-plan.schema.json
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit tests/lint
+
+workflow: setup
+	$(BIN)/python -m pytest tests/workflow
+
+test: lint typecheck cfn-lint sam-validate
+	$(BIN)/python -m pytest
+
+pr: test
+
+build: setup-sam
+	$(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache
