@@ -82,6 +82,7 @@ class SimClock:
         self._now = datetime.now(UTC).replace(microsecond=0)
         self._lock = threading.Lock()
         self.real_seconds_per_wait = real_seconds_per_wait
+        self._moves: list[tuple[float, datetime]] = [(0.0, self._now)]  # (real time, sim time)
 
     def now(self) -> datetime:
         with self._lock:
@@ -90,6 +91,14 @@ class SimClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._now += timedelta(seconds=seconds)
+            self._moves.append((time.time(), self._now))
+
+    def at(self, real: datetime) -> datetime:
+        """The simulated time it was at a real moment (e.g. a history event's timestamp)."""
+        with self._lock:
+            moves = list(self._moves)
+        stamp = real.timestamp()
+        return next((sim for when, sim in reversed(moves) if when <= stamp), moves[0][1])
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -137,10 +138,10 @@ class Simulation:
     report: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def _say(self, emulator: Emulator, text: str) -> None:
+    def _say(self, emulator: Emulator, text: str, when: datetime | None = None) -> None:
         if self.printer:
-            stamp = emulator.clock.now().strftime("%H:%M:%S")
-            self.printer(f"[{stamp} sim] {text}")
+            moment = emulator.clock.at(when) if when else emulator.clock.now()
+            self.printer(f"[{moment.strftime('%H:%M:%S')} sim] {text}")
 
     def run(self) -> dict[str, Any]:
         try:
@@ -226,30 +227,35 @@ class Simulation:
 
     def _narrate(self, emulator: Emulator, event: dict[str, Any], entered: dict[int, str]) -> None:
         kind = event["type"]
+        when = event.get("timestamp")
+
+        def say(text: str) -> None:
+            self._say(emulator, text, when)
+
         if "stateEnteredEventDetails" in event:
             name = event["stateEnteredEventDetails"]["name"]
             entered[event["id"]] = name
             if name.startswith(("Approve ", "Confirm ")):
-                self._say(emulator, f"-> {name}: waiting for approval (email sent)")
+                say(f"-> {name}: waiting for approval (email sent)")
             else:
-                self._say(emulator, f"-> {name}")
+                say(f"-> {name}")
         elif kind == "TaskSucceeded":
             output = json.loads(event["taskSucceededEventDetails"].get("output") or "{}")
             payload = output.get("Payload") if isinstance(output, dict) else None
             if isinstance(payload, dict) and "messagesLeft" in payload:
-                self._say(emulator, "   " + _drain_line(payload))
+                say("   " + _drain_line(payload))
             elif isinstance(payload, dict) and "changed" in payload and "step" in payload:
-                self._say(emulator, f"   {payload['step']}: changed {payload['changed']}")
+                say(f"   {payload['step']}: changed {payload['changed']}")
             elif isinstance(payload, dict) and "state" in payload and "brokerId" in payload:
-                self._say(emulator, f"   broker {payload['brokerId']} is {payload['state']}")
+                say(f"   broker {payload['brokerId']} is {payload['state']}")
         elif kind == "TaskFailed":
             details = event["taskFailedEventDetails"]
-            self._say(emulator, f"   task failed: {details.get('error')}")
+            say(f"   task failed: {details.get('error')}")
         elif kind == "ExecutionSucceeded":
-            self._say(emulator, "execution SUCCEEDED")
+            say("execution SUCCEEDED")
         elif kind == "ExecutionFailed":
             details = event.get("executionFailedEventDetails", {})
-            self._say(emulator, f"execution FAILED: {details.get('error')}")
+            say(f"execution FAILED: {details.get('error')}")
 
     @staticmethod
     def _parameters(emulator: Emulator, world: World) -> dict[str, str]:
