@@ -14,6 +14,9 @@ Patched, and why:
 5. `WaitFunction._wait_interval` and the retrier's `time`: Wait states and Retry back-off advance
    a simulated clock instead of sleeping. `mq_cutover.clock.utcnow` reads that clock, so
    handlers, metric timestamps and approval deadlines all live on simulated time.
+6. `TimeoutSecondsJSONata._eval_seconds`: a gate's TimeoutSeconds (a JSONata expression) is
+   multiplied by `approval_timeout_scale`, so a test can watch a 1-minute gate time out in
+   about a second (moto waits for a task token in real time). Literal timeouts are untouched.
 
 Everything else is moto as it is. What moto fakes (brokers RUNNING at once, SSM commands doing
 nothing, metrics nobody publishes) is simulated by `world.py`, never inside the product code.
@@ -28,6 +31,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import threading
 import time
 import traceback
@@ -47,6 +51,7 @@ import jsonata
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSecondsJSONata
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
@@ -61,7 +66,7 @@ ACCOUNT = "123456789012"
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-APPROVAL_API_URL = "https://approvals.offline.invalid/dev/approvals"
+DEFAULT_APPROVAL_API_URL = "https://approvals.offline.invalid/dev/approvals"
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -156,9 +161,17 @@ def _encode_declarations(bindings: dict[str, Any]) -> str:
 class Emulator:
     """moto with the stack's resources created from template.yaml, and the real ASL."""
 
-    def __init__(self, clock: SimClock | None = None, log_level: str = "WARNING") -> None:
+    def __init__(
+        self,
+        clock: SimClock | None = None,
+        log_level: str = "WARNING",
+        approval_api_url: str = DEFAULT_APPROVAL_API_URL,
+        approval_timeout_scale: float = 1.0,
+    ) -> None:
         self.clock = clock or SimClock()
         self.log_level = log_level
+        self.approval_api_url = approval_api_url
+        self.approval_timeout_scale = approval_timeout_scale
         self.hooks: list[Hook] = []
         self.handlers: dict[str, ModuleType] = {}
         self.function_arns: dict[str, str] = {}
@@ -210,6 +223,11 @@ class Emulator:
         def wait(function: Any, env: Any, wait_seconds: int) -> None:
             emulator._wait(function, env, wait_seconds)
 
+        original_timeout = TimeoutSecondsJSONata._eval_seconds
+
+        def scaled_timeout(component: TimeoutSecondsJSONata, env: Any) -> float:
+            return float(original_timeout(component, env)) * emulator.approval_timeout_scale
+
         class _RetryTime:
             """The retrier's `time` module: back-off advances the simulated clock."""
 
@@ -230,6 +248,7 @@ class Emulator:
             ),
             mock.patch.object(StepFunctionResponse, "send_task_failure", _send_task_failure),
             mock.patch.object(WaitFunction, "_wait_interval", wait),
+            mock.patch.object(TimeoutSecondsJSONata, "_eval_seconds", scaled_timeout),
             mock.patch.object(retrier_decl, "time", _RetryTime),
             mock.patch("mq_cutover.clock.utcnow", self.clock.now),
         ]
@@ -272,14 +291,22 @@ class Emulator:
             self.inbox_urls[name] = queue_url
         for name, res in self._resources_of("AWS::DynamoDB::Table").items():
             props = res["Properties"]
-            self.client("dynamodb").create_table(
-                TableName=name,
-                KeySchema=props["KeySchema"],
-                AttributeDefinitions=props["AttributeDefinitions"],
-                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-            )
+            table: dict[str, Any] = {
+                "TableName": name,
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if "GlobalSecondaryIndexes" in props:
+                table["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            self.client("dynamodb").create_table(**table)
             self.resources[name] = name
-        self.resources["ApprovalApi"] = APPROVAL_API_URL
+        for name in self._resources_of("AWS::SecretsManager::Secret"):
+            # The stack generates these (GenerateSecretString); so does the emulator.
+            self.resources[name] = self.client("secretsmanager").create_secret(
+                Name=f"offline/{name}", SecretString=secrets.token_urlsafe(48)
+            )["ARN"]
+        self.resources["ApprovalApi"] = self.approval_api_url
 
         environment = self._function_environment()
         os.environ.update(environment)
@@ -343,7 +370,7 @@ class Emulator:
                     ref = value["Ref"]
                     env[key] = self.resources.get(ref, self._parameter_default(ref))
                 elif isinstance(value, dict) and "Fn::Sub" in value:
-                    env[key] = APPROVAL_API_URL if key == "APPROVAL_API_URL" else str(value)
+                    env[key] = self.approval_api_url if key == "APPROVAL_API_URL" else str(value)
                 else:
                     env[key] = self._resolve(value)
         env.update(

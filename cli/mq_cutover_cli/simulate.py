@@ -6,52 +6,31 @@ Used by `mq-cutover simulate`, the demo and the workflow tests.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.parameters import own_label, pre_label
 from mq_cutover.plan import MigrationPlan, parse_plan
-from mq_cutover_cli.harness import Emulator, LambdaContext, SimClock
+from mq_cutover_cli.approval_http import ApprovalApiClient
+from mq_cutover_cli.harness import Emulator, SimClock
 from mq_cutover_cli.world import World, default_world
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
-def api_event(method: str, approval_id: str, form: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway (REST, proxy) event for the approval API, as a browser would send it."""
-    path = f"/approvals/{approval_id}"
-    return {
-        "resource": "/approvals/{approvalId}",
-        "path": path,
-        "httpMethod": method,
-        "headers": {"content-type": "application/x-www-form-urlencoded"} if form else {},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": {"approvalId": approval_id},
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": str(uuid.uuid4()),
-            "stage": "dev",
-            "path": f"/dev{path}",
-            "httpMethod": method,
-            "resourcePath": "/approvals/{approvalId}",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": urlencode(form) if form else None,
-        "isBase64Encoded": False,
-    }
+LINK = re.compile(r"(https?://\S+/approvals/[A-Za-z0-9_.-]+)\?decision=(approve|reject)")
 
 
 @dataclass
 class Approver:
-    """A simulated approver: opens each gate's page (GET), then decides on it (POST).
+    """A simulated approver who reads each approval email, opens its link (GET: the page), then
+    presses a button (POST), as a person would.
 
     policy: "auto" approves every gate; "reject:GATE" rejects that gate and approves the others;
     "none" never decides (the gate times out).
@@ -61,43 +40,30 @@ class Approver:
     policy: str = "auto"
     name: str = "offline-approver"
     decided: list[dict[str, Any]] = field(default_factory=list)
-
-    def call_api(
-        self, method: str, approval_id: str, form: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        handler = self.emulator.handlers["ApprovalApiFunction"]
-        context = LambdaContext(
-            function_name="ApprovalApiFunction",
-            invoked_function_arn=self.emulator.function_arns["ApprovalApiFunction"],
-        )
-        return dict(handler.lambda_handler(api_event(method, approval_id, form), context))
-
-    def pending(self) -> list[dict[str, Any]]:
-        table = self.emulator.resources["ApprovalsTable"]
-        items = self.emulator.client("dynamodb").scan(TableName=table).get("Items", [])
-        return [
-            {k: next(iter(v.values())) for k, v in item.items()}
-            for item in items
-            if item["status"]["S"] == "PENDING"
-        ]
+    _read: int = 0
 
     def service(self) -> list[dict[str, Any]]:
         if self.policy == "none":
             return []
+        api = ApprovalApiClient(self.emulator)
+        emails = self.emulator.inbox("ApprovalTopic")
         acted = []
-        for record in self.pending():
-            gate = record["gate"]
-            page = self.call_api("GET", record["approvalId"])
+        for email in emails[self._read :]:
+            self._read += 1
+            gate = email["subject"].rsplit("approve ", 1)[-1].rstrip("?")
+            links = dict((d, url) for url, d in LINK.findall(email["message"]))
             reject = self.policy == f"reject:{gate}"
+            decision = "reject" if reject else "approve"
+            page = api.get(f"{links[decision]}?decision={decision}")
             form = {
-                "decision": "reject" if reject else "approve",
+                "decision": decision,
                 "name": self.name,
                 "comment": "rejected by the offline simulator" if reject else "looks good",
             }
-            response = self.call_api("POST", record["approvalId"], form)
+            response = api.post(links[decision], form)
             entry = {
                 "gate": gate,
-                "decision": form["decision"],
+                "decision": decision,
                 "pageStatus": page["statusCode"],
                 "postStatus": response["statusCode"],
             }
@@ -133,6 +99,7 @@ class Simulation:
     printer: Printer | None = None
     pace_seconds: float = 0.0
     timeout_seconds: float = 600.0
+    approval_timeout_scale: float = 1.0
     before_start: Callable[[Emulator], None] | None = None
     after_run: Callable[[Emulator, str], None] | None = None
     report: dict[str, Any] = field(default_factory=dict)
@@ -153,7 +120,10 @@ class Simulation:
         )
         if plan is not None:
             world.fill_defaults(plan)
-        emulator = Emulator(SimClock(real_seconds_per_wait=self.pace_seconds))
+        emulator = Emulator(
+            SimClock(real_seconds_per_wait=self.pace_seconds),
+            approval_timeout_scale=self.approval_timeout_scale,
+        )
         with emulator.running():
             world.install(emulator, plan)
             if self.before_start:

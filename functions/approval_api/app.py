@@ -1,4 +1,5 @@
-"""The approval page: GET shows what is to be approved (and decides nothing); POST decides."""
+"""The approval page. GET shows what is to be approved and decides nothing (mail scanners open
+every link); only the POST from that page decides. Links are signed and expire."""
 
 from typing import Any
 from urllib.parse import parse_qs
@@ -9,6 +10,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.approval_key import approval_key
+from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
 from mq_cutover.approvals import confirmation_page, decide, load, result_page
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
@@ -22,6 +25,17 @@ _HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+_STATUS = {
+    "approved": 200,
+    "rejected": 200,
+    "vote-recorded": 200,
+    "already-decided": 409,
+    "already-voted": 409,
+    "expired": 410,
+    "not-found": 404,
+    "invalid-link": 403,
 }
 
 
@@ -31,21 +45,40 @@ def _html(body: str, status: int = 200) -> Response[str]:
     )
 
 
-@app.get("/approvals/<approval_id>")
-def show(approval_id: str) -> Response[str]:
+def _checked(link: str) -> tuple[str | None, Response[str] | None]:
+    """The approval id of a genuine link, or the page that refuses it."""
+    try:
+        return verify(approval_key(settings.approval_key_secret_arn), link, clock.utcnow()), None
+    except LinkInvalid:
+        return None, _html(result_page({"outcome": "invalid-link"}), 403)
+    except LinkExpired as expired:
+        record = load(table, str(expired))
+        return None, _html(confirmation_page(record, clock.utcnow()), 410)
+
+
+@app.get("/approvals/<link>")
+def show(link: str) -> Response[str]:
+    approval_id, refusal = _checked(link)
+    if refusal:
+        return refusal
+    assert approval_id is not None
     record = load(table, approval_id)
-    return _html(confirmation_page(record, clock.utcnow()), 200 if record else 404)
+    preselect = app.current_event.get_query_string_value("decision", "") or ""
+    return _html(confirmation_page(record, clock.utcnow(), preselect), 200 if record else 404)
 
 
-@app.post("/approvals/<approval_id>")
-def decide_gate(approval_id: str) -> Response[str]:
+@app.post("/approvals/<link>")
+def decide_gate(link: str) -> Response[str]:
+    approval_id, refusal = _checked(link)
+    if refusal:
+        return refusal
+    assert approval_id is not None
     form = {k: v[0] for k, v in parse_qs(app.current_event.decoded_body or "").items()}
     decision = form.get("decision", "")
     name = form.get("name", "").strip()[:100]
     if decision not in ("approve", "reject") or not name:
-        return _html(
-            "<p>Give your name and choose Approve or Reject. Nothing was changed.</p>", 400
-        )
+        body = "<p>Give your name and press Approve or Reject. Nothing was changed.</p>"
+        return _html(body, 400)
     result = decide(
         table,
         sfn,
@@ -57,8 +90,7 @@ def decide_gate(approval_id: str) -> Response[str]:
         now=clock.utcnow(),
     )
     logger.info("approval decision", extra={"approvalId": approval_id, **result})
-    status = 200 if result["outcome"] in ("approved", "rejected") else 409
-    return _html(result_page(result), 404 if result["outcome"] == "not-found" else status)
+    return _html(result_page(result), _STATUS.get(result["outcome"], 400))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

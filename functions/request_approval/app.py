@@ -1,4 +1,5 @@
-"""Open an approval gate: store its record (with the task token) and email the approvers."""
+"""Open an approval gate: store its record (with the task token) and email the approvers what
+is about to happen, with signed links to the confirmation page."""
 
 from typing import Any
 
@@ -6,29 +7,37 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.approval_key import approval_key
 from mq_cutover.approvals import request_approval
+from mq_cutover.gate_facts import gate_facts
 from mq_cutover.observability import logger, tracer
+from mq_cutover.plan import parse_plan
 from mq_cutover.settings import Settings
 
 settings = Settings.from_environment()
 table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.approvals_table)
 sns = aws.client("sns")
+ssm = aws.client("ssm")
 
 
-# The event holds the task token: it is never logged (no log_event, and only named fields below).
-@logger.inject_lambda_context(correlation_id_path="migrationId")
+# The event holds the task token: it is never logged (no log_event; only named fields below).
+@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event["plan"])
+    gate = str(event["gate"])
     result = request_approval(
         table,
         sns,
+        key=approval_key(settings.approval_key_secret_arn),
         topic_arn=settings.approval_topic_arn,
         api_url=settings.approval_api_url,
         task_token=event["taskToken"],
-        migration_id=event["migrationId"],
-        gate=event["gate"],
-        details=event.get("details") or {},
-        timeout_seconds=int(event["timeoutSeconds"]),
+        migration_id=plan.migration_id,
+        gate=gate,
+        facts=gate_facts(gate, plan, event.get("broker") or {}, event.get("drain"), ssm),
+        quorum=plan.approvals.quorum_of(gate),
+        timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),
     )
     logger.info("approval requested", extra=result)

@@ -1,110 +1,82 @@
 """Approval gates: a record per gate, an email that says what is about to happen, and a decision
-that only a POST from the confirmation page can make (mail scanners prefetch every GET link).
+that only a deliberate POST (or the CLI) can make, once.
 
-The link carries a random approval id (192 bits, unguessable), never the task token; the token
-stays in DynamoDB and is never logged, emailed or returned.
+Mail and chat scanners fetch every link in a message: a GET therefore only shows the facts and
+a form. Links carry a signed, expiring id (approval_links), never the task token; the token stays
+in DynamoDB and is never logged, emailed, shown or returned.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-GATE_TITLES = {
-    "cutover": "Start the cutover: repoint clients to Amazon MQ",
-    "stopOnPrem": "Stop the on-prem broker (point of no return)",
-    "drainTimeout": "Drain timed out: proceed anyway?",
-    "confirmOnPremStopped": "Confirm that you stopped the on-prem broker",
-}
+from mq_cutover.approval_links import new_approval_id, sign
+from mq_cutover.gate_facts import GATE_TITLES, render_facts
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def render_facts(details: dict[str, Any]) -> list[str]:
-    """Plain-text lines for the email and the page: `key: value`, nested keys indented."""
-    lines: list[str] = []
-
-    def walk(value: Any, indent: str) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                if isinstance(inner, dict | list) and inner:
-                    lines.append(f"{indent}{key}:")
-                    walk(inner, indent + "  ")
-                else:
-                    lines.append(f"{indent}{key}: {_scalar(inner)}")
-        elif isinstance(value, list):
-            for inner in value:
-                if isinstance(inner, dict | list):
-                    lines.append(f"{indent}-")
-                    walk(inner, indent + "  ")
-                else:
-                    lines.append(f"{indent}- {_scalar(inner)}")
-
-    walk(details, "")
-    return lines
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
 def request_approval(
     table: Any,
     sns: Any,
     *,
+    key: bytes,
     topic_arn: str,
     api_url: str,
     task_token: str,
     migration_id: str,
     gate: str,
-    details: dict[str, Any],
+    facts: dict[str, Any],
+    quorum: int,
     timeout_seconds: int,
     now: datetime,
 ) -> dict[str, Any]:
     """Store the gate's record and email the approvers. Returns the approval id (no token)."""
-    approval_id = secrets.token_urlsafe(24)
+    approval_id = new_approval_id()
     expires = now + timedelta(seconds=timeout_seconds)
+    deadline = int(expires.timestamp())
     table.put_item(
         Item={
             "approvalId": approval_id,
             "taskToken": task_token,
             "migrationId": migration_id,
             "gate": gate,
-            "details": json.dumps(details),
+            "facts": json.dumps(facts),
             "status": "PENDING",
+            "quorum": quorum,
+            "votes": [],
             "createdAt": _iso(now),
             "expiresAt": _iso(expires),
-            # TTL keeps decided records 30 days for the audit trail.
+            "deadlineEpoch": deadline,
+            # DynamoDB TTL: decided records stay 30 days for the audit trail.
             "expiresAtEpoch": int((expires + timedelta(days=30)).timestamp()),
-            "deadlineEpoch": int(expires.timestamp()),
         },
         ConditionExpression="attribute_not_exists(approvalId)",
     )
-    link = f"{api_url.rstrip('/')}/{approval_id}"
-    title = GATE_TITLES.get(gate, gate)
+    link = f"{api_url.rstrip('/')}/{sign(key, approval_id, deadline)}"
+    needs = f"{quorum} different approvers" if quorum > 1 else "one approver"
     body = "\n".join(
         [
-            f"mq-cutover needs your decision for migration {migration_id}.",
+            f"mq-cutover needs a decision for migration {migration_id}.",
             "",
-            f"Gate: {gate} - {title}",
-            f"Decide before: {_iso(expires)} (after that the migration rolls back).",
+            f"Gate: {gate} - {GATE_TITLES.get(gate, gate)}",
+            f"Decide before: {_iso(expires)}; after that the migration rolls back.",
+            f"This gate needs {needs}.",
             "",
-            "What happens next and where things stand:",
-            *("  " + line for line in render_facts(details)),
+            *render_facts(facts),
             "",
-            "Open this page to approve or reject (opening it decides nothing):",
-            f"  {link}",
+            "Each link opens a page that shows these facts again; nothing is decided until you",
+            "press a button there.",
+            f"  Approve: {link}?decision=approve",
+            f"  Reject:  {link}?decision=reject",
         ]
     )
     sns.publish(
@@ -115,14 +87,55 @@ def request_approval(
     return {"approvalId": approval_id, "gate": gate, "expiresAt": _iso(expires)}
 
 
-class Decision:
-    APPROVE = "approve"
-    REJECT = "reject"
-
-
 def load(table: Any, approval_id: str) -> dict[str, Any] | None:
     item = table.get_item(Key={"approvalId": approval_id}, ConsistentRead=True).get("Item")
     return dict(item) if item else None
+
+
+def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[dict[str, Any]]:
+    """The open gates of a migration (for the CLI), newest first."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "IndexName": "ByMigration",
+        "KeyConditionExpression": Key("migrationId").eq(migration_id),
+        "ScanIndexForward": False,
+    }
+    while True:
+        page = table.query(**kwargs)
+        items.extend(dict(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [
+        i for i in items if i.get("status") == "PENDING" and (gate is None or i["gate"] == gate)
+    ]
+
+
+def _closed(table: Any, approval_id: str, now: datetime) -> dict[str, Any]:
+    """Why a conditional write failed: unknown, decided, expired, or already voted."""
+    record = load(table, approval_id)
+    if record is None:
+        return {"outcome": "not-found"}
+    if record.get("status") != "PENDING":
+        return {
+            "outcome": "already-decided",
+            "status": record["status"],
+            "decidedBy": record.get("decidedBy"),
+            "decidedAt": record.get("decidedAt"),
+        }
+    if int(record.get("deadlineEpoch", 0)) <= int(now.timestamp()):
+        return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
+    return {"outcome": "already-voted", "votes": len(record.get("votes") or [])}
+
+
+def _public(record: dict[str, Any], outcome: str, by: str, now: datetime) -> dict[str, Any]:
+    return {
+        "outcome": outcome,
+        "gate": record["gate"],
+        "migrationId": record["migrationId"],
+        "decidedBy": by,
+        "decidedAt": _iso(now),
+    }
 
 
 def decide(
@@ -136,142 +149,215 @@ def decide(
     source: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """Record the decision once (conditional write), then resume the workflow.
+    """Record a decision, once per person; resume the workflow when the gate is decided.
 
-    Returns {"outcome": "approved"|"rejected"|"already-decided"|"expired"|"not-found", ...}.
+    Outcomes: approved, rejected, vote-recorded (quorum not reached yet), already-decided,
+    already-voted, expired, not-found. Every write is conditional on the gate being open and
+    before its deadline, so a double click, a replay or a late click decides nothing twice.
     """
-    if decision not in (Decision.APPROVE, Decision.REJECT):
+    if decision not in ("approve", "reject"):
         raise ValueError("decision must be approve or reject")
-    status = "APPROVED" if decision == Decision.APPROVE else "REJECTED"
+    vote = {"by": decided_by, "at": _iso(now), "comment": comment, "source": source}
+    open_gate = "attribute_exists(approvalId) AND #s = :pending AND deadlineEpoch > :now"
+    names = {"#s": "status"}
+    values: dict[str, Any] = {":pending": "PENDING", ":now": int(now.timestamp())}
     try:
-        result = table.update_item(
-            Key={"approvalId": approval_id},
-            UpdateExpression=(
-                "SET #s = :status, decidedBy = :by, decidedAt = :at, #c = :comment, #src = :src"
-            ),
-            ConditionExpression=(
-                "attribute_exists(approvalId) AND #s = :pending AND deadlineEpoch > :now"
-            ),
-            ExpressionAttributeNames={"#s": "status", "#c": "comment", "#src": "source"},
-            ExpressionAttributeValues={
-                ":status": status,
-                ":by": decided_by,
-                ":at": _iso(now),
-                ":comment": comment,
-                ":src": source,
-                ":pending": "PENDING",
-                ":now": int(now.timestamp()),
-            },
-            ReturnValues="ALL_NEW",
-        )
+        if decision == "reject":
+            record = table.update_item(
+                Key={"approvalId": approval_id},
+                UpdateExpression=(
+                    "SET #s = :status, decidedBy = :by, decidedAt = :at, #c = :comment, "
+                    "#src = :src, votes = list_append(votes, :vote)"
+                ),
+                ConditionExpression=open_gate,
+                ExpressionAttributeNames={**names, "#c": "comment", "#src": "source"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":status": "REJECTED",
+                    ":by": decided_by,
+                    ":at": _iso(now),
+                    ":comment": comment,
+                    ":src": source,
+                    ":vote": [vote],
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        else:
+            # One vote per person: the voter's name is kept in a set the condition checks.
+            record = table.update_item(
+                Key={"approvalId": approval_id},
+                UpdateExpression="SET votes = list_append(votes, :vote) ADD voters :me",
+                ConditionExpression=f"{open_gate} AND NOT contains(voters, :by)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    **values,
+                    ":vote": [vote],
+                    ":me": {decided_by},
+                    ":by": decided_by,
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+            if len(record["votes"]) < int(record.get("quorum", 1)):
+                result = _public(record, "vote-recorded", decided_by, now)
+                result.update(votes=len(record["votes"]), quorum=int(record["quorum"]))
+                return result
+            # Quorum reached: exactly one voter flips the gate (the others' writes fail).
+            record = table.update_item(
+                Key={"approvalId": approval_id},
+                UpdateExpression=(
+                    "SET #s = :status, decidedBy = :by, decidedAt = :at, #c = :comment, #src = :src"
+                ),
+                ConditionExpression=open_gate,
+                ExpressionAttributeNames={**names, "#c": "comment", "#src": "source"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":status": "APPROVED",
+                    ":by": ", ".join(v["by"] for v in record["votes"]),
+                    ":at": _iso(now),
+                    ":comment": comment,
+                    ":src": source,
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-        record = load(table, approval_id)
-        if record is None:
-            return {"outcome": "not-found"}
-        if record.get("status") != "PENDING":
-            return {
-                "outcome": "already-decided",
-                "status": record["status"],
-                "decidedBy": record.get("decidedBy"),
-                "decidedAt": record.get("decidedAt"),
-            }
-        return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
-    record = result["Attributes"]
+        return _closed(table, approval_id, now)
+    return _resume(sfn, record, decision, now)
+
+
+def _resume(sfn: Any, record: dict[str, Any], decision: str, now: datetime) -> dict[str, Any]:
     token = record["taskToken"]
+    by = str(record["decidedBy"])
+    comment = str(record.get("comment") or "")
     try:
-        if status == "APPROVED":
+        if decision == "approve":
             sfn.send_task_success(
                 taskToken=token,
                 output=json.dumps(
-                    {"approved": True, "gate": record["gate"], "by": decided_by, "comment": comment}
+                    {"approved": True, "gate": record["gate"], "by": by, "comment": comment}
                 ),
             )
         else:
+            why = f": {comment}" if comment else " (no reason given)"
             sfn.send_task_failure(
                 taskToken=token,
                 error="Rejected",
-                cause=f"{record['gate']} rejected by {decided_by}: {comment}"[:32768],
+                cause=f"{record['gate']} rejected by {by}{why}"[:32768],
             )
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
             return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
         raise
-    return {
-        "outcome": status.lower(),
-        "gate": record["gate"],
-        "migrationId": record["migrationId"],
-        "decidedBy": decided_by,
-        "decidedAt": _iso(now),
-    }
+    return _public(record, "approved" if decision == "approve" else "rejected", by, now)
 
+
+# --- the pages -----------------------------------------------------------------------------
 
 _STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em}"
+    "body{font-family:system-ui,sans-serif;max-width:48em;margin:2em auto;padding:0 1em}"
     "pre{background:#f4f4f4;padding:1em;white-space:pre-wrap}"
     "button{font-size:1.1em;margin-right:1em;padding:.4em 1.2em}"
+    ".chosen{outline:3px solid #0a7}"
 )
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='robots' content='noindex'>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
 
 
-def confirmation_page(record: dict[str, Any] | None, now: datetime) -> str:
+def _header(record: dict[str, Any]) -> str:
+    gate = str(record["gate"])
+    facts = json.loads(record.get("facts") or "{}")
+    votes = record.get("votes") or []
+    quorum = int(record.get("quorum", 1))
+    tally = (
+        f"<p id='votes'>Approvals so far: {len(votes)} of {quorum} "
+        f"({html.escape(', '.join(str(v['by']) for v in votes)) or 'none'}).</p>"
+        if quorum > 1
+        else ""
+    )
+    return (
+        f"<p>Migration <b id='migration'>{html.escape(str(record['migrationId']))}</b>, gate "
+        f"<b id='gate'>{html.escape(gate)}</b>: {html.escape(GATE_TITLES.get(gate, gate))}</p>"
+        f"<pre id='facts'>{html.escape(chr(10).join(render_facts(facts)))}</pre>{tally}"
+    )
+
+
+def confirmation_page(record: dict[str, Any] | None, now: datetime, preselect: str = "") -> str:
     """What a GET shows: the gate's facts and a form. It decides nothing."""
     if record is None:
-        return _page("Unknown approval", "<p>This link is not valid. Nothing was changed.</p>")
-    gate = str(record["gate"])
-    facts = "\n".join(render_facts(json.loads(record.get("details") or "{}")))
-    header = (
-        f"<p>Migration <b>{html.escape(str(record['migrationId']))}</b>, gate "
-        f"<b>{html.escape(gate)}</b>: {html.escape(GATE_TITLES.get(gate, gate))}</p>"
-        f"<pre>{html.escape(facts)}</pre>"
-    )
+        return page("Unknown approval", "<p>This link is not valid. Nothing was changed.</p>")
     if record.get("status") != "PENDING":
-        return _page(
+        return page(
             "Already decided",
-            header + f"<p>Already {html.escape(str(record['status']).lower())} by "
+            _header(record)
+            + f"<p id='result'>Already {html.escape(str(record['status']).lower())} by "
             f"<b>{html.escape(str(record.get('decidedBy')))}</b> at "
-            f"{html.escape(str(record.get('decidedAt')))}.</p>",
+            f"{html.escape(str(record.get('decidedAt')))}. Nothing was changed.</p>",
         )
     if int(record.get("deadlineEpoch", 0)) <= int(now.timestamp()):
-        return _page(
+        return page(
             "Approval expired",
-            header + f"<p>This gate expired at {html.escape(str(record.get('expiresAt')))}.</p>",
+            _header(record) + f"<p id='result'>This gate expired at "
+            f"{html.escape(str(record.get('expiresAt')))}. Nothing was changed.</p>",
         )
+    approve_class = " class='chosen'" if preselect == "approve" else ""
+    reject_class = " class='chosen'" if preselect == "reject" else ""
     form = (
         "<form method='post'>"
-        "<p><label>Your name <input name='name' required maxlength='100'></label></p>"
-        "<p><label>Comment <input name='comment' maxlength='500' size='50'></label></p>"
-        "<p><button name='decision' value='approve'>Approve</button>"
-        "<button name='decision' value='reject'>Reject</button></p></form>"
+        "<p><label>Your name <input id='name' name='name' required maxlength='100'></label></p>"
+        "<p><label>Comment <input id='comment' name='comment' maxlength='500' size='50'>"
+        "</label></p>"
+        f"<p><button id='approve' name='decision' value='approve'{approve_class}>Approve</button>"
+        f"<button id='reject' name='decision' value='reject'{reject_class}>Reject</button></p>"
+        "</form>"
         f"<p>Decide before {html.escape(str(record.get('expiresAt')))}.</p>"
     )
-    return _page(f"Approve {gate}?", header + form)
+    return page(f"Approve {record['gate']}?", _header(record) + form)
+
+
+_RESULT_TITLES = {
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "vote-recorded": "Vote recorded",
+    "already-decided": "Already decided",
+    "already-voted": "Already voted",
+    "expired": "Approval expired",
+    "not-found": "Unknown approval",
+    "invalid-link": "Invalid link",
+}
 
 
 def result_page(result: dict[str, Any]) -> str:
     outcome = result["outcome"]
+    esc = {k: html.escape(str(v)) for k, v in result.items()}
     if outcome in ("approved", "rejected"):
-        return _page(
-            f"{outcome.capitalize()}",
-            f"<p>Gate <b>{html.escape(result['gate'])}</b> of migration "
-            f"<b>{html.escape(result['migrationId'])}</b> {outcome} by "
-            f"{html.escape(result['decidedBy'])} at {html.escape(result['decidedAt'])}.</p>",
+        text = (
+            f"Gate <b>{esc['gate']}</b> of migration <b>{esc['migrationId']}</b> {outcome} by "
+            f"{esc['decidedBy']} at {esc['decidedAt']}. The workflow has been told."
         )
-    if outcome == "already-decided":
-        return _page(
-            "Already decided",
-            f"<p>Already {html.escape(str(result['status']).lower())} by "
-            f"<b>{html.escape(str(result.get('decidedBy')))}</b> at "
-            f"{html.escape(str(result.get('decidedAt')))}. Nothing was changed.</p>",
+    elif outcome == "vote-recorded":
+        text = (
+            f"Your approval is recorded ({esc['votes']} of {esc['quorum']}). The gate opens "
+            "when enough different people have approved."
         )
-    if outcome == "expired":
-        return _page("Approval expired", "<p>This gate is closed. Nothing was changed.</p>")
-    return _page("Unknown approval", "<p>This link is not valid. Nothing was changed.</p>")
+    elif outcome == "already-decided":
+        text = (
+            f"Already {html.escape(str(result['status']).lower())} by <b>{esc['decidedBy']}</b> "
+            f"at {esc['decidedAt']}. Nothing was changed."
+        )
+    elif outcome == "already-voted":
+        text = "You have already approved this gate. Nothing was changed."
+    elif outcome == "expired":
+        text = "This gate is closed: its deadline has passed. Nothing was changed."
+    elif outcome == "invalid-link":
+        text = "This link was not issued by mq-cutover or has been altered. Nothing was changed."
+    else:
+        text = "This link is not valid. Nothing was changed."
+    return page(_RESULT_TITLES.get(outcome, outcome), f"<p id='result'>{text}</p>")

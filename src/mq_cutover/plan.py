@@ -222,6 +222,7 @@ class DrainSettings(_Model):
 
 
 GateName = Literal["cutover", "stopOnPrem"]
+AnyGate = Literal["cutover", "stopOnPrem", "drainTimeout", "confirmOnPremStopped"]
 DEFAULT_GATES: list[GateName] = ["cutover", "stopOnPrem"]
 
 
@@ -230,6 +231,10 @@ class ApprovalSettings(_Model):
 
     gates: list[GateName] = Field(default_factory=lambda: list(DEFAULT_GATES))
     timeout_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
+    quorum: dict[AnyGate, Annotated[int, Field(ge=1, le=10)]] = Field(default_factory=dict)
+
+    def quorum_of(self, gate: str) -> int:
+        return int(self.quorum.get(gate, 1))  # type: ignore[call-overload]
 
 
 class StopMethod(StrEnum):

@@ -12,6 +12,7 @@ class Settings(BaseModel):
     approvals_table: str = ""
     approval_topic_arn: str = ""
     approval_api_url: str = ""
+    approval_key_secret_arn: str = ""
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -20,4 +21,5 @@ class Settings(BaseModel):
             approvals_table=os.environ.get("APPROVALS_TABLE", ""),
             approval_topic_arn=os.environ.get("APPROVAL_TOPIC_ARN", ""),
             approval_api_url=os.environ.get("APPROVAL_API_URL", ""),
+            approval_key_secret_arn=os.environ.get("APPROVAL_KEY_SECRET_ARN", ""),
         )

@@ -1,23 +1,40 @@
-"""Approval records: the email shows the facts and a link (never the token); GET decides
-nothing; a decision is recorded once."""
+"""Approval records: the email shows the facts and signed links (never the token); GET decides
+nothing; each person decides once; a quorum opens the gate exactly once."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
-from mq_cutover.approvals import confirmation_page, decide, load, request_approval
+from mq_cutover.approval_links import LinkExpired, LinkInvalid, sign, verify
+from mq_cutover.approvals import confirmation_page, decide, load, pending_for, request_approval
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+KEY = b"k" * 64
 TOKEN = "AAAAKgAAAAIAAAAAAAAAA+token/with=chars"
+FACTS = {
+    "mode": "ordered",
+    "next": ["Approve: producers move now."],
+    "broker": {"id": "b-1", "state": "RUNNING", "clientUrl": "ssl://amq:61617"},
+    "onPremUrl": "ssl://onprem:61617",
+    "changes": [
+        {
+            "parameter": "/mq-cutover/a",
+            "from": "ssl://onprem:61617",
+            "to": "ssl://amq:61617",
+            "when": "now",
+        }
+    ],
+}
 
 
 class RecordingStepFunctions:
-    """Records SendTaskSuccess/Failure (a real token would need a running execution; the
-    workflow tests cover that path end to end)."""
+    """Records SendTaskSuccess/Failure calls (the workflow tests send them to a real execution)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -31,12 +48,24 @@ class RecordingStepFunctions:
 
 @pytest.fixture
 def table(aws: Any) -> Any:
-    import boto3
-
     aws("dynamodb").create_table(
         TableName="approvals",
         KeySchema=[{"AttributeName": "approvalId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "approvalId", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "approvalId", "AttributeType": "S"},
+            {"AttributeName": "migrationId", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByMigration",
+                "KeySchema": [
+                    {"AttributeName": "migrationId", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     return boto3.resource("dynamodb", region_name="us-east-1").Table("approvals")
@@ -54,43 +83,86 @@ def inbox(aws: Any) -> tuple[Any, str, str]:
     return sns, topic, url
 
 
-def _request(table: Any, inbox: tuple[Any, str, str]) -> str:
+def _request(table: Any, inbox: tuple[Any, str, str], quorum: int = 1) -> str:
     sns, topic, _ = inbox
     result = request_approval(
         table,
         sns,
+        key=KEY,
         topic_arn=topic,
         api_url="https://api.example/dev/approvals",
         task_token=TOKEN,
         migration_id="orders-1",
         gate="cutover",
-        details={"next": "Repoint producers", "producers": ["/mq-cutover/a"]},
+        facts=FACTS,
+        quorum=quorum,
         timeout_seconds=3600,
         now=NOW,
     )
     return str(result["approvalId"])
 
 
-def test_email_has_facts_and_link_but_no_token(
+def _decide(
+    table: Any,
+    sfn: Any,
+    approval_id: str,
+    decision: str,
+    by: str,
+    minutes: int = 5,
+    comment: str = "",
+) -> dict[str, Any]:
+    return decide(
+        table,
+        sfn,
+        approval_id=approval_id,
+        decision=decision,
+        decided_by=by,
+        comment=comment,
+        source="email-link",
+        now=NOW + timedelta(minutes=minutes),
+    )
+
+
+def test_email_has_facts_and_signed_links_but_no_token(
     aws: Any, table: Any, inbox: tuple[Any, str, str]
 ) -> None:
     approval_id = _request(table, inbox)
-    _, _, url = inbox
-    (message,) = aws("sqs").receive_message(QueueUrl=url)["Messages"]
+    (message,) = aws("sqs").receive_message(QueueUrl=inbox[2])["Messages"]
     body = json.loads(message["Body"])
     assert body["Subject"] == "[mq-cutover] orders-1: approve cutover?"
     text = body["Message"]
-    assert f"https://api.example/dev/approvals/{approval_id}" in text
-    assert "next: Repoint producers" in text and "- /mq-cutover/a" in text
-    assert "2026-12-01T03:00:00+00:00" in text
+    links = re.findall(r"https://api\.example/dev/approvals/(\S+)\?decision=(approve|reject)", text)
+    assert [d for _, d in links] == ["approve", "reject"]
+    assert verify(KEY, links[0][0], NOW) == approval_id
+    assert "from ssl://onprem:61617" in text and "to ssl://amq:61617" in text
+    assert "Decide before: 2026-12-01T03:00:00+00:00" in text
     assert TOKEN not in text and "token" not in text.lower()
-    assert len(approval_id) >= 32  # 192 random bits
+
+
+def test_links_refuse_tampering_and_expire() -> None:
+    link = sign(KEY, "abcdefgh1234", int((NOW + timedelta(hours=1)).timestamp()))
+    assert verify(KEY, link, NOW) == "abcdefgh1234"
+    ident, expires, tag = link.split(".")
+    forged = [
+        f"zbcdefgh1234.{expires}.{tag}",  # another id
+        f"{ident}.{int(expires) + 3600}.{tag}",  # a later expiry
+        f"{ident}.{expires}.{'A' * 22}",  # a made-up tag
+        sign(b"another-key", ident, int(expires)),  # signed by someone else
+        "not-a-link",
+        "",
+    ]
+    for candidate in forged:
+        with pytest.raises(LinkInvalid):
+            verify(KEY, candidate, NOW)
+    with pytest.raises(LinkExpired):
+        verify(KEY, link, NOW + timedelta(hours=1))
 
 
 def test_get_page_shows_facts_and_decides_nothing(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
-    page = confirmation_page(load(table, approval_id), NOW)
-    assert "Repoint producers" in page and "<form method='post'>" in page
+    page = confirmation_page(load(table, approval_id), NOW, preselect="approve")
+    assert "from ssl://onprem:61617" in page and "<form method='post'>" in page
+    assert "id='approve' name='decision' value='approve' class='chosen'" in page
     assert TOKEN not in page
     assert load(table, approval_id)["status"] == "PENDING"  # type: ignore[index]
 
@@ -98,16 +170,7 @@ def test_get_page_shows_facts_and_decides_nothing(table: Any, inbox: tuple[Any, 
 def test_decision_is_recorded_once(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
     sfn = RecordingStepFunctions()
-    first = decide(
-        table,
-        sfn,
-        approval_id=approval_id,
-        decision="approve",
-        decided_by="ana",
-        comment="go",
-        source="email-link",
-        now=NOW + timedelta(minutes=5),
-    )
+    first = _decide(table, sfn, approval_id, "approve", "ana", comment="go")
     assert first["outcome"] == "approved"
     assert sfn.calls == [
         (
@@ -120,16 +183,7 @@ def test_decision_is_recorded_once(table: Any, inbox: tuple[Any, str, str]) -> N
             },
         )
     ]
-    second = decide(
-        table,
-        sfn,
-        approval_id=approval_id,
-        decision="reject",
-        decided_by="bob",
-        comment="",
-        source="email-link",
-        now=NOW + timedelta(minutes=6),
-    )
+    second = _decide(table, sfn, approval_id, "reject", "bob", minutes=6)
     assert second == {
         "outcome": "already-decided",
         "status": "APPROVED",
@@ -137,23 +191,15 @@ def test_decision_is_recorded_once(table: Any, inbox: tuple[Any, str, str]) -> N
         "decidedAt": "2026-12-01T02:05:00+00:00",
     }
     assert len(sfn.calls) == 1
-    page = confirmation_page(load(table, approval_id), NOW)
-    assert "Already approved by <b>ana</b>" in page
+    assert "Already approved by <b>ana</b>" in confirmation_page(load(table, approval_id), NOW)
 
 
-def test_reject_is_a_task_failure(table: Any, inbox: tuple[Any, str, str]) -> None:
+def test_reject_is_a_task_failure_naming_who_and_why(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
     approval_id = _request(table, inbox)
     sfn = RecordingStepFunctions()
-    decide(
-        table,
-        sfn,
-        approval_id=approval_id,
-        decision="reject",
-        decided_by="bob",
-        comment="not tonight",
-        source="email-link",
-        now=NOW,
-    )
+    _decide(table, sfn, approval_id, "reject", "bob", comment="not tonight")
     assert sfn.calls == [
         (
             "failure",
@@ -164,31 +210,50 @@ def test_reject_is_a_task_failure(table: Any, inbox: tuple[Any, str, str]) -> No
             },
         )
     ]
+    record = load(table, approval_id)
+    assert (
+        record is not None and record["status"] == "REJECTED" and record["source"] == "email-link"
+    )
 
 
-def test_expired_and_unknown_links_change_nothing(table: Any, inbox: tuple[Any, str, str]) -> None:
+def test_expired_and_unknown_gates_change_nothing(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
     sfn = RecordingStepFunctions()
-    late = decide(
-        table,
-        sfn,
-        approval_id=approval_id,
-        decision="approve",
-        decided_by="ana",
-        comment="",
-        source="email-link",
-        now=NOW + timedelta(hours=2),
-    )
-    assert late["outcome"] == "expired" and sfn.calls == []
+    assert _decide(table, sfn, approval_id, "approve", "ana", minutes=61)["outcome"] == "expired"
     assert load(table, approval_id)["status"] == "PENDING"  # type: ignore[index]
-    unknown = decide(
-        table,
-        sfn,
-        approval_id="forged",
-        decision="approve",
-        decided_by="x",
-        comment="",
-        source="email-link",
-        now=NOW,
-    )
-    assert unknown == {"outcome": "not-found"} and sfn.calls == []
+    assert _decide(table, sfn, "forged", "approve", "x")["outcome"] == "not-found"
+    assert sfn.calls == []
+
+
+def test_quorum_needs_distinct_approvers_and_opens_once(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    approval_id = _request(table, inbox, quorum=2)
+    sfn = RecordingStepFunctions()
+    first = _decide(table, sfn, approval_id, "approve", "ana")
+    assert first["outcome"] == "vote-recorded" and first["votes"] == 1 and first["quorum"] == 2
+    assert _decide(table, sfn, approval_id, "approve", "ana")["outcome"] == "already-voted"
+    assert sfn.calls == []
+    assert "Approvals so far: 1 of 2 (ana)" in confirmation_page(load(table, approval_id), NOW)
+    second = _decide(table, sfn, approval_id, "approve", "bob")
+    assert second["outcome"] == "approved" and second["decidedBy"] == "ana, bob"
+    assert [c[0] for c in sfn.calls] == ["success"]
+    assert _decide(table, sfn, approval_id, "approve", "cy")["outcome"] == "already-decided"
+    assert len(sfn.calls) == 1
+
+
+def test_any_one_rejection_closes_a_quorum_gate(table: Any, inbox: tuple[Any, str, str]) -> None:
+    approval_id = _request(table, inbox, quorum=3)
+    sfn = RecordingStepFunctions()
+    _decide(table, sfn, approval_id, "approve", "ana")
+    assert _decide(table, sfn, approval_id, "reject", "bob")["outcome"] == "rejected"
+    assert [c[0] for c in sfn.calls] == ["failure"]
+
+
+def test_pending_for_finds_a_migrations_open_gates(table: Any, inbox: tuple[Any, str, str]) -> None:
+    approval_id = _request(table, inbox)
+    assert [r["approvalId"] for r in pending_for(table, "orders-1")] == [approval_id]
+    assert pending_for(table, "orders-1", gate="stopOnPrem") == []
+    assert pending_for(table, "other") == []
+    _decide(table, RecordingStepFunctions(), approval_id, "approve", "ana")
+    assert pending_for(table, "orders-1") == []

@@ -83,7 +83,7 @@ def test_every_function_has_a_sample_event_shaped_like_the_real_input(
                     (EVENTS / "functions" / f"approval_api_{method}.json").read_text()
                 )
                 assert event["httpMethod"] == method.upper()
-                assert event["resource"] == "/approvals/{approvalId}"
+                assert event["resource"] == "/approvals/{link}"
             continue
         event = json.loads((EVENTS / "functions" / f"{directory}.json").read_text())
         real = sent_payloads[name]

@@ -39,7 +39,9 @@ def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str
     assert drains[-1]["queuesWithMessages"][0]["queue"] == "orders.created"
     emails = [m["message"] for m in sim.report["approvalEmails"]]
     timeout_email = next(m for m in emails if "drainTimeout" in m)
-    assert "queue: orders.created" in timeout_email and "messagesLeft: 3000" in timeout_email
+    assert "On-prem messages left: 3000" in timeout_email
+    assert "orders.created: 3000 waiting, 0 in flight" in timeout_email
+    assert "Approve: move on as if drained" in timeout_email
     if decision == "approve":
         assert sim.report["execution"]["status"] == "SUCCEEDED"
         assert "Repoint Consumers" in states
