@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
-from mq_cutover.approvals import confirmation_page, decide, load, result_page
+from mq_cutover.approvals import ResumeFailed, confirmation_page, decide, load, page, result_page
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
 
@@ -79,16 +79,23 @@ def decide_gate(link: str) -> Response[str]:
     if decision not in ("approve", "reject") or not name:
         body = "<p>Give your name and press Approve or Reject. Nothing was changed.</p>"
         return _html(body, 400)
-    result = decide(
-        table,
-        sfn,
-        approval_id=approval_id,
-        decision=decision,
-        decided_by=name,
-        comment=form.get("comment", "").strip()[:500],
-        source="email-link",
-        now=clock.utcnow(),
-    )
+    try:
+        result = decide(
+            table,
+            sfn,
+            approval_id=approval_id,
+            decision=decision,
+            decided_by=name,
+            comment=form.get("comment", "").strip()[:500],
+            source="email-link",
+            now=clock.utcnow(),
+        )
+    except ResumeFailed:
+        logger.exception("decision not delivered", extra={"approvalId": approval_id})
+        body = (
+            "<p id='result'>The workflow could not be reached. Nothing was decided: try again.</p>"
+        )
+        return _html(page("Try again", body), 503)
     logger.info("approval decision", extra={"approvalId": approval_id, **result})
     return _html(result_page(result), _STATUS.get(result["outcome"], 400))
 

@@ -81,7 +81,7 @@ def request_approval(
     )
     sns.publish(
         TopicArn=topic_arn,
-        Subject=f"[mq-cutover] {migration_id}: approve {gate}?"[:100],
+        Subject=f"[mq-cutover] {migration_id}: approve {gate}?"[:99],
         Message=body,
     )
     return {"approvalId": approval_id, "gate": gate, "expiresAt": _iso(expires)}
@@ -109,6 +109,10 @@ def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[
     return [
         i for i in items if i.get("status") == "PENDING" and (gate is None or i["gate"] == gate)
     ]
+
+
+class ResumeFailed(Exception):
+    """The decision could not be delivered to Step Functions; the gate is open again."""
 
 
 def _closed(table: Any, approval_id: str, now: datetime) -> dict[str, Any]:
@@ -183,20 +187,9 @@ def decide(
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         else:
-            # One vote per person: the voter's name is kept in a set the condition checks.
-            record = table.update_item(
-                Key={"approvalId": approval_id},
-                UpdateExpression="SET votes = list_append(votes, :vote) ADD voters :me",
-                ConditionExpression=f"{open_gate} AND NOT contains(voters, :by)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    **values,
-                    ":vote": [vote],
-                    ":me": {decided_by},
-                    ":by": decided_by,
-                },
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
+            record = _vote(table, approval_id, vote, open_gate, names, values, now)
+            if record is None:
+                return _closed(table, approval_id, now)
             if len(record["votes"]) < int(record.get("quorum", 1)):
                 result = _public(record, "vote-recorded", decided_by, now)
                 result.update(votes=len(record["votes"]), quorum=int(record["quorum"]))
@@ -223,10 +216,63 @@ def decide(
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
         return _closed(table, approval_id, now)
-    return _resume(sfn, record, decision, now)
+    return _resume(table, sfn, record, decision, now)
 
 
-def _resume(sfn: Any, record: dict[str, Any], decision: str, now: datetime) -> dict[str, Any]:
+def _vote(
+    table: Any,
+    approval_id: str,
+    vote: dict[str, str],
+    open_gate: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Add a person's approval (once per person). A voter whose earlier click reached quorum
+    but could not be delivered may try again: the record is returned as it is."""
+    by = vote["by"]
+    try:
+        return dict(
+            table.update_item(
+                Key={"approvalId": approval_id},
+                UpdateExpression="SET votes = list_append(votes, :vote) ADD voters :me",
+                ConditionExpression=f"{open_gate} AND NOT contains(voters, :by)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, ":vote": [vote], ":me": {by}, ":by": by},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+    record = load(table, approval_id)
+    retry = (
+        record is not None
+        and record.get("status") == "PENDING"
+        and int(record.get("deadlineEpoch", 0)) > int(now.timestamp())
+        and by in (record.get("voters") or set())
+        and len(record.get("votes") or []) >= int(record.get("quorum", 1))
+    )
+    return record if retry else None
+
+
+def _reopen(table: Any, record: dict[str, Any], status: str) -> None:
+    """Undo our status write (only if it is still ours) after a failed delivery."""
+    reopen = status == "PENDING"
+    table.update_item(
+        Key={"approvalId": record["approvalId"]},
+        UpdateExpression=(
+            "SET #s = :new REMOVE decidedBy, decidedAt" if reopen else "SET #s = :new"
+        ),
+        ConditionExpression="#s = :ours",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":new": status, ":ours": record["status"]},
+    )
+
+
+def _resume(
+    table: Any, sfn: Any, record: dict[str, Any], decision: str, now: datetime
+) -> dict[str, Any]:
     token = record["taskToken"]
     by = str(record["decidedBy"])
     comment = str(record.get("comment") or "")
@@ -247,8 +293,12 @@ def _resume(sfn: Any, record: dict[str, Any], decision: str, now: datetime) -> d
             )
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+            # The workflow no longer waits here (timed out, or the run ended): say so for good.
+            _reopen(table, record, "EXPIRED")
             return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
-        raise
+        # Not delivered (throttled, network): the gate is open again; the person can retry.
+        _reopen(table, record, "PENDING")
+        raise ResumeFailed(str(exc)) from exc
     return _public(record, "approved" if decision == "approve" else "rejected", by, now)
 
 
@@ -293,6 +343,14 @@ def confirmation_page(record: dict[str, Any] | None, now: datetime, preselect: s
     """What a GET shows: the gate's facts and a form. It decides nothing."""
     if record is None:
         return page("Unknown approval", "<p>This link is not valid. Nothing was changed.</p>")
+    expired = int(record.get("deadlineEpoch", 0)) <= int(now.timestamp())
+    if record.get("status") == "EXPIRED" or (record.get("status") == "PENDING" and expired):
+        return page(
+            "Approval expired",
+            _header(record) + f"<p id='result'>This gate closed at "
+            f"{html.escape(str(record.get('expiresAt')))} without a decision. "
+            "Nothing was changed.</p>",
+        )
     if record.get("status") != "PENDING":
         return page(
             "Already decided",
@@ -300,12 +358,6 @@ def confirmation_page(record: dict[str, Any] | None, now: datetime, preselect: s
             + f"<p id='result'>Already {html.escape(str(record['status']).lower())} by "
             f"<b>{html.escape(str(record.get('decidedBy')))}</b> at "
             f"{html.escape(str(record.get('decidedAt')))}. Nothing was changed.</p>",
-        )
-    if int(record.get("deadlineEpoch", 0)) <= int(now.timestamp()):
-        return page(
-            "Approval expired",
-            _header(record) + f"<p id='result'>This gate expired at "
-            f"{html.escape(str(record.get('expiresAt')))}. Nothing was changed.</p>",
         )
     approve_class = " class='chosen'" if preselect == "approve" else ""
     reject_class = " class='chosen'" if preselect == "reject" else ""

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from mq_cutover.aws import raise_if_throttled
 from mq_cutover.client_urls import broker_url, pick_endpoints
 from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFound
-from mq_cutover.plan import ENGINE_PROTOCOLS, BrokerSpec, Engine, MigrationPlan, Protocol
+from mq_cutover.plan import ENGINE_PROTOCOLS, BrokerSpec, Engine, MigrationPlan, Mode, Protocol
 
 MIGRATION_TAG = "mq-cutover:migration-id"
 # States a broker does not leave by itself: waiting longer will not help.
@@ -147,6 +147,12 @@ def resolve_endpoints(plan: MigrationPlan, mq: Any, broker_id: str) -> dict[str,
     )
     if protocol not in ENGINE_PROTOCOLS[engine]:
         raise BrokerMismatch(f"target.protocol {protocol.value} is not offered by {engine.value}")
+    if plan.mode == Mode.UNORDERED and engine == Engine.RABBITMQ:
+        # The plan check catches a created RabbitMQ broker; an adopted one is known only now.
+        raise BrokerMismatch(
+            "mode unordered widens consumers to an ActiveMQ failover: URL; broker "
+            f"{broker_id} is RabbitMQ, whose clients have none: use mode ordered"
+        )
     endpoints = pick_endpoints(broker.get("BrokerInstances", []), protocol)
     if not endpoints:
         raise BrokerMismatch(f"broker {broker_id} has no {protocol.value} endpoint")

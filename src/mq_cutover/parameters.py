@@ -51,14 +51,55 @@ def _get(ssm: Any, selector: str) -> dict[str, Any] | None:
 
 
 def _put(ssm: Any, current: dict[str, Any], value: str) -> int:
+    """Overwrite, keeping the parameter's type, tier and KMS key (a SecureString written without
+    its KeyId would silently move to the aws/ssm key)."""
+    request: dict[str, Any] = {
+        "Name": current["Name"],
+        "Value": value,
+        "Type": current["Type"],
+        "Overwrite": True,
+    }
     try:
-        response = ssm.put_parameter(
-            Name=current["Name"], Value=value, Type=current["Type"], Overwrite=True
-        )
+        described = ssm.describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [current["Name"]]}]
+        ).get("Parameters", [])
+        if described:
+            if described[0].get("Tier"):
+                request["Tier"] = described[0]["Tier"]
+            if current["Type"] == "SecureString" and described[0].get("KeyId"):
+                request["KeyId"] = described[0]["KeyId"]
+        response = ssm.put_parameter(**request)
     except ClientError as exc:
         raise_if_throttled(exc)
         raise
     return int(response["Version"])
+
+
+def _written_by_us(ssm: Any, name: str, pre_version: int, ours: set[str]) -> bool:
+    """Every version after the `pre-` one holds a value this migration writes: an earlier
+    attempt wrote it and died before labelling it (put and label are two calls)."""
+    if not ours:
+        return False
+    later: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"Name": name, "WithDecryption": True, "MaxResults": 50}
+    try:
+        while True:
+            page = ssm.get_parameter_history(**kwargs)
+            later += [p for p in page.get("Parameters", []) if int(p["Version"]) > pre_version]
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    except ClientError as exc:
+        raise_if_throttled(exc)
+        raise
+    return bool(later) and all(p["Value"] in ours for p in later)
+
+
+def migration_values(plan: MigrationPlan, broker: dict[str, Any] | None) -> set[str]:
+    """Every value this migration may write into a client parameter."""
+    if not broker or not broker.get("clientUrl") or not broker.get("endpoints"):
+        return set()
+    return {target_value(step, plan, broker) for step in ClientStep}
 
 
 def _label(ssm: Any, name: str, version: int, label: str) -> None:
@@ -78,30 +119,33 @@ def target_value(step: ClientStep, plan: MigrationPlan, broker: dict[str, Any]) 
     return narrowed_url(list(broker["endpoints"]))
 
 
-def set_parameter(ssm: Any, name: str, value: str, migration_id: str) -> dict[str, Any]:
-    """Set one client parameter, reversibly and idempotently. Returns what happened."""
+def set_parameter(
+    ssm: Any, name: str, value: str, migration_id: str, ours: set[str] | None = None
+) -> dict[str, Any]:
+    """Set one client parameter, reversibly and idempotently. Returns what happened.
+
+    `ours` are the values this migration writes: a version holding one of them that lacks our
+    label (a retry after a crash between put and label) is recognised and labelled."""
     current = _get(ssm, name)
     if current is None:
         raise ParameterConflict(f"{name} no longer exists")
+    version = int(current["Version"])
     pre = _get(ssm, f"{name}:{pre_label(migration_id)}")
     own = _get(ssm, f"{name}:{own_label(migration_id)}")
     if pre is None:
-        _label(ssm, name, int(current["Version"]), pre_label(migration_id))
-    elif int(current["Version"]) not in {int(pre["Version"]), int(own["Version"]) if own else -1}:
-        raise ParameterConflict(
-            f"{name} was changed by someone else during migration {migration_id} "
-            f"(version {current['Version']} is neither the original nor ours)"
-        )
+        _label(ssm, name, version, pre_label(migration_id))
+    elif version not in {int(pre["Version"]), int(own["Version"]) if own else -1}:
+        if not _written_by_us(ssm, name, int(pre["Version"]), (ours or set()) | {value}):
+            raise ParameterConflict(
+                f"{name} was changed by someone else during migration {migration_id} "
+                f"(version {version} is neither the original nor ours)"
+            )
+        _label(ssm, name, version, own_label(migration_id))
     if current["Value"] == value:
-        return {"name": name, "changed": False, "version": int(current["Version"])}
-    version = _put(ssm, current, value)
-    _label(ssm, name, version, own_label(migration_id))
-    return {
-        "name": name,
-        "changed": True,
-        "fromVersion": int(current["Version"]),
-        "version": version,
-    }
+        return {"name": name, "changed": False, "version": version}
+    written = _put(ssm, current, value)
+    _label(ssm, name, written, own_label(migration_id))
+    return {"name": name, "changed": True, "fromVersion": version, "version": written}
 
 
 def send_restart_hook(ssm: Any, hook: RestartHook, comment: str) -> str:
@@ -139,7 +183,8 @@ def repoint_clients(
             raise ParameterConflict(f"{only} is not one of the plan's {step.value} parameters")
         names = [only]
     value = target_value(step, plan, broker)
-    results = [set_parameter(ssm, name, value, plan.migration_id) for name in names]
+    ours = migration_values(plan, broker)
+    results = [set_parameter(ssm, name, value, plan.migration_id, ours) for name in names]
     changed = [r["name"] for r in results if r["changed"]]
     command_id = None
     if changed and group.restart_hook is not None:
@@ -154,8 +199,11 @@ def repoint_clients(
     }
 
 
-def rollback_parameters(plan: MigrationPlan, ssm: Any) -> dict[str, Any]:
-    """Put every parameter this migration changed back to its `pre-` value.
+def rollback_parameters(
+    plan: MigrationPlan, ssm: Any, broker: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Put every parameter this migration changed back to its `pre-` value, then restart the
+    clients whose URL was restored (they read it when they start).
 
     Producers go back first, so that no new message is sent to Amazon MQ while consumers are
     still reading there; then consumers. A parameter someone else changed is left as it is.
@@ -164,27 +212,39 @@ def rollback_parameters(plan: MigrationPlan, ssm: Any) -> dict[str, Any]:
     conflicts: list[dict[str, Any]] = []
     untouched: list[str] = []
     migration_id = plan.migration_id
-    order = [*reversed(plan.producers.parameters), *reversed(plan.consumers.parameters)]
-    for name in order:
-        pre = _get(ssm, f"{name}:{pre_label(migration_id)}")
-        current = _get(ssm, name)
-        if pre is None or current is None:
-            untouched.append(name)
-            continue
-        if current["Value"] == pre["Value"]:
-            untouched.append(name)
-            continue
-        own = _get(ssm, f"{name}:{own_label(migration_id)}")
-        if own is None or int(own["Version"]) != int(current["Version"]):
-            conflicts.append(
-                {
-                    "name": name,
-                    "version": int(current["Version"]),
-                    "reason": "changed by someone else since this migration wrote it; left as is",
-                }
+    ours = migration_values(plan, broker)
+    restart_commands: dict[str, str] = {}
+    for group_name, group in (("producers", plan.producers), ("consumers", plan.consumers)):
+        restored_here = []
+        for name in reversed(group.parameters):
+            pre = _get(ssm, f"{name}:{pre_label(migration_id)}")
+            current = _get(ssm, name)
+            if pre is None or current is None or current["Value"] == pre["Value"]:
+                untouched.append(name)
+                continue
+            own = _get(ssm, f"{name}:{own_label(migration_id)}")
+            mine = own is not None and int(own["Version"]) == int(current["Version"])
+            if not mine and not _written_by_us(ssm, name, int(pre["Version"]), ours):
+                conflicts.append(
+                    {
+                        "name": name,
+                        "version": int(current["Version"]),
+                        "reason": "changed by someone else since this migration wrote it; "
+                        "left as is",
+                    }
+                )
+                continue
+            version = _put(ssm, current, str(pre["Value"]))
+            _label(ssm, name, version, rollback_label(migration_id))
+            restored_here.append(name)
+        restored += restored_here
+        if restored_here and group.restart_hook is not None:
+            restart_commands[group_name] = send_restart_hook(
+                ssm, group.restart_hook, f"mq-cutover {migration_id}: rollback {group_name}"
             )
-            continue
-        version = _put(ssm, current, str(pre["Value"]))
-        _label(ssm, name, version, rollback_label(migration_id))
-        restored.append(name)
-    return {"restored": restored, "conflicts": conflicts, "untouched": untouched}
+    return {
+        "restored": restored,
+        "conflicts": conflicts,
+        "untouched": untouched,
+        "restartCommandIds": restart_commands,
+    }

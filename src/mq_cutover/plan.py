@@ -31,6 +31,7 @@ MIGRATION_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,59}$"
 PARAMETER_NAME_PATTERN = r"^/[A-Za-z0-9_.\-/]{1,1010}$"
 SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"  # noqa: S105
 
+MAX_POLLS = 2000  # x ~9 history events a poll, inside Step Functions' 25,000-event cap
 ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
 
 
@@ -179,10 +180,13 @@ class OnPremBroker(_Model):
     )
 
 
+ShellDocument = Literal["AWS-RunShellScript", "AWS-RunPowerShellScript"]
+
+
 class RestartHook(_Model):
     """An SSM Run Command that makes clients reconnect after their URL changed."""
 
-    document_name: str = "AWS-RunShellScript"
+    document_name: ShellDocument = "AWS-RunShellScript"
     commands: list[str] = Field(min_length=1)
     instance_ids: list[Annotated[str, StringConstraints(pattern=r"^(i|mi)-[0-9a-f]{8,17}$")]] = (
         Field(default_factory=list)
@@ -247,7 +251,7 @@ class StopOnPrem(_Model):
     """How the on-prem broker is stopped once drained and approved."""
 
     method: StopMethod = StopMethod.MANUAL
-    document_name: str = "AWS-RunShellScript"
+    document_name: ShellDocument = "AWS-RunShellScript"
     commands: list[str] = Field(default_factory=list)
     instance_ids: list[Annotated[str, StringConstraints(pattern=r"^(i|mi)-[0-9a-f]{8,17}$")]] = (
         Field(default_factory=list)
@@ -289,6 +293,32 @@ class MigrationPlan(_Model):
         if value.lower().startswith(("aws", "ssm")):
             raise ValueError("must not start with 'aws' or 'ssm' (it becomes an SSM label)")
         return value
+
+    @model_validator(mode="after")
+    def _history_budget(self) -> MigrationPlan:
+        """Every poll adds about 9 events to the execution history, which Step Functions caps
+        at 25,000 (a run that hits the cap fails with no Catch, no rollback, no notification).
+        Keep the loops' worst case well inside it."""
+        loops = {
+            "drain": (self.drain.timeout_minutes * 60, self.drain.poll_interval_seconds),
+            "target": (
+                self.target.creation_timeout_minutes * 60,
+                self.target.poll_interval_seconds,
+            ),
+            "stopOnPrem": (
+                self.stop_on_prem.timeout_minutes * 60,
+                self.stop_on_prem.poll_interval_seconds,
+            ),
+        }
+        polls = {name: -(-total // interval) for name, (total, interval) in loops.items()}
+        if sum(polls.values()) > MAX_POLLS:
+            detail = ", ".join(f"{name}: {count}" for name, count in polls.items())
+            raise ValueError(
+                f"the polling loops could take {sum(polls.values())} polls ({detail}); at most "
+                f"{MAX_POLLS} fit in one execution's history: raise a pollIntervalSeconds or "
+                "lower a timeoutMinutes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cross_field(self) -> MigrationPlan:

@@ -257,3 +257,38 @@ def test_pending_for_finds_a_migrations_open_gates(table: Any, inbox: tuple[Any,
     assert pending_for(table, "other") == []
     _decide(table, RecordingStepFunctions(), approval_id, "approve", "ana")
     assert pending_for(table, "orders-1") == []
+
+
+class FailingStepFunctions(RecordingStepFunctions):
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+
+    def send_task_success(self, **kwargs: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": self.code, "Message": "x"}}, "SendTaskSuccess")
+
+
+def test_undelivered_decision_reopens_the_gate(table: Any, inbox: tuple[Any, str, str]) -> None:
+    from mq_cutover.approvals import ResumeFailed
+
+    approval_id = _request(table, inbox)
+    with pytest.raises(ResumeFailed):
+        _decide(table, FailingStepFunctions("ThrottlingException"), approval_id, "approve", "ana")
+    record = load(table, approval_id)
+    assert record is not None and record["status"] == "PENDING" and "decidedBy" not in record
+    # The same person can try again, and this time it is delivered.
+    sfn = RecordingStepFunctions()
+    assert _decide(table, sfn, approval_id, "approve", "ana")["outcome"] == "approved"
+    assert [c[0] for c in sfn.calls] == ["success"]
+
+
+def test_decision_for_a_run_no_longer_waiting_is_expired(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    approval_id = _request(table, inbox)
+    result = _decide(table, FailingStepFunctions("TaskTimedOut"), approval_id, "approve", "ana")
+    assert result["outcome"] == "expired"
+    assert load(table, approval_id)["status"] == "EXPIRED"  # type: ignore[index]
+    assert "closed at" in confirmation_page(load(table, approval_id), NOW)

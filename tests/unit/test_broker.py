@@ -133,3 +133,23 @@ def test_resolve_active_standby_and_rabbitmq(
     ordered_plan["target"]["protocol"] = None
     plan = parse_plan(ordered_plan)
     assert resolve_endpoints(plan, mq, rabbit["BrokerId"])["clientUrl"] == "amqps://mockmq:5671"
+
+
+def test_unordered_onto_an_adopted_rabbitmq_broker_is_refused(
+    clients: tuple[Any, Any], unordered_plan: dict[str, Any]
+) -> None:
+    mq, _ = clients
+    rabbit = mq.create_broker(
+        BrokerName="rabbit",
+        EngineType="RABBITMQ",
+        EngineVersion="3.13",
+        DeploymentMode="SINGLE_INSTANCE",
+        HostInstanceType="mq.m5.large",
+        PubliclyAccessible=False,
+        AutoMinorVersionUpgrade=True,
+        Users=[{"Username": "admin", "Password": "x" * 12}],
+    )
+    del unordered_plan["target"]["create"]
+    unordered_plan["target"]["adoptBrokerId"] = rabbit["BrokerId"]
+    with pytest.raises(BrokerMismatch, match="use mode ordered"):
+        resolve_endpoints(parse_plan(unordered_plan), mq, rabbit["BrokerId"])

@@ -131,3 +131,59 @@ def test_restart_hook_sends_a_command_only_when_something_changed(
     assert command["Parameters"]["commands"] == ["systemctl restart telemetry-consumers"]
     second = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
     assert second["changed"] == [] and second["restartCommandId"] is None
+
+
+def test_a_crash_between_put_and_label_is_recovered(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+    """The Lambda died after put_parameter, before labelling: the retry and the rollback must
+    still know that version is this migration's."""
+    plan = parse_plan(ordered_plan)
+    name = plan.producers.parameters[0]
+    ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["pre-orders-2026-12-01"])
+    ssm.put_parameter(Name=name, Value=BROKER["clientUrl"], Type="String", Overwrite=True)
+    retried = repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    assert name in retried["unchanged"]
+    assert _labels(ssm, name)[2] == ["cutover-orders-2026-12-01"]
+    assert name in rollback_parameters(plan, ssm, BROKER)["restored"]
+    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == ON_PREM
+
+
+def test_rollback_of_an_unlabelled_write_needs_to_know_the_urls(
+    ssm: Any, ordered_plan: dict[str, Any]
+) -> None:
+    plan = parse_plan(ordered_plan)
+    name = plan.producers.parameters[0]
+    ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["pre-orders-2026-12-01"])
+    ssm.put_parameter(Name=name, Value=BROKER["clientUrl"], Type="String", Overwrite=True)
+    # Without the broker's URLs the unlabelled version cannot be told from someone else's.
+    report = rollback_parameters(plan, ssm, None)
+    assert [c["name"] for c in report["conflicts"]] == [name]
+    assert rollback_parameters(plan, ssm, BROKER)["restored"] == [name]
+
+
+def test_rollback_restarts_the_clients_it_restored(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    ssm = aws("ssm")
+    plan = parse_plan(unordered_plan)
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    report = rollback_parameters(plan, ssm, BROKER)
+    assert sorted(report["restored"]) == sorted(plan.consumers.parameters)
+    command_id = report["restartCommandIds"]["consumers"]
+    command = ssm.list_commands(CommandId=command_id)["Commands"][0]
+    assert command["Comment"] == "mq-cutover telemetry-2026-12-01: rollback consumers"
+    assert "producers" not in report["restartCommandIds"]  # none restored: none restarted
+
+
+def test_securestring_keeps_its_kms_key_and_tier(aws: Any, ordered_plan: dict[str, Any]) -> None:
+    ssm = aws("ssm")
+    key = aws("kms").create_key()["KeyMetadata"]["KeyId"]
+    name = "/mq-cutover/orders/checkout/broker-url"
+    ssm.put_parameter(Name=name, Value=ON_PREM, Type="SecureString", KeyId=key, Tier="Advanced")
+    set_parameter(ssm, name, "ssl://amq-1:61617", "m1")
+    (described,) = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])[
+        "Parameters"
+    ]
+    assert described["Type"] == "SecureString" and described["KeyId"] == key
+    assert described["Tier"] == "Advanced"

@@ -124,3 +124,16 @@ def test_readme_documents_every_plan_field() -> None:
     for path in sorted(_field_paths(schema, schema, "")):
         leaf = path.split(".")[-1]
         assert f"`{path}`" in table or f"`{leaf}`" in table or f", {leaf}" in table, path
+
+
+def test_polling_loops_must_fit_the_execution_history(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["drain"] = {"pollIntervalSeconds": 1, "timeoutMinutes": 60}
+    (problem,) = _problems(ordered_plan)
+    assert problem.startswith("(plan): the polling loops could take 3780 polls (drain: 3600")
+    assert "raise a pollIntervalSeconds or lower a timeoutMinutes" in problem
+
+
+def test_restart_hook_documents_are_the_shell_ones(unordered_plan: dict[str, Any]) -> None:
+    unordered_plan["consumers"]["restartHook"]["documentName"] = "AWS-ApplyPatchBaseline"
+    (problem,) = _problems(unordered_plan)
+    assert problem.startswith("consumers.restartHook.documentName: Input should be")
