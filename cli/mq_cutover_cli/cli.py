@@ -1,4 +1,5 @@
-"""`mq-cutover`: run a migration plan offline (`simulate`), or export the plan's JSON Schema."""
+"""`mq-cutover`: run a plan offline (`simulate`), decide a gate from a terminal (`approve`,
+`reject`), or print the plan's JSON Schema (`schema`)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,34 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if report["execution"]["status"] == "SUCCEEDED" else 1
 
 
+def _decide(args: argparse.Namespace) -> int:
+    import boto3
+
+    from mq_cutover import clock
+    from mq_cutover_cli.decide import approvals_table_name, decide_from_terminal
+
+    session = boto3.session.Session(region_name=args.region)
+    table_name = args.table or approvals_table_name(session.client("cloudformation"), args.stack)
+    result = decide_from_terminal(
+        session.resource("dynamodb").Table(table_name),
+        session.client("stepfunctions"),
+        session.client("sts"),
+        migration_id=args.migration_id,
+        decision=args.command,
+        gate=args.gate,
+        comment=args.comment,
+        now=clock.utcnow(),
+    )
+    outcome = result["outcome"]
+    if outcome in ("approved", "rejected"):
+        print(f"{result['gate']} of {result['migrationId']} {outcome} by {result['decidedBy']}")
+    elif outcome == "vote-recorded":
+        print(f"approval recorded ({result['votes']} of {result['quorum']}): the gate stays closed")
+    else:
+        print(f"nothing decided ({outcome}): {result.get('detail', result)}", file=sys.stderr)
+    return 0 if outcome in ("approved", "rejected", "vote-recorded") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mq-cutover", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,11 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument(
         "--pace", type=float, default=0.0, help="real seconds per Wait state (to watch it run)"
     )
+    for verb in ("approve", "reject"):
+        decide = commands.add_parser(
+            verb, help=f"{verb} a migration's open gate as your IAM identity (needs AWS access)"
+        )
+        decide.add_argument("migration_id")
+        decide.add_argument("--gate", help="cutover, drainTimeout, stopOnPrem, ...")
+        decide.add_argument("--comment", default="", help="why (shown in the notification)")
+        where = decide.add_mutually_exclusive_group(required=True)
+        where.add_argument("--stack", help="the deployed stack (its approvals table is found)")
+        where.add_argument("--table", help="the approvals table name")
+        decide.add_argument("--region", help="AWS region (default: your configuration)")
     commands.add_parser("schema", help="print the migration plan's JSON Schema")
     args = parser.parse_args(argv)
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2, sort_keys=True))
         return 0
+    if args.command in ("approve", "reject"):
+        return _decide(args)
     return _simulate(args)
 
 

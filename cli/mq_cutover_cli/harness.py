@@ -164,7 +164,7 @@ class Emulator:
     def __init__(
         self,
         clock: SimClock | None = None,
-        log_level: str = "WARNING",
+        log_level: str = "INFO",
         approval_api_url: str = DEFAULT_APPROVAL_API_URL,
         approval_timeout_scale: float = 1.0,
     ) -> None:
@@ -385,8 +385,12 @@ class Emulator:
         return env
 
     def _capture_logs(self) -> None:
-        """Handler logs (Powertools JSON lines) go to `captured_output`, not the terminal."""
+        """Handler logs (Powertools JSON lines) go to `captured_output`, not the terminal. They
+        are written at the deployed level (INFO) so that logging itself is exercised."""
         service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
+        # The Powertools logger outlives one emulator (its module is imported once): set its
+        # level and stream for this one.
+        logging.getLogger(service).setLevel(self.log_level)
         for handler in logging.getLogger(service).handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(self.captured_output)

@@ -6,25 +6,18 @@ Used by `mq-cutover simulate`, the demo and the workflow tests.
 from __future__ import annotations
 
 import json
-import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mq_cutover.errors import PlanInvalid
 from mq_cutover.parameters import own_label, pre_label
-from mq_cutover.plan import MigrationPlan, parse_plan
+from mq_cutover.plan import MigrationPlan
 from mq_cutover_cli.approval_http import ApprovalApiClient
-from mq_cutover_cli.harness import Emulator, SimClock
-from mq_cutover_cli.world import World, default_world
-
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-
-LINK = re.compile(r"(https?://\S+/approvals/[A-Za-z0-9_.-]+)\?decision=(approve|reject)")
+from mq_cutover_cli.harness import Emulator
+from mq_cutover_cli.live import LINK, TERMINAL, live_run
+from mq_cutover_cli.world import World
 
 
 @dataclass
@@ -51,7 +44,7 @@ class Approver:
         for email in emails[self._read :]:
             self._read += 1
             gate = email["subject"].rsplit("approve ", 1)[-1].rstrip("?")
-            links = dict((d, url) for url, d in LINK.findall(email["message"]))
+            links = {d: url for url, d in LINK.findall(email["message"])}
             reject = self.policy == f"reject:{gate}"
             decision = "reject" if reject else "approve"
             page = api.get(f"{links[decision]}?decision={decision}")
@@ -111,63 +104,26 @@ class Simulation:
             self.printer(f"[{moment.strftime('%H:%M:%S')} sim] {text}")
 
     def run(self) -> dict[str, Any]:
-        try:
-            plan: MigrationPlan | None = parse_plan(self.plan_document)
-        except PlanInvalid:
-            plan = None
-        world = self.world or (
-            default_world(plan) if plan else World.from_raw_plan(self._document())
-        )
-        if plan is not None:
-            world.fill_defaults(plan)
-        emulator = Emulator(
-            SimClock(real_seconds_per_wait=self.pace_seconds),
+        with live_run(
+            self.plan_document,
+            self.world,
+            pace_seconds=self.pace_seconds,
             approval_timeout_scale=self.approval_timeout_scale,
-        )
-        with emulator.running():
-            world.install(emulator, plan)
-            if self.before_start:
-                self.before_start(emulator)
-            initial = self._parameters(emulator, world)
+            before_start=self.before_start,
+        ) as run:
+            emulator = run.emulator
             started = emulator.clock.now()
-            name = self._execution_name()
-            arn = emulator.start(
-                self.plan_document
-                if isinstance(self.plan_document, str)
-                else json.dumps(self.plan_document),
-                name=name,
-            )
-            self._say(emulator, f"started execution {name}")
+            self._say(emulator, f"started execution {run.status()['name']}")
             approver = Approver(emulator, self.approve)
-            try:
-                status = self._follow(emulator, arn, approver)
-            finally:
-                emulator.fail_open_tokens()
-            self.history = emulator.history(arn)
-            self.report = self._build_report(emulator, world, plan, arn, status, approver, initial)
+            status = self._follow(emulator, run.arn, approver)
+            self.history = emulator.history(run.arn)
+            self.report = self._build_report(
+                emulator, run.world, run.plan, run.arn, status, approver, run.initial
+            )
             self.report["simulatedSeconds"] = int((emulator.clock.now() - started).total_seconds())
             if self.after_run:
-                self.after_run(emulator, arn)
+                self.after_run(emulator, run.arn)
         return self.report
-
-    def _document(self) -> Any:
-        if not isinstance(self.plan_document, str):
-            return self.plan_document
-        try:
-            return json.loads(self.plan_document)
-        except json.JSONDecodeError:
-            return None
-
-    def _execution_name(self) -> str:
-        document = self._document()
-        candidate = document.get("migrationId") if isinstance(document, dict) else None
-        if (
-            isinstance(candidate, str)
-            and 0 < len(candidate) <= 80
-            and all(c.isalnum() or c in "-_" for c in candidate)
-        ):
-            return candidate
-        return f"invalid-plan-{uuid.uuid4().hex[:8]}"
 
     def _follow(self, emulator: Emulator, arn: str, approver: Approver) -> dict[str, Any]:
         seen = 0

@@ -96,7 +96,7 @@ def decide_gate(link: str) -> Response[str]:
             "<p id='result'>The workflow could not be reached. Nothing was decided: try again.</p>"
         )
         return _html(page("Try again", body), 503)
-    logger.info("approval decision", extra={"approvalId": approval_id, **result})
+    logger.info("approval decision", extra={"approvalId": approval_id, "decision": result})
     return _html(result_page(result), _STATUS.get(result["outcome"], 400))
 
 

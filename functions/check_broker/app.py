@@ -15,5 +15,5 @@ mq = aws.client("mq")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = broker_state(mq, event["brokerId"])
-    logger.info("broker state", extra=result)
+    logger.info("broker state", extra={"broker": result})
     return result

@@ -20,5 +20,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     plan = parse_plan(event["plan"])
     result = check_drain(plan, cloudwatch, event.get("previous"), clock.utcnow())
     metrics.add_metric("MessagesLeftOnPrem", MetricUnit.Count, result["messagesLeft"])
-    logger.info("drain reading", extra=result)
+    logger.info("drain reading", extra={"drain": result})
     return result

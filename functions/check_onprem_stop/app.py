@@ -16,5 +16,5 @@ ec2 = aws.client("ec2")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = check_on_prem_stop(ssm, ec2, event["stop"])
-    logger.info("on-prem stop status", extra=result)
+    logger.info("on-prem stop status", extra={"stop": result})
     return result

@@ -17,5 +17,5 @@ secrets = aws.client("secretsmanager")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = provision_broker(parse_plan(event["plan"]), mq, secrets)
-    logger.info("broker provisioned", extra=result)
+    logger.info("broker provisioned", extra={"broker": result})
     return result

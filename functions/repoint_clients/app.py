@@ -25,5 +25,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         only=event.get("parameter"),
     )
     metrics.add_metric("ParametersChanged", MetricUnit.Count, len(result["changed"]))
-    logger.info("clients repointed", extra=result)
+    logger.info("clients repointed", extra={"clients": result})
     return result

@@ -40,5 +40,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),
     )
-    logger.info("approval requested", extra=result)
+    logger.info("approval requested", extra={"approval": result})
     return result

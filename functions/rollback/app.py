@@ -20,5 +20,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = rollback_parameters(parse_plan(event["plan"]), ssm, event.get("broker"))
     metrics.add_metric("ParametersRestored", MetricUnit.Count, len(result["restored"]))
     metrics.add_metric("RollbackConflicts", MetricUnit.Count, len(result["conflicts"]))
-    logger.warning("rolled back", extra=result)
+    logger.warning("rolled back", extra={"rollback": result})
     return result

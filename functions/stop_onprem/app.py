@@ -17,5 +17,5 @@ ec2 = aws.client("ec2")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = stop_on_prem(parse_plan(event["plan"]), ssm, ec2)
-    logger.info("on-prem stop started", extra=result)
+    logger.info("on-prem stop started", extra={"stop": result})
     return result
