@@ -1,6 +1,7 @@
 # mq-cutover: every command a developer, the README and CI use.
 #   make demo   set up, then run a full ordered migration offline (embedded AWS emulator)
 #   make test   set up, then every check: ruff, mypy, cfn-lint, sam validate --lint, ASL lint, pytest
+#               (unit, lint, workflow, and a headless-Chromium test of the approval page)
 #   make pr     what a reviewer runs: the same as make test
 
 PYTHON ?= python3.11
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup setup-sam demo demo-unordered test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
+.PHONY: setup setup-sam setup-browser demo demo-unordered test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
 
 # The venvs are rebuilt when their pinned requirements change.
 $(BIN)/.installed: requirements-dev.txt constraints.txt pyproject.toml
@@ -27,6 +28,14 @@ $(SAM_VENV)/bin/.installed: requirements-sam.txt
 
 setup: $(BIN)/.installed
 setup-sam: $(SAM_VENV)/bin/.installed
+
+# Headless Chromium for the approval-page browser test (Debian packages; needs root or sudo).
+setup-browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
 
 demo: setup
 	$(BIN)/mq-cutover simulate --plan events/plan-ordered.json --world events/world-ordered.json \
@@ -58,7 +67,7 @@ unit: setup
 workflow: setup
 	$(BIN)/python -m pytest tests/workflow
 
-test: lint typecheck cfn-lint sam-validate
+test: lint typecheck cfn-lint sam-validate setup-browser
 	$(BIN)/python -m pytest
 
 pr: test
