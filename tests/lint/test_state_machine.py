@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_all
-from mq_cutover_cli.harness import PLACEHOLDER, load_template
 
+from mq_cutover_cli.harness import PLACEHOLDER, load_template
 from tests.conftest import ROOT
 
 ASL_PATH = ROOT / "statemachine" / "migration.asl.json"

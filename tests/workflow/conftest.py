@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from mq_cutover_cli.simulate import Simulation
 
 pytestmark = pytest.mark.workflow

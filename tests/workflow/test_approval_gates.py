@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from mq_cutover_cli.decide import decide_from_terminal
 from mq_cutover_cli.live import LiveRun, live_run
 

@@ -19,9 +19,9 @@ from moto.stepfunctions.parser.asl.eval import variable_store as moto_variable_s
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
+
 from mq_cutover_cli.harness import load_template
 from mq_cutover_cli.simulate import Simulation
-
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.workflow

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from moto.mq.models import mq_backends
-from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator
-from mq_cutover_cli.world import World, default_world
 
 from mq_cutover.plan import parse_plan
+from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator
+from mq_cutover_cli.world import World, default_world
 from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
 
 pytestmark = pytest.mark.workflow
