@@ -42,3 +42,7 @@ class OnPremStopFailed(MigrationError):
 
 class AwsThrottled(MigrationError):
     """An AWS API throttled us or failed transiently; the state machine retries with back-off."""
+
+
+class MigrationAlreadyRunning(MigrationError):
+    """Another execution is running this migration. Raised before any change."""

@@ -132,7 +132,9 @@ def set_parameter(
     version = int(current["Version"])
     pre = _get(ssm, f"{name}:{pre_label(migration_id)}")
     own = _get(ssm, f"{name}:{own_label(migration_id)}")
-    if pre is None:
+    if pre is None or (version != int(pre["Version"]) and current["Value"] == pre["Value"]):
+        # First change; or a later attempt after a rollback put the original value back: the
+        # current version is the original (again), so the label moves to it.
         _label(ssm, name, version, pre_label(migration_id))
     elif version not in {int(pre["Version"]), int(own["Version"]) if own else -1}:
         if not _written_by_us(ssm, name, int(pre["Version"]), (ours or set()) | {value}):

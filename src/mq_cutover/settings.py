@@ -13,6 +13,7 @@ class Settings(BaseModel):
     approval_topic_arn: str = ""
     approval_api_url: str = ""
     approval_key_secret_arn: str = ""
+    migrations_table: str = ""
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -22,4 +23,5 @@ class Settings(BaseModel):
             approval_topic_arn=os.environ.get("APPROVAL_TOPIC_ARN", ""),
             approval_api_url=os.environ.get("APPROVAL_API_URL", ""),
             approval_key_secret_arn=os.environ.get("APPROVAL_KEY_SECRET_ARN", ""),
+            migrations_table=os.environ.get("MIGRATIONS_TABLE", ""),
         )

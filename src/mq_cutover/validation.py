@@ -13,6 +13,8 @@ from mq_cutover.aws import raise_if_throttled
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import MigrationPlan, parse_plan
 
+ATTEMPT_SEPARATOR = "--"  # execution "orders-1--2" is attempt 2 of migration "orders-1"
+
 
 def _missing_parameters(ssm: Any, names: list[str]) -> list[str]:
     missing: list[str] = []
@@ -31,10 +33,14 @@ def validate_plan(
 ) -> MigrationPlan:
     plan = parse_plan(document)
     problems: list[str] = []
-    if execution_name is not None and execution_name != plan.migration_id:
+    if execution_name is not None and not (
+        execution_name == plan.migration_id
+        or execution_name.startswith(f"{plan.migration_id}{ATTEMPT_SEPARATOR}")
+    ):
         problems.append(
-            f"migrationId: '{plan.migration_id}' must equal the execution name "
-            f"'{execution_name}' (so a second start of the same migration is refused)"
+            f"migrationId: the execution name '{execution_name}' must be the migration id "
+            f"'{plan.migration_id}' (or '{plan.migration_id}{ATTEMPT_SEPARATOR}<attempt>' for "
+            "a later attempt), so that runs of one migration can be told and kept apart"
         )
     for group in ("producers", "consumers"):
         for index, name in enumerate(getattr(plan, group).parameters):

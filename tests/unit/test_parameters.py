@@ -187,3 +187,24 @@ def test_securestring_keeps_its_kms_key_and_tier(aws: Any, ordered_plan: dict[st
     ]
     assert described["Type"] == "SecureString" and described["KeyId"] == key
     assert described["Tier"] == "Advanced"
+
+
+def test_a_new_attempt_after_a_rollback_starts_from_the_original(
+    ssm: Any, ordered_plan: dict[str, Any]
+) -> None:
+    plan = parse_plan(ordered_plan)
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    rollback_parameters(plan, ssm, BROKER)
+    retried = repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    assert retried["changed"] == plan.producers.parameters
+    name = plan.producers.parameters[0]
+    assert _labels(ssm, name) == {
+        1: [],
+        2: [],
+        3: ["rollback-orders-2026-12-01", "pre-orders-2026-12-01"],
+        4: ["cutover-orders-2026-12-01"],
+    }
+    assert rollback_parameters(plan, ssm, BROKER)["restored"] == [
+        *reversed(plan.producers.parameters)
+    ]
+    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == ON_PREM

@@ -34,7 +34,9 @@ def test_valid_plan_passes(ssm: Any, aws: Any, ordered_plan: dict[str, Any]) -> 
 def test_execution_name_must_be_the_migration_id(
     ssm: Any, aws: Any, ordered_plan: dict[str, Any]
 ) -> None:
-    with pytest.raises(PlanInvalid, match="must equal the execution name 'console-run-1'"):
+    with pytest.raises(
+        PlanInvalid, match="the execution name 'console-run-1' must be the migration id"
+    ):
         _validate(ordered_plan, ssm, aws, name="console-run-1")
 
 
@@ -68,3 +70,11 @@ def test_missing_parameter_and_missing_broker(
         "Parameters"
     ]
     assert len(history) == 1
+
+
+def test_a_later_attempt_may_carry_a_suffix(
+    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    assert _validate(ordered_plan, ssm, aws, name="orders-2026-12-01--2").migration_id
+    with pytest.raises(PlanInvalid):
+        _validate(ordered_plan, ssm, aws, name="orders-2026-12-01-2")

@@ -1,0 +1,29 @@
+"""Take the migration's lease: refuse at once if another execution is running it."""
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mq_cutover import aws, clock
+from mq_cutover.lease import take_lease
+from mq_cutover.observability import logger, tracer
+from mq_cutover.settings import Settings
+
+settings = Settings.from_environment()
+table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
+sfn = aws.client("stepfunctions")
+
+
+@logger.inject_lambda_context(correlation_id_path="migrationId")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    lease = take_lease(
+        table,
+        sfn,
+        migration_id=event["migrationId"],
+        execution_arn=event["executionArn"],
+        now=clock.utcnow(),
+    )
+    logger.info("lease taken", extra={"lease": lease})
+    return lease
