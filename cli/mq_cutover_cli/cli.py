@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mq_cutover.plan import json_schema
+from mq_cutover_cli.faults import parse as parse_fault
 from mq_cutover_cli.simulate import Simulation, summary_lines
 from mq_cutover_cli.world import World
 
@@ -24,12 +25,19 @@ def _simulate(args: argparse.Namespace) -> int:
         print("mq-cutover: --approve takes auto, none or reject:GATE", file=sys.stderr)
         return 2
     printer = None if args.quiet else print
+    try:
+        for spec in args.fail_at:
+            parse_fault(spec)
+    except ValueError as exc:
+        print(f"mq-cutover: {exc}", file=sys.stderr)
+        return 2
     simulation = Simulation(
         plan_document=plan_text,
         world=world,
         approve=args.approve,
         printer=printer,
         pace_seconds=args.pace,
+        fail_at=list(args.fail_at),
     )
     report = simulation.run()
     for line in summary_lines(report):
@@ -84,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         help="auto (approve every gate), reject:GATE (reject that gate), none (never decide)",
     )
     simulate.add_argument("--report", help="write a JSON report here")
+    simulate.add_argument(
+        "--fail-at",
+        action="append",
+        default=[],
+        metavar="STEP[:KIND]",
+        help="inject a simulated fault at a state (e.g. 'Repoint Producers:transient'); KIND is "
+        "transient, throttle or permanent (default); repeatable",
+    )
     simulate.add_argument("--quiet", action="store_true", help="print only the summary")
     simulate.add_argument(
         "--pace", type=float, default=0.0, help="real seconds per Wait state (to watch it run)"

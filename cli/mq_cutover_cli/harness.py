@@ -123,6 +123,7 @@ class LambdaContext:
 
 
 Hook = Callable[[str, dict[str, Any]], None]
+AfterHook = Callable[[str, dict[str, Any], Any], None]
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
@@ -172,7 +173,8 @@ class Emulator:
         self.log_level = log_level
         self.approval_api_url = approval_api_url
         self.approval_timeout_scale = approval_timeout_scale
-        self.hooks: list[Hook] = []
+        self.hooks: list[Hook] = []  # called before a function runs (the world, faults)
+        self.after_hooks: list[AfterHook] = []  # called with its result (faults)
         self.handlers: dict[str, ModuleType] = {}
         self.function_arns: dict[str, str] = {}
         self.resources: dict[str, str] = {}
@@ -192,11 +194,11 @@ class Emulator:
         name = function.function_name
         payload = json.loads(event) if isinstance(event, str | bytes) else event
         self.invocations.append((name, payload))
-        for hook in list(self.hooks):
-            hook(name, payload)
         module = self.handlers[name]
         context = LambdaContext(function_name=name, invoked_function_arn=function.function_arn)
         try:
+            for hook in list(self.hooks):
+                hook(name, payload)
             result = module.lambda_handler(payload, context)
         except Exception as exc:
             error = {
@@ -206,6 +208,8 @@ class Emulator:
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }
             return json.dumps(error), True, ""
+        for after in list(self.after_hooks):
+            after(name, payload, result)
         return json.dumps(result), False, ""
 
     def _wait(self, _function: Any, env: Any, wait_seconds: int) -> None:

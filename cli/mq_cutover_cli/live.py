@@ -17,6 +17,8 @@ from typing import Any
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import MigrationPlan, parse_plan
 from mq_cutover_cli.approval_http import ApprovalApiClient
+from mq_cutover_cli.faults import Fault
+from mq_cutover_cli.faults import parse as parse_fault
 from mq_cutover_cli.harness import DEFAULT_APPROVAL_API_URL, Emulator, SimClock
 from mq_cutover_cli.world import World, default_world
 
@@ -126,7 +128,9 @@ def live_run(
     approval_api_url: str = DEFAULT_APPROVAL_API_URL,
     before_start: Callable[[Emulator], None] | None = None,
     log_level: str = "INFO",
+    fail_at: list[str] | None = None,
 ) -> Iterator[LiveRun]:
+    faults = [Fault(*parse_fault(spec)) for spec in fail_at or []]
     try:
         parsed: MigrationPlan | None = parse_plan(plan)
     except PlanInvalid:
@@ -143,6 +147,8 @@ def live_run(
     )
     with emulator.running():
         world.install(emulator, parsed)
+        for fault in faults:
+            fault.install(emulator)
         if before_start:
             before_start(emulator)
         ssm = emulator.client("ssm")

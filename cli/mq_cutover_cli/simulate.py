@@ -93,6 +93,7 @@ class Simulation:
     pace_seconds: float = 0.0
     timeout_seconds: float = 600.0
     approval_timeout_scale: float = 1.0
+    fail_at: list[str] = field(default_factory=list)
     before_start: Callable[[Emulator], None] | None = None
     after_run: Callable[[Emulator, str], None] | None = None
     report: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +111,7 @@ class Simulation:
             pace_seconds=self.pace_seconds,
             approval_timeout_scale=self.approval_timeout_scale,
             before_start=self.before_start,
+            fail_at=self.fail_at,
         ) as run:
             emulator = run.emulator
             started = emulator.clock.now()

@@ -13,15 +13,31 @@ from mq_cutover.plan import MigrationPlan, StopMethod
 _COMMAND_FAILED = {"Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated"}
 
 
+def _earlier_stop(ssm: Any, comment: str) -> str | None:
+    """The stop command an earlier try of this step already sent (SendCommand has no
+    idempotency token, so the command's comment names the migration)."""
+    pages = ssm.get_paginator("list_commands").paginate()
+    for page in pages:
+        for command in page.get("Commands", []):
+            if command.get("Comment") == comment and command["Status"] not in _COMMAND_FAILED:
+                return str(command["CommandId"])
+    return None
+
+
 def stop_on_prem(plan: MigrationPlan, ssm: Any, ec2: Any) -> dict[str, Any]:
-    """Start stopping the on-prem broker. Manual stops are confirmed at an approval gate."""
+    """Start stopping the on-prem broker (once: a retried step finds its earlier command).
+    Manual stops are confirmed at an approval gate."""
     stop = plan.stop_on_prem
     try:
         if stop.method == StopMethod.SSM_COMMAND:
+            comment = f"mq-cutover {plan.migration_id}: stop on-prem broker"[:100]
+            earlier = _earlier_stop(ssm, comment)
+            if earlier:
+                return {"method": stop.method.value, "commandId": earlier}
             request: dict[str, Any] = {
                 "DocumentName": stop.document_name,
                 "Parameters": {"commands": list(stop.commands)},
-                "Comment": f"mq-cutover {plan.migration_id}: stop on-prem broker"[:100],
+                "Comment": comment,
                 "TimeoutSeconds": stop.timeout_minutes * 60,
             }
             if stop.instance_ids:
