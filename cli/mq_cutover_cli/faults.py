@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 from botocore.exceptions import ClientError
 from moto.core.exceptions import JsonRESTError
@@ -130,3 +131,30 @@ class Fault:
                     )
 
             emulator.hooks.append(arm)
+
+
+class ThrottlingException(JsonRESTError):
+    code = 400
+
+
+def throttle_ssm_puts(emulator: Emulator, every: int) -> list[int]:
+    """Simulated SSM throttling: every `every`-th PutParameter is refused by the service
+    (HTTP 400 ThrottlingException, nothing written), so botocore's own retry (adaptive mode,
+    with its real back-off) has to absorb it. Returns a list that counts the throttles."""
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    original = SimpleSystemManagerBackend.put_parameter
+    calls = [0]
+    throttled: list[int] = []
+
+    def put_parameter(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] % every == 0:
+            throttled.append(calls[0])
+            raise ThrottlingException("ThrottlingException", "Rate exceeded")
+        return original(backend, *args, **kwargs)
+
+    patch = mock.patch.object(SimpleSystemManagerBackend, "put_parameter", put_parameter)
+    patch.start()
+    emulator.cleanups.append(patch.stop)
+    return throttled

@@ -108,7 +108,8 @@ class SimClock:
 
 @dataclass
 class LambdaContext:
-    """What a handler gets as `context` (Powertools reads these fields)."""
+    """What a handler gets as `context` (Powertools reads these fields). The remaining time
+    counts down in real time from the function's Timeout in template.yaml."""
 
     function_name: str
     invoked_function_arn: str
@@ -117,9 +118,11 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/offline"
     log_stream_name: str = "offline"
+    timeout_ms: int = 60_000
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+        return self.timeout_ms - int((time.monotonic() - self.started) * 1000)
 
 
 Hook = Callable[[str, dict[str, Any]], None]
@@ -168,13 +171,17 @@ class Emulator:
         log_level: str = "INFO",
         approval_api_url: str = DEFAULT_APPROVAL_API_URL,
         approval_timeout_scale: float = 1.0,
+        lambda_timeout_ms: int | None = None,
     ) -> None:
         self.clock = clock or SimClock()
         self.log_level = log_level
         self.approval_api_url = approval_api_url
         self.approval_timeout_scale = approval_timeout_scale
+        self.lambda_timeout_ms = lambda_timeout_ms  # overrides the template's (simulation)
+        self.function_timeouts: dict[str, int] = {}
         self.hooks: list[Hook] = []  # called before a function runs (the world, faults)
         self.after_hooks: list[AfterHook] = []  # called with its result (faults)
+        self.cleanups: list[Callable[[], Any]] = []  # run when the emulator stops
         self.handlers: dict[str, ModuleType] = {}
         self.function_arns: dict[str, str] = {}
         self.resources: dict[str, str] = {}
@@ -195,7 +202,10 @@ class Emulator:
         payload = json.loads(event) if isinstance(event, str | bytes) else event
         self.invocations.append((name, payload))
         module = self.handlers[name]
-        context = LambdaContext(function_name=name, invoked_function_arn=function.function_arn)
+        timeout = self.lambda_timeout_ms or self.function_timeouts.get(name, 60_000)
+        context = LambdaContext(
+            function_name=name, invoked_function_arn=function.function_arn, timeout_ms=timeout
+        )
         try:
             for hook in list(self.hooks):
                 hook(name, payload)
@@ -208,6 +218,12 @@ class Emulator:
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }
             return json.dumps(error), True, ""
+        finally:
+            # Metrics are disabled offline, but Powertools still buffers them (and prints the
+            # buffer at 100 values): drop them with each invocation, as a fresh Lambda would.
+            from mq_cutover.observability import metrics
+
+            metrics.clear_metrics()
         for after in list(self.after_hooks):
             after(name, payload, result)
         return json.dumps(result), False, ""
@@ -328,6 +344,10 @@ class Emulator:
                 Code={"ZipFile": code.getvalue()},
             )["FunctionArn"]
             self.function_arns[name] = arn
+            seconds = res["Properties"].get("Timeout") or self.template.get("Globals", {}).get(
+                "Function", {}
+            ).get("Timeout", 3)
+            self.function_timeouts[name] = int(seconds) * 1000
             self.resources[name] = arn
             self.handlers[name] = self._load_handler(name, code_dir / "app.py")
         self._capture_logs()
@@ -432,7 +452,11 @@ class Emulator:
                 self._patched(),
             ):
                 self._create_stack()
-                yield self
+                try:
+                    yield self
+                finally:
+                    for cleanup in reversed(self.cleanups):
+                        cleanup()
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -23,6 +23,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ClientStep(event["step"]),
         event["broker"],
         only=event.get("parameter"),
+        time_left_ms=context.get_remaining_time_in_millis,
+        start=int(event.get("from") or 0),
     )
     metrics.add_metric("ParametersChanged", MetricUnit.Count, len(result["changed"]))
     logger.info("clients repointed", extra={"clients": result})

@@ -17,7 +17,13 @@ ssm = aws.client("ssm")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = rollback_parameters(parse_plan(event["plan"]), ssm, event.get("broker"))
+    result = rollback_parameters(
+        parse_plan(event["plan"]),
+        ssm,
+        event.get("broker"),
+        time_left_ms=context.get_remaining_time_in_millis,
+        start=int(event.get("from") or 0),
+    )
     metrics.add_metric("ParametersRestored", MetricUnit.Count, len(result["restored"]))
     metrics.add_metric("RollbackConflicts", MetricUnit.Count, len(result["conflicts"]))
     logger.warning("rolled back", extra={"rollback": result})

@@ -9,6 +9,7 @@ No value is ever returned or logged (parameters may be SecureStrings): only name
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -170,23 +171,42 @@ def send_restart_hook(ssm: Any, hook: RestartHook, comment: str) -> str:
         raise
 
 
+# Stop taking on parameters when less than this is left of the Lambda's time: the state machine
+# calls again for the rest (every call is idempotent), so hundreds of parameters fit in one run
+# even when SSM throttles (PutParameter's default quota is a few calls a second).
+RESERVE_MS = 30_000
+TimeLeft = Callable[[], int]
+
+
+def _enough_time(time_left_ms: TimeLeft | None, done_any: bool) -> bool:
+    return not done_any or time_left_ms is None or time_left_ms() >= RESERVE_MS
+
+
 def repoint_clients(
     plan: MigrationPlan,
     ssm: Any,
     step: ClientStep,
     broker: dict[str, Any],
     only: str | None = None,
+    time_left_ms: TimeLeft | None = None,
+    start: int = 0,
 ) -> dict[str, Any]:
-    """Point one client group (or the one parameter `only`) at the step's URL."""
+    """Point one client group (or the one parameter `only`) at the step's URL, from position
+    `start`, as many as the time allows (at least one). `next` is where the following call
+    starts; `done` says whether the whole group is."""
     group = plan.producers if step == ClientStep.PRODUCERS else plan.consumers
     names = list(group.parameters)
     if only is not None:
         if only not in names:
             raise ParameterConflict(f"{only} is not one of the plan's {step.value} parameters")
-        names = [only]
+        names, start = [only], 0
     value = target_value(step, plan, broker)
     ours = migration_values(plan, broker)
-    results = [set_parameter(ssm, name, value, plan.migration_id, ours) for name in names]
+    results: list[dict[str, Any]] = []
+    for name in names[start:]:
+        if not _enough_time(time_left_ms, bool(results)):
+            break
+        results.append(set_parameter(ssm, name, value, plan.migration_id, ours))
     changed = [r["name"] for r in results if r["changed"]]
     command_id = None
     if changed and group.restart_hook is not None:
@@ -198,11 +218,18 @@ def repoint_clients(
         "changed": changed,
         "unchanged": [r["name"] for r in results if not r["changed"]],
         "restartCommandId": command_id,
+        "next": start + len(results),
+        "done": start + len(results) >= len(names),
+        "remaining": len(names) - start - len(results),
     }
 
 
 def rollback_parameters(
-    plan: MigrationPlan, ssm: Any, broker: dict[str, Any] | None = None
+    plan: MigrationPlan,
+    ssm: Any,
+    broker: dict[str, Any] | None = None,
+    time_left_ms: TimeLeft | None = None,
+    start: int = 0,
 ) -> dict[str, Any]:
     """Put every parameter this migration changed back to its `pre-` value, then restart the
     clients whose URL was restored (they read it when they start).
@@ -216,9 +243,18 @@ def rollback_parameters(
     migration_id = plan.migration_id
     ours = migration_values(plan, broker)
     restart_commands: dict[str, str] = {}
+    handled = 0
+    position = 0
+    total = len(plan.all_parameters)
     for group_name, group in (("producers", plan.producers), ("consumers", plan.consumers)):
         restored_here = []
         for name in reversed(group.parameters):
+            position += 1
+            if position <= start:
+                continue  # done by an earlier call
+            if not _enough_time(time_left_ms, bool(handled)):
+                break
+            handled += 1
             pre = _get(ssm, f"{name}:{pre_label(migration_id)}")
             current = _get(ssm, name)
             if pre is None or current is None or current["Value"] == pre["Value"]:
@@ -249,4 +285,7 @@ def rollback_parameters(
         "conflicts": conflicts,
         "untouched": untouched,
         "restartCommandIds": restart_commands,
+        "next": start + handled,
+        "done": start + handled >= total,
+        "remaining": total - start - handled,
     }

@@ -208,3 +208,29 @@ def test_a_new_attempt_after_a_rollback_starts_from_the_original(
         *reversed(plan.producers.parameters)
     ]
     assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == ON_PREM
+
+
+def test_a_short_budget_moves_on_from_where_the_last_call_stopped(
+    ssm: Any, ordered_plan: dict[str, Any]
+) -> None:
+    plan = parse_plan(ordered_plan)
+    clock = iter([60_000, 10_000])  # time left before each parameter after the first
+    first = repoint_clients(
+        plan, ssm, ClientStep.CONSUMERS, BROKER, time_left_ms=lambda: next(clock)
+    )
+    assert first["changed"] == plan.consumers.parameters[:2] and first["done"]
+    stopped = repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, time_left_ms=lambda: 1_000)
+    assert stopped == {**stopped, "next": 1, "done": False, "remaining": 1}
+    rest = repoint_clients(
+        plan, ssm, ClientStep.PRODUCERS, BROKER, time_left_ms=lambda: 1_000, start=stopped["next"]
+    )
+    assert rest["changed"] == plan.producers.parameters[1:] and rest["done"]
+    back = rollback_parameters(plan, ssm, BROKER, time_left_ms=lambda: 1_000)
+    assert back["next"] == 1 and not back["done"]
+    while not back["done"]:
+        back = rollback_parameters(
+            plan, ssm, BROKER, time_left_ms=lambda: 1_000, start=back["next"]
+        )
+    assert all(
+        ssm.get_parameter(Name=n)["Parameter"]["Value"] == ON_PREM for n in plan.all_parameters
+    )

@@ -104,7 +104,12 @@ def test_a_gate_nobody_decides_times_out_and_rolls_back(ordered_plan: dict[str, 
         status = run.wait_until_done()
         assert status["status"] == "FAILED" and status["error"] == "ApprovalTimedOut"
         assert "Nobody decided gate cutover within 2 minutes" in status["cause"]
-        assert run.entered()[-3:] == ["Roll Back", "Notify Rolled Back", "Rolled Back"]
+        assert run.entered()[-4:] == [
+            "Roll Back",
+            "Rolled Back Everything?",
+            "Notify Rolled Back",
+            "Rolled Back",
+        ]
         assert run.parameter_values() == run.initial
 
 

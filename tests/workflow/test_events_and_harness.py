@@ -10,7 +10,9 @@ from typing import Any
 import moto
 import pytest
 from moto.awslambda.models import LambdaFunction
+from moto.ssm.models import SimpleSystemManagerBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSecondsJSONata
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
@@ -44,6 +46,12 @@ def test_canary_moto_internals_the_harness_patches() -> None:
     ]
     assert retrier_decl.time.__name__ == "time"
     assert "time.sleep(" in inspect.getsource(retrier_decl)
+    assert list(inspect.signature(TimeoutSecondsJSONata._eval_seconds).parameters) == [
+        "self",
+        "env",
+    ]
+    # Simulated SSM throttling (faults.py) wraps the backend's put_parameter.
+    assert callable(SimpleSystemManagerBackend.put_parameter)
     # moto still drops the cause (else the patch can go) and the backend still takes one.
     assert "cause" not in inspect.getsource(StepFunctionResponse.send_task_failure)
     assert "cause" in inspect.signature(StepFunctionsParserBackend.send_task_failure).parameters

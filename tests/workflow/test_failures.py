@@ -67,7 +67,12 @@ def test_broker_creation_failure_rolls_back_and_keeps_the_broker(
     assert "is CREATION_FAILED" in execution["cause"] and "kept" in execution["cause"]
     states = entered(sim)
     assert "Resolve Endpoints" not in states and "Approve Cutover" not in states
-    assert states[-3:] == ["Roll Back", "Notify Rolled Back", "Rolled Back"]
+    assert states[-4:] == [
+        "Roll Back",
+        "Rolled Back Everything?",
+        "Notify Rolled Back",
+        "Rolled Back",
+    ]
     assert sim.report["brokersCreated"][0]["state"] == "CREATION_FAILED"
     assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
 

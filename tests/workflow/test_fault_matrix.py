@@ -79,7 +79,12 @@ def test_a_permanent_fault_ends_in_a_known_state(mode: str, step: str) -> None:
         assert all(client_url in value for value in final_values(sim).values())
         assert notes == [f"[mq-cutover] {plan['migrationId']}: on-prem stop failed, act by hand"]
         return
-    assert states[-3:] == ["Roll Back", "Notify Rolled Back", "Rolled Back"]
+    assert states[-4:] == [
+        "Roll Back",
+        "Rolled Back Everything?",
+        "Notify Rolled Back",
+        "Rolled Back",
+    ]
     assert final_values(sim) == initial_values(sim)  # every parameter back
     cause = execution["cause"]
     # A producer's step runs inside the Map: the Map is the state that failed.

@@ -122,7 +122,12 @@ def test_rejection_at_a_gate_rolls_every_parameter_back(
     assert f"{gate} rejected by offline-approver" in execution["cause"]
     assert final_values(sim) == initial_values(sim)
     states = entered(sim)
-    assert states[-3:] == ["Roll Back", "Notify Rolled Back", "Rolled Back"]
+    assert states[-4:] == [
+        "Roll Back",
+        "Rolled Back Everything?",
+        "Notify Rolled Back",
+        "Rolled Back",
+    ]
     assert "Stop On-Prem" not in states
     if last_client_state:
         assert last_client_state in states  # clients had moved: the rollback undid it
