@@ -128,3 +128,16 @@ def test_gates_can_be_turned_off(unordered_plan: dict[str, Any]) -> None:
     sim = run(unordered_plan, approve="none")
     assert sim.report["execution"]["status"] == "SUCCEEDED"
     assert sim.report["approvals"] == []
+
+
+def test_a_failing_rollback_says_so_and_how_to_restore_by_hand(
+    ordered_plan: dict[str, Any],
+) -> None:
+    sim = run(ordered_plan, approve="reject:stopOnPrem", fail_at=["Roll Back:permanent"])
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "RollbackFailed"
+    assert "after Approve Stop On-Prem failed" in execution["cause"]
+    assert entered(sim)[-2:] == ["Notify Rollback Failed", "Rollback Failed"]
+    assert sim.report["notifications"] == [
+        "[mq-cutover] orders-2026-12-01: ROLLBACK FAILED, act by hand"
+    ]
