@@ -185,13 +185,6 @@ class Simulation:
             details = event.get("executionFailedEventDetails", {})
             say(f"execution FAILED: {details.get('error')}")
 
-    @staticmethod
-    def _parameters(emulator: Emulator, world: World) -> dict[str, str]:
-        ssm = emulator.client("ssm")
-        return {
-            name: ssm.get_parameter(Name=name)["Parameter"]["Value"] for name in world.parameters
-        }
-
     def _build_report(
         self,
         emulator: Emulator,
@@ -247,7 +240,6 @@ class Simulation:
             "labels": {"pre": pre_label(plan.migration_id), "own": own_label(plan.migration_id)}
             if plan
             else None,
-            "simulatedSeconds": None,
         }
 
 

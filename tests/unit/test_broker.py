@@ -15,6 +15,20 @@ from mq_cutover.plan import parse_plan
 PASSWORD = "s3cret-offline-pw"
 
 
+def existing_broker(mq: Any, name: str, engine: str, version: str) -> Any:
+    """A broker someone created before the migration (to adopt)."""
+    return mq.create_broker(
+        BrokerName=name,
+        EngineType=engine,
+        EngineVersion=version,
+        DeploymentMode="SINGLE_INSTANCE",
+        HostInstanceType="mq.m5.large",
+        PubliclyAccessible=False,
+        AutoMinorVersionUpgrade=True,
+        Users=[{"Username": "admin", "Password": "x" * 12}],
+    )
+
+
 @pytest.fixture
 def clients(aws: Any) -> tuple[Any, Any]:
     secrets = aws("secretsmanager")
@@ -74,16 +88,7 @@ def test_same_name_from_someone_else_is_refused(
 
 def test_adopt_existing_broker(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
     mq, secrets = clients
-    existing = mq.create_broker(
-        BrokerName="existing",
-        EngineType="ACTIVEMQ",
-        EngineVersion="5.18",
-        DeploymentMode="SINGLE_INSTANCE",
-        HostInstanceType="mq.m5.large",
-        PubliclyAccessible=False,
-        AutoMinorVersionUpgrade=True,
-        Users=[{"Username": "admin", "Password": "x" * 12}],
-    )
+    existing = existing_broker(mq, "existing", "ACTIVEMQ", "5.18")
     del ordered_plan["target"]["create"]
     ordered_plan["target"]["adoptBrokerId"] = existing["BrokerId"]
     result = provision_broker(parse_plan(ordered_plan), mq, secrets)
@@ -120,16 +125,7 @@ def test_resolve_active_standby_and_rabbitmq(
         instance["endpoints"] = [e.replace("mockmq", f"b-{index}") for e in instance["endpoints"]]
     resolved = resolve_endpoints(plan, mq, broker_id)
     assert resolved["clientUrl"] == "failover:(ssl://b-1:61617,ssl://b-2:61617)"
-    rabbit = mq.create_broker(
-        BrokerName="rabbit",
-        EngineType="RABBITMQ",
-        EngineVersion="3.13",
-        DeploymentMode="SINGLE_INSTANCE",
-        HostInstanceType="mq.m5.large",
-        PubliclyAccessible=False,
-        AutoMinorVersionUpgrade=True,
-        Users=[{"Username": "admin", "Password": "x" * 12}],
-    )
+    rabbit = existing_broker(mq, "rabbit", "RABBITMQ", "3.13")
     ordered_plan["target"]["protocol"] = None
     plan = parse_plan(ordered_plan)
     assert resolve_endpoints(plan, mq, rabbit["BrokerId"])["clientUrl"] == "amqps://mockmq:5671"
@@ -139,16 +135,7 @@ def test_unordered_onto_an_adopted_rabbitmq_broker_is_refused(
     clients: tuple[Any, Any], unordered_plan: dict[str, Any]
 ) -> None:
     mq, _ = clients
-    rabbit = mq.create_broker(
-        BrokerName="rabbit",
-        EngineType="RABBITMQ",
-        EngineVersion="3.13",
-        DeploymentMode="SINGLE_INSTANCE",
-        HostInstanceType="mq.m5.large",
-        PubliclyAccessible=False,
-        AutoMinorVersionUpgrade=True,
-        Users=[{"Username": "admin", "Password": "x" * 12}],
-    )
+    rabbit = existing_broker(mq, "rabbit", "RABBITMQ", "3.13")
     del unordered_plan["target"]["create"]
     unordered_plan["target"]["adoptBrokerId"] = rabbit["BrokerId"]
     with pytest.raises(BrokerMismatch, match="use mode ordered"):
