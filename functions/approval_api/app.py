@@ -18,7 +18,9 @@ from mq_cutover.settings import Settings
 
 settings = Settings.from_environment()
 table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.approvals_table)
-sfn = aws.client("stepfunctions")
+# One attempt per SendTask* call: a retry after a lost response would meet "InvalidToken"
+# for a decision that was in fact delivered.
+sfn = boto3.client("stepfunctions", config=aws.CLIENT_CONFIG.merge(aws.NO_RETRIES))
 app = APIGatewayRestResolver()
 
 _HEADERS = {

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mq_cutover.approval_links import new_approval_id, sign
 from mq_cutover.gate_facts import GATE_TITLES, render_facts
@@ -111,6 +111,17 @@ def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[
     ]
 
 
+def _normalised(name: str) -> str:
+    """One spelling per person, so "Ana  Ops" and "ana ops" are one approver."""
+    return " ".join(name.split()).casefold()
+
+
+def _approvals(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The approving votes (a rejection whose delivery failed stays in the list, but never
+    counts towards a quorum)."""
+    return [v for v in record.get("votes") or [] if v.get("decision", "approve") == "approve"]
+
+
 class ResumeFailed(Exception):
     """The decision could not be delivered to Step Functions; the gate is open again."""
 
@@ -129,7 +140,7 @@ def _closed(table: Any, approval_id: str, now: datetime) -> dict[str, Any]:
         }
     if int(record.get("deadlineEpoch", 0)) <= int(now.timestamp()):
         return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
-    return {"outcome": "already-voted", "votes": len(record.get("votes") or [])}
+    return {"outcome": "already-voted", "votes": len(_approvals(record))}
 
 
 def _public(record: dict[str, Any], outcome: str, by: str, now: datetime) -> dict[str, Any]:
@@ -161,7 +172,14 @@ def decide(
     """
     if decision not in ("approve", "reject"):
         raise ValueError("decision must be approve or reject")
-    vote = {"by": decided_by, "at": _iso(now), "comment": comment, "source": source}
+    vote = {
+        "by": decided_by,
+        "key": _normalised(decided_by),
+        "decision": decision,
+        "at": _iso(now),
+        "comment": comment,
+        "source": source,
+    }
     open_gate = "attribute_exists(approvalId) AND #s = :pending AND deadlineEpoch > :now"
     names = {"#s": "status"}
     values: dict[str, Any] = {":pending": "PENDING", ":now": int(now.timestamp())}
@@ -190,9 +208,9 @@ def decide(
             record = _vote(table, approval_id, vote, open_gate, names, values, now)
             if record is None:
                 return _closed(table, approval_id, now)
-            if len(record["votes"]) < int(record.get("quorum", 1)):
+            if len(_approvals(record)) < int(record.get("quorum", 1)):
                 result = _public(record, "vote-recorded", decided_by, now)
-                result.update(votes=len(record["votes"]), quorum=int(record["quorum"]))
+                result.update(votes=len(_approvals(record)), quorum=int(record["quorum"]))
                 return result
             # Quorum reached: exactly one voter flips the gate (the others' writes fail).
             record = table.update_item(
@@ -205,7 +223,7 @@ def decide(
                 ExpressionAttributeValues={
                     **values,
                     ":status": "APPROVED",
-                    ":by": ", ".join(v["by"] for v in record["votes"]),
+                    ":by": ", ".join(v["by"] for v in _approvals(record)),
                     ":at": _iso(now),
                     ":comment": comment,
                     ":src": source,
@@ -230,7 +248,7 @@ def _vote(
 ) -> dict[str, Any] | None:
     """Add a person's approval (once per person). A voter whose earlier click reached quorum
     but could not be delivered may try again: the record is returned as it is."""
-    by = vote["by"]
+    by = vote["key"]  # one vote per person, however they spell their name
     try:
         return dict(
             table.update_item(
@@ -251,7 +269,7 @@ def _vote(
         and record.get("status") == "PENDING"
         and int(record.get("deadlineEpoch", 0)) > int(now.timestamp())
         and by in (record.get("voters") or set())
-        and len(record.get("votes") or []) >= int(record.get("quorum", 1))
+        and len(_approvals(record)) >= int(record.get("quorum", 1))
     )
     return record if retry else None
 
@@ -291,6 +309,9 @@ def _resume(
                 error="Rejected",
                 cause=f"{record['gate']} rejected by {by}{why}"[:32768],
             )
+    except BotoCoreError as exc:  # no answer at all (connection, timeout): not delivered
+        _reopen(table, record, "PENDING")
+        raise ResumeFailed(str(exc)) from exc
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
             # The workflow no longer waits here (timed out, or the run ended): say so for good.
@@ -324,7 +345,7 @@ def page(title: str, body: str) -> str:
 def _header(record: dict[str, Any]) -> str:
     gate = str(record["gate"])
     facts = json.loads(record.get("facts") or "{}")
-    votes = record.get("votes") or []
+    votes = _approvals(record)
     quorum = int(record.get("quorum", 1))
     tally = (
         f"<p id='votes'>Approvals so far: {len(votes)} of {quorum} "

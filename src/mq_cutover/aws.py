@@ -14,6 +14,8 @@ from mq_cutover.errors import AwsThrottled
 # throttled after that becomes AwsThrottled, which the state machine retries with a longer back-off.
 CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5)
 
+NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
 _TRANSIENT = {
     "Throttling",
     "ThrottlingException",

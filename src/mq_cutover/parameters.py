@@ -105,10 +105,12 @@ def migration_values(plan: MigrationPlan, broker: dict[str, Any] | None) -> set[
 
 def _label(ssm: Any, name: str, version: int, label: str) -> None:
     try:
-        ssm.label_parameter_version(Name=name, ParameterVersion=version, Labels=[label])
+        response = ssm.label_parameter_version(Name=name, ParameterVersion=version, Labels=[label])
     except ClientError as exc:
         raise_if_throttled(exc)
         raise
+    if response.get("InvalidLabels"):  # SSM reports a refused label here, not as an error
+        raise ParameterConflict(f"{name}: SSM refused the label(s) {response['InvalidLabels']}")
 
 
 def target_value(step: ClientStep, plan: MigrationPlan, broker: dict[str, Any]) -> str:

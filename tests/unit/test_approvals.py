@@ -292,3 +292,33 @@ def test_decision_for_a_run_no_longer_waiting_is_expired(
     assert result["outcome"] == "expired"
     assert load(table, approval_id)["status"] == "EXPIRED"  # type: ignore[index]
     assert "closed at" in confirmation_page(load(table, approval_id), NOW)
+
+
+def test_one_person_is_one_vote_however_the_name_is_spelt(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    approval_id = _request(table, inbox, quorum=2)
+    sfn = RecordingStepFunctions()
+    assert _decide(table, sfn, approval_id, "approve", "Ana Ops")["outcome"] == "vote-recorded"
+    assert _decide(table, sfn, approval_id, "approve", " ana  OPS ")["outcome"] == "already-voted"
+    assert sfn.calls == []
+
+
+def test_an_undelivered_rejection_never_counts_as_an_approval(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    from mq_cutover.approvals import ResumeFailed
+
+    class FailingReject(RecordingStepFunctions):
+        def send_task_failure(self, **kwargs: Any) -> None:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "SendTaskFailure")
+
+    approval_id = _request(table, inbox, quorum=2)
+    with pytest.raises(ResumeFailed):
+        _decide(table, FailingReject(), approval_id, "reject", "bob")
+    sfn = RecordingStepFunctions()
+    first = _decide(table, sfn, approval_id, "approve", "ana")
+    assert first["outcome"] == "vote-recorded" and first["votes"] == 1  # bob's reject: not a vote
+    assert sfn.calls == []
