@@ -57,6 +57,13 @@ class ApprovalEmail:
     approve_link: str
     reject_link: str
 
+    @classmethod
+    def read(cls, mail: dict[str, str]) -> ApprovalEmail:
+        """The gate and the two links of an approval email, as a person reads them."""
+        links = {d: url for url, d in LINK.findall(mail["message"])}
+        gate = mail["subject"].rsplit("approve ", 1)[-1].rstrip("?")
+        return cls(mail["subject"], mail["message"], gate, links["approve"], links["reject"])
+
 
 @dataclass
 class LiveRun:
@@ -77,16 +84,7 @@ class LiveRun:
         return self.emulator.states_entered(self.arn)
 
     def approval_emails(self) -> list[ApprovalEmail]:
-        emails = []
-        for mail in self.emulator.inbox("ApprovalTopic"):
-            links = {d: url for url, d in LINK.findall(mail["message"])}
-            gate = mail["subject"].rsplit("approve ", 1)[-1].rstrip("?")
-            emails.append(
-                ApprovalEmail(
-                    mail["subject"], mail["message"], gate, links["approve"], links["reject"]
-                )
-            )
-        return emails
+        return [ApprovalEmail.read(mail) for mail in self.emulator.inbox("ApprovalTopic")]
 
     def wait_until(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout

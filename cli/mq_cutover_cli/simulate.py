@@ -16,7 +16,7 @@ from mq_cutover.parameters import own_label, pre_label
 from mq_cutover.plan import MigrationPlan
 from mq_cutover_cli.approval_http import ApprovalApiClient
 from mq_cutover_cli.harness import Emulator
-from mq_cutover_cli.live import LINK, TERMINAL, live_run
+from mq_cutover_cli.live import TERMINAL, ApprovalEmail, live_run
 from mq_cutover_cli.world import World
 
 
@@ -41,19 +41,20 @@ class Approver:
         api = ApprovalApiClient(self.emulator)
         emails = self.emulator.inbox("ApprovalTopic")
         acted = []
-        for email in emails[self._read :]:
+        for mail in emails[self._read :]:
             self._read += 1
-            gate = email["subject"].rsplit("approve ", 1)[-1].rstrip("?")
-            links = {d: url for url, d in LINK.findall(email["message"])}
+            email = ApprovalEmail.read(mail)
+            gate = email.gate
             reject = self.policy == f"reject:{gate}"
             decision = "reject" if reject else "approve"
-            page = api.get(f"{links[decision]}?decision={decision}")
+            link = email.reject_link if reject else email.approve_link
+            page = api.get(f"{link}?decision={decision}")
             form = {
                 "decision": decision,
                 "name": self.name,
                 "comment": "rejected by the offline simulator" if reject else "looks good",
             }
-            response = api.post(links[decision], form)
+            response = api.post(link, form)
             entry = {
                 "gate": gate,
                 "decision": decision,

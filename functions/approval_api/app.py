@@ -47,23 +47,22 @@ def _html(body: str, status: int = 200) -> Response[str]:
     )
 
 
-def _checked(link: str) -> tuple[str | None, Response[str] | None]:
+def _checked(link: str) -> str | Response[str]:
     """The approval id of a genuine link, or the page that refuses it."""
     try:
-        return verify(approval_key(settings.approval_key_secret_arn), link, clock.utcnow()), None
+        return verify(approval_key(settings.approval_key_secret_arn), link, clock.utcnow())
     except LinkInvalid:
-        return None, _html(result_page({"outcome": "invalid-link"}), 403)
+        return _html(result_page({"outcome": "invalid-link"}), 403)
     except LinkExpired as expired:
         record = load(table, str(expired))
-        return None, _html(confirmation_page(record, clock.utcnow()), 410)
+        return _html(confirmation_page(record, clock.utcnow()), 410)
 
 
 @app.get("/approvals/<link>")
 def show(link: str) -> Response[str]:
-    approval_id, refusal = _checked(link)
-    if refusal:
-        return refusal
-    assert approval_id is not None
+    approval_id = _checked(link)
+    if isinstance(approval_id, Response):
+        return approval_id
     record = load(table, approval_id)
     preselect = app.current_event.get_query_string_value("decision", "") or ""
     return _html(confirmation_page(record, clock.utcnow(), preselect), 200 if record else 404)
@@ -71,10 +70,9 @@ def show(link: str) -> Response[str]:
 
 @app.post("/approvals/<link>")
 def decide_gate(link: str) -> Response[str]:
-    approval_id, refusal = _checked(link)
-    if refusal:
-        return refusal
-    assert approval_id is not None
+    approval_id = _checked(link)
+    if isinstance(approval_id, Response):
+        return approval_id
     form = {k: v[0] for k, v in parse_qs(app.current_event.decoded_body or "").items()}
     decision = form.get("decision", "")
     name = form.get("name", "").strip()[:100]
