@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument(
         "--approve",
         default="auto",
-        help="auto (approve every gate), reject:GATE (reject that gate), none (never decide)",
+        help="auto (approve every gate), reject:GATE (reject that gate), extend:drainTimeout "
+        "(wait longer while the plan allows, then approve), none (never decide)",
     )
     simulate.add_argument("--report", help="write a JSON report here")
     simulate.add_argument(
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument(
         "--pace", type=float, default=0.0, help="real seconds per Wait state (to watch it run)"
     )
-    for verb in ("approve", "reject"):
+    for verb in ("approve", "reject", "extend"):
         decide = commands.add_parser(
             verb, help=f"{verb} a migration's open gate as your IAM identity (needs AWS access)"
         )
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2, sort_keys=True))
         return 0
-    if args.command in ("approve", "reject"):
+    if args.command in ("approve", "reject", "extend"):
         return _decide(args)
     return _simulate(args)
 

@@ -13,7 +13,8 @@ Patched, and why:
    rejection's "rejected by X: why" reaches the Catch as on AWS.
 5. `WaitFunction._wait_interval` and the retrier's `time`: Wait states and Retry back-off advance
    a simulated clock instead of sleeping. `mq_cutover.clock.utcnow` reads that clock, so
-   handlers, metric timestamps and approval deadlines all live on simulated time.
+   handlers, metric timestamps and approval deadlines all live on simulated time, and
+   `mq_cutover.clock.sleep` (a handler waiting between drain readings) advances it.
 6. `TimeoutSecondsJSONata._eval_seconds`: a gate's TimeoutSeconds (a JSONata expression) is
    multiplied by `approval_timeout_scale`, so a test can watch a 1-minute gate time out in
    about a second (moto waits for a task token in real time). Literal timeouts are untouched.
@@ -181,6 +182,7 @@ class Emulator:
         self.function_timeouts: dict[str, int] = {}
         self.hooks: list[Hook] = []  # called before a function runs (the world, faults)
         self.after_hooks: list[AfterHook] = []  # called with its result (faults)
+        self.ticks: list[Callable[[], None]] = []  # called when a handler sleeps (the world)
         self.cleanups: list[Callable[[], Any]] = []  # run when the emulator stops
         self.handlers: dict[str, ModuleType] = {}
         self.function_arns: dict[str, str] = {}
@@ -228,6 +230,13 @@ class Emulator:
             after(name, payload, result)
         return json.dumps(result), False, ""
 
+    def _sleep(self, seconds: float) -> None:
+        """A handler waiting inside one call (the drain's readings): simulated time passes,
+        and the world moves with it (its metrics bridge publishes)."""
+        self.clock.advance(seconds)
+        for tick in list(self.ticks):
+            tick()
+
     def _wait(self, _function: Any, env: Any, wait_seconds: int) -> None:
         self.clock.advance(wait_seconds)
         if self.clock.real_seconds_per_wait > 0:
@@ -271,6 +280,7 @@ class Emulator:
             mock.patch.object(TimeoutSecondsJSONata, "_eval_seconds", scaled_timeout),
             mock.patch.object(retrier_decl, "time", _RetryTime),
             mock.patch("mq_cutover.clock.utcnow", self.clock.now),
+            mock.patch("mq_cutover.clock.sleep", self._sleep),
         ]
         for patch in patches:
             patch.start()

@@ -23,7 +23,7 @@ from mq_cutover_cli.harness import DEFAULT_APPROVAL_API_URL, Emulator, SimClock
 from mq_cutover_cli.world import World, default_world
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-LINK = re.compile(r"(https?://\S+/approvals/[A-Za-z0-9_.-]+)\?decision=(approve|reject)")
+LINK = re.compile(r"(https?://\S+/approvals/[A-Za-z0-9_.-]+)\?decision=(approve|reject|extend)")
 
 
 def document_of(plan: Any) -> Any:
@@ -56,13 +56,21 @@ class ApprovalEmail:
     gate: str
     approve_link: str
     reject_link: str
+    extend_link: str | None = None  # only on a drain timeout gate that may be extended
 
     @classmethod
     def read(cls, mail: dict[str, str]) -> ApprovalEmail:
-        """The gate and the two links of an approval email, as a person reads them."""
+        """The gate and the links of an approval email, as a person reads them."""
         links = {d: url for url, d in LINK.findall(mail["message"])}
         gate = mail["subject"].rsplit("approve ", 1)[-1].rstrip("?")
-        return cls(mail["subject"], mail["message"], gate, links["approve"], links["reject"])
+        return cls(
+            mail["subject"],
+            mail["message"],
+            gate,
+            links["approve"],
+            links["reject"],
+            links.get("extend"),
+        )
 
 
 @dataclass

@@ -26,7 +26,8 @@ class Approver:
     presses a button (POST), as a person would.
 
     policy: "auto" approves every gate; "reject:GATE" rejects that gate and approves the others;
-    "none" never decides (the gate times out).
+    "extend:GATE" asks to wait longer at that gate while it may, then approves; "none" never
+    decides (the gate times out).
     """
 
     emulator: Emulator
@@ -45,14 +46,17 @@ class Approver:
             self._read += 1
             email = ApprovalEmail.read(mail)
             gate = email.gate
-            reject = self.policy == f"reject:{gate}"
-            decision = "reject" if reject else "approve"
-            link = email.reject_link if reject else email.approve_link
+            decision = "approve"
+            link = email.approve_link
+            if self.policy == f"reject:{gate}":
+                decision, link = "reject", email.reject_link
+            elif self.policy == f"extend:{gate}" and email.extend_link:
+                decision, link = "extend", email.extend_link
             page = api.get(f"{link}?decision={decision}")
             form = {
                 "decision": decision,
                 "name": self.name,
-                "comment": "rejected by the offline simulator" if reject else "looks good",
+                "comment": f"{decision} (offline simulator)",
             }
             response = api.post(link, form)
             entry = {
@@ -73,10 +77,17 @@ def _drain_line(output: dict[str, Any]) -> str:
     line = (
         f"messages left on-prem: {output.get('messagesLeft')} "
         f"(empty readings {output.get('consecutiveEmpty')}/{output.get('requiredEmpty')}, "
-        f"poll {output.get('polls')})"
+        f"reading {output.get('readings')}, call {output.get('polls')}, "
+        f"deadline {output.get('deadlineAt')})"
     )
     if output.get("missingCount"):
         line += f", no data for {output['missingCount']} queue(s): {output.get('missing')}"
+    if output.get("staleCount"):
+        stale = ", ".join(f"{q['queue']} ({q['ageSeconds']} s old)" for q in output["stale"])
+        line += f", stale data: {stale}"
+    if output.get("stillReceivingCount"):
+        receiving = ", ".join(q["queue"] for q in output["stillReceiving"])
+        line += f", STILL RECEIVING on-prem: {receiving}"
     if output.get("ignoredCount"):
         ignored = ", ".join(f"{q['queue']}={q['messages']}" for q in output.get("ignored", []))
         line += f", ignored: {ignored}"

@@ -10,16 +10,19 @@
 
 A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. Fields:
   parameters          {name: initial value}; default: every plan parameter = onPrem.url
-  queues              [{name, messages, inFlight, drainPerMinute}]; default: the plan's
-                      queues with 3,000 messages each, draining 1,000 a minute
+  queues              [{name, messages, inFlight, drainPerMinute, enqueuePerMinute,
+                      enqueueForSeconds}]; default: the plan's queues with 3,000 messages
+                      each, draining 1,000 a minute. enqueuePerMinute/enqueueForSeconds: a
+                      straggler producer still sending to the old broker after the drain began
   brokerCreationPolls how many broker checks see CREATION_IN_PROGRESS first (default 2)
+  visibilityDelaySeconds  how long a published datapoint takes to be readable (default 0)
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +34,45 @@ from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 
 @dataclass
 class SimQueue:
+    """One on-prem queue: a backlog its consumers drain, and optionally a straggler producer
+    that keeps sending to the old broker for a while after the drain started."""
+
     name: str
     messages: int
     drain_per_minute: int = 1000
     in_flight: int = 0
+    enqueue_per_minute: int = 0
+    enqueue_for_seconds: float = 0.0
+    enqueued_before: int = 100_000  # the broker's cumulative EnqueueCount when the drain starts
+
+    def _produced(self, elapsed: float) -> float:
+        return self.enqueue_per_minute * min(elapsed, self.enqueue_for_seconds) / 60
 
     def at(self, elapsed_seconds: float) -> tuple[int, int]:
         """(messages, in flight) after `elapsed_seconds` of draining."""
         elapsed = max(0.0, elapsed_seconds)
-        left = max(0, self.messages - int(self.drain_per_minute * elapsed / 60))
+        backlog = self.messages + self._produced(elapsed) - self.drain_per_minute * elapsed / 60
+        left = max(0, int(backlog + 0.999999))
         in_flight = min(self.in_flight, left)
         return left, in_flight
+
+    def enqueue_count(self, elapsed_seconds: float) -> int:
+        return self.enqueued_before + int(self._produced(max(0.0, elapsed_seconds)))
+
+    def last_consumed_after(self) -> float:
+        """Seconds after the drain started when this queue's last message is consumed
+        (inf if never)."""
+        produced = self.enqueue_per_minute * self.enqueue_for_seconds / 60
+        if self.drain_per_minute <= 0:
+            return 0.0 if self.messages == 0 and produced == 0 else float("inf")
+        rate_in = self.enqueue_per_minute / 60
+        rate_out = self.drain_per_minute / 60
+        if rate_out > rate_in and self.messages / (rate_out - rate_in) <= self.enqueue_for_seconds:
+            backlog_gone = self.messages / (rate_out - rate_in)
+        else:
+            backlog_gone = (self.messages + produced) / rate_out
+        last_sent = self.enqueue_for_seconds if self.enqueue_per_minute else 0.0
+        return max(backlog_gone, last_sent)
 
 
 @dataclass
@@ -49,6 +80,7 @@ class World:
     parameters: dict[str, str]
     queues: list[SimQueue]
     broker_creation_polls: int = 2
+    visibility_delay_seconds: float = 0.0
     published_until: datetime | None = None
     drain_started: datetime | None = None
     broker_checks: int = 0
@@ -65,10 +97,13 @@ class World:
                     messages=int(q.get("messages", 0)),
                     drain_per_minute=int(q.get("drainPerMinute", 1000)),
                     in_flight=int(q.get("inFlight", 0)),
+                    enqueue_per_minute=int(q.get("enqueuePerMinute", 0)),
+                    enqueue_for_seconds=float(q.get("enqueueForSeconds", 0)),
                 )
                 for q in document.get("queues", [])
             ],
             broker_creation_polls=int(document.get("brokerCreationPolls", 2)),
+            visibility_delay_seconds=float(document.get("visibilityDelaySeconds", 0)),
         )
 
     @classmethod
@@ -115,6 +150,7 @@ class World:
         if plan is not None:
             self._on_prem_hosts(emulator, plan)
         emulator.hooks.append(self._on_invoke)
+        emulator.ticks.append(self.tick)
 
     @staticmethod
     def _on_prem_hosts(emulator: Emulator, plan: MigrationPlan) -> None:
@@ -176,41 +212,65 @@ class World:
         elapsed = (now - start).total_seconds()
         return {q.name: q.at(elapsed) for q in self.queues}
 
+    def tick(self) -> None:
+        """A handler slept: the bridge keeps publishing on simulated time."""
+        if self.drain_started is not None:
+            self._bridge_publish(self._emulator_now())
+
+    def last_consumed_at(self) -> datetime | None:
+        """When the last watched message is consumed on simulated time (None: never)."""
+        if self.drain_started is None or self.plan is None:
+            return None
+        ignore = self.plan.on_prem.ignore_queues
+        from mq_cutover.drain import is_ignored
+
+        after = max(
+            (q.last_consumed_after() for q in self.queues if not is_ignored(q.name, ignore)),
+            default=0.0,
+        )
+        return None if after == float("inf") else self.drain_started + timedelta(seconds=after)
+
     def _bridge_publish(self, now: datetime) -> None:
-        """Simulated on-prem metrics bridge: one datapoint per queue per metric period, from
-        the last publish up to now, on simulated time."""
+        """Simulated on-prem metrics bridge: one datapoint per queue and metric per metric
+        period, at period boundaries, readable `visibility_delay_seconds` after its timestamp."""
         if self.plan is None or not self.queues:
             return
         metrics = self.plan.on_prem.metrics
-        period = timedelta(seconds=metrics.period_seconds)
+        step = metrics.period_seconds
+        period = timedelta(seconds=step)
         if self.drain_started is None:
             self.drain_started = now
-        moment = (self.published_until + period) if self.published_until else now - period
+        visible = now - timedelta(seconds=self.visibility_delay_seconds)
+        if self.published_until is not None:
+            moment = self.published_until + period
+        else:  # the bridge was running before the drain: a few points of history
+            epoch = int(self.drain_started.timestamp())
+            moment = datetime.fromtimestamp(epoch - epoch % step, tz=UTC) - 3 * period
         cloudwatch = boto3_client("cloudwatch")
-        while moment <= now:
-            data = []
-            for queue, (messages, in_flight) in self.depth(moment).items():
+        while moment <= visible:
+            elapsed = (moment - self.drain_started).total_seconds()
+            data: list[dict[str, Any]] = []
+            for queue in self.queues:
+                messages, in_flight = queue.at(elapsed)
+                values = {
+                    metrics.messages_metric: messages,
+                    metrics.in_flight_metric: in_flight,
+                    metrics.enqueue_metric: queue.enqueue_count(elapsed),
+                }
                 dims = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
-                dims.append({"Name": metrics.queue_dimension, "Value": queue})
-                data.append(
+                dims.append({"Name": metrics.queue_dimension, "Value": queue.name})
+                data.extend(
                     {
-                        "MetricName": metrics.messages_metric,
+                        "MetricName": name,
                         "Dimensions": dims,
                         "Timestamp": moment,
-                        "Value": messages,
+                        "Value": value,
                         "Unit": "Count",
+                        "StorageResolution": 1 if step < 60 else 60,
                     }
+                    for name, value in values.items()
+                    if name is not None
                 )
-                if metrics.in_flight_metric:
-                    data.append(
-                        {
-                            "MetricName": metrics.in_flight_metric,
-                            "Dimensions": dims,
-                            "Timestamp": moment,
-                            "Value": in_flight,
-                            "Unit": "Count",
-                        }
-                    )
             for offset in range(0, len(data), 1000):
                 cloudwatch.put_metric_data(
                     Namespace=metrics.namespace, MetricData=data[offset : offset + 1000]

@@ -12,7 +12,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
-from mq_cutover.approvals import ResumeFailed, confirmation_page, decide, load, page, result_page
+from mq_cutover.approvals import (
+    DECISIONS,
+    ResumeFailed,
+    confirmation_page,
+    decide,
+    load,
+    page,
+    result_page,
+)
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
 
@@ -32,12 +40,14 @@ _HEADERS = {
 _STATUS = {
     "approved": 200,
     "rejected": 200,
+    "extended": 200,
     "vote-recorded": 200,
     "already-decided": 409,
     "already-voted": 409,
     "expired": 410,
     "not-found": 404,
     "invalid-link": 403,
+    "cannot-extend": 409,
 }
 
 
@@ -76,8 +86,8 @@ def decide_gate(link: str) -> Response[str]:
     form = {k: v[0] for k, v in parse_qs(app.current_event.decoded_body or "").items()}
     decision = form.get("decision", "")
     name = form.get("name", "").strip()[:100]
-    if decision not in ("approve", "reject") or not name:
-        body = "<p>Give your name and press Approve or Reject. Nothing was changed.</p>"
+    if decision not in DECISIONS or not name:
+        body = "<p>Give your name and press one of the buttons. Nothing was changed.</p>"
         return _html(body, 400)
     try:
         result = decide(

@@ -26,6 +26,8 @@ ssm = aws.client("ssm")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])
     gate = str(event["gate"])
+    drain = event.get("drain") or {}
+    can_extend = gate == "drainTimeout" and int(drain.get("extensionsLeft", 0)) > 0
     result = request_approval(
         table,
         sns,
@@ -39,6 +41,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         quorum=plan.approvals.quorum_of(gate),
         timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),
+        extend_minutes=plan.drain.extend_minutes if can_extend else None,
     )
     logger.info("approval requested", extra={"approval": result})
     return result

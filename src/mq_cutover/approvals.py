@@ -19,6 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mq_cutover.approval_links import new_approval_id, sign
 from mq_cutover.gate_facts import GATE_TITLES, render_facts
 
+DECISIONS = ("approve", "reject", "extend")
+OUTCOMES = {"approve": "approved", "reject": "rejected", "extend": "extended"}
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
@@ -38,8 +41,12 @@ def request_approval(
     quorum: int,
     timeout_seconds: int,
     now: datetime,
+    extend_minutes: int | None = None,
 ) -> dict[str, Any]:
-    """Store the gate's record and email the approvers. Returns the approval id (no token)."""
+    """Store the gate's record and email the approvers. Returns the approval id (no token).
+
+    `extend_minutes`: the gate may also be answered "wait that much longer" (the drain timeout
+    gate, while the plan allows more extensions)."""
     approval_id = new_approval_id()
     expires = now + timedelta(seconds=timeout_seconds)
     deadline = int(expires.timestamp())
@@ -58,6 +65,7 @@ def request_approval(
             "deadlineEpoch": deadline,
             # DynamoDB TTL: decided records stay 30 days for the audit trail.
             "expiresAtEpoch": int((expires + timedelta(days=30)).timestamp()),
+            **({"extendMinutes": extend_minutes} if extend_minutes else {}),
         },
         ConditionExpression="attribute_not_exists(approvalId)",
     )
@@ -77,6 +85,11 @@ def request_approval(
             "press a button there.",
             f"  Approve: {link}?decision=approve",
             f"  Reject:  {link}?decision=reject",
+            *(
+                [f"  Extend:  {link}?decision=extend  (wait {extend_minutes} more minutes)"]
+                if extend_minutes
+                else []
+            ),
         ]
     )
     sns.publish(
@@ -126,8 +139,9 @@ class ResumeFailed(Exception):
     """The decision could not be delivered to Step Functions; the gate is open again."""
 
 
-def _closed(table: Any, approval_id: str, now: datetime) -> dict[str, Any]:
-    """Why a conditional write failed: unknown, decided, expired, or already voted."""
+def _closed(table: Any, approval_id: str, now: datetime, decision: str = "") -> dict[str, Any]:
+    """Why a conditional write failed: unknown, decided, expired, not extendable, or already
+    voted."""
     record = load(table, approval_id)
     if record is None:
         return {"outcome": "not-found"}
@@ -140,6 +154,8 @@ def _closed(table: Any, approval_id: str, now: datetime) -> dict[str, Any]:
         }
     if int(record.get("deadlineEpoch", 0)) <= int(now.timestamp()):
         return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
+    if decision == "extend" and not record.get("extendMinutes"):
+        return {"outcome": "cannot-extend"}
     return {"outcome": "already-voted", "votes": len(_approvals(record))}
 
 
@@ -166,12 +182,14 @@ def decide(
 ) -> dict[str, Any]:
     """Record a decision, once per person; resume the workflow when the gate is decided.
 
-    Outcomes: approved, rejected, vote-recorded (quorum not reached yet), already-decided,
-    already-voted, expired, not-found. Every write is conditional on the gate being open and
-    before its deadline, so a double click, a replay or a late click decides nothing twice.
+    Outcomes: approved, rejected, extended, vote-recorded (quorum not reached yet),
+    already-decided, already-voted, expired, not-found. Every write is conditional on the gate
+    being open and before its deadline, so a double click, a replay or a late click decides
+    nothing twice. Rejecting and extending change nothing in the migration, so one person may
+    do either whatever the quorum; approving needs the quorum.
     """
-    if decision not in ("approve", "reject"):
-        raise ValueError("decision must be approve or reject")
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
     vote = {
         "by": decided_by,
         "key": _normalised(decided_by),
@@ -184,18 +202,19 @@ def decide(
     names = {"#s": "status"}
     values: dict[str, Any] = {":pending": "PENDING", ":now": int(now.timestamp())}
     try:
-        if decision == "reject":
+        if decision in ("reject", "extend"):
             record = table.update_item(
                 Key={"approvalId": approval_id},
                 UpdateExpression=(
                     "SET #s = :status, decidedBy = :by, decidedAt = :at, #c = :comment, "
                     "#src = :src, votes = list_append(votes, :vote)"
                 ),
-                ConditionExpression=open_gate,
+                ConditionExpression=open_gate
+                + (" AND attribute_exists(extendMinutes)" if decision == "extend" else ""),
                 ExpressionAttributeNames={**names, "#c": "comment", "#src": "source"},
                 ExpressionAttributeValues={
                     **values,
-                    ":status": "REJECTED",
+                    ":status": "REJECTED" if decision == "reject" else "EXTENDED",
                     ":by": decided_by,
                     ":at": _iso(now),
                     ":comment": comment,
@@ -233,7 +252,7 @@ def decide(
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-        return _closed(table, approval_id, now)
+        return _closed(table, approval_id, now, decision)
     return _resume(table, sfn, record, decision, now)
 
 
@@ -302,6 +321,20 @@ def _resume(
                     {"approved": True, "gate": record["gate"], "by": by, "comment": comment}
                 ),
             )
+        elif decision == "extend":
+            sfn.send_task_success(
+                taskToken=token,
+                output=json.dumps(
+                    {
+                        "approved": False,
+                        "extend": True,
+                        "extendMinutes": int(record["extendMinutes"]),
+                        "gate": record["gate"],
+                        "by": by,
+                        "comment": comment,
+                    }
+                ),
+            )
         else:
             why = f": {comment}" if comment else " (no reason given)"
             sfn.send_task_failure(
@@ -320,7 +353,7 @@ def _resume(
         # Not delivered (throttled, network): the gate is open again; the person can retry.
         _reopen(table, record, "PENDING")
         raise ResumeFailed(str(exc)) from exc
-    return _public(record, "approved" if decision == "approve" else "rejected", by, now)
+    return _public(record, OUTCOMES[decision], by, now)
 
 
 # --- the pages -----------------------------------------------------------------------------
@@ -382,13 +415,21 @@ def confirmation_page(record: dict[str, Any] | None, now: datetime, preselect: s
         )
     approve_class = " class='chosen'" if preselect == "approve" else ""
     reject_class = " class='chosen'" if preselect == "reject" else ""
+    extend = ""
+    if record.get("extendMinutes"):
+        extend_class = " class='chosen'" if preselect == "extend" else ""
+        extend = (
+            f"<button id='extend' name='decision' value='extend'{extend_class}>"
+            f"Wait {int(record['extendMinutes'])} more minutes</button>"
+        )
     form = (
         "<form method='post'>"
         "<p><label>Your name <input id='name' name='name' required maxlength='100'></label></p>"
         "<p><label>Comment <input id='comment' name='comment' maxlength='500' size='50'>"
         "</label></p>"
         f"<p><button id='approve' name='decision' value='approve'{approve_class}>Approve</button>"
-        f"<button id='reject' name='decision' value='reject'{reject_class}>Reject</button></p>"
+        f"<button id='reject' name='decision' value='reject'{reject_class}>Reject</button>"
+        f"{extend}</p>"
         "</form>"
         f"<p>Decide before {html.escape(str(record.get('expiresAt')))}.</p>"
     )
@@ -398,11 +439,13 @@ def confirmation_page(record: dict[str, Any] | None, now: datetime, preselect: s
 _RESULT_TITLES = {
     "approved": "Approved",
     "rejected": "Rejected",
+    "extended": "Wait extended",
     "vote-recorded": "Vote recorded",
     "already-decided": "Already decided",
     "already-voted": "Already voted",
     "expired": "Approval expired",
     "not-found": "Unknown approval",
+    "cannot-extend": "Cannot wait longer",
     "invalid-link": "Invalid link",
 }
 
@@ -410,7 +453,13 @@ _RESULT_TITLES = {
 def result_page(result: dict[str, Any]) -> str:
     outcome = result["outcome"]
     esc = {k: html.escape(str(v)) for k, v in result.items()}
-    if outcome in ("approved", "rejected"):
+    if outcome == "extended":
+        text = (
+            f"Gate <b>{esc['gate']}</b> of migration <b>{esc['migrationId']}</b>: "
+            f"{esc['decidedBy']} chose to wait longer at {esc['decidedAt']}. The drain check "
+            "goes on; if it times out again you will get a new email."
+        )
+    elif outcome in ("approved", "rejected"):
         text = (
             f"Gate <b>{esc['gate']}</b> of migration <b>{esc['migrationId']}</b> {outcome} by "
             f"{esc['decidedBy']} at {esc['decidedAt']}. The workflow has been told."
@@ -429,6 +478,11 @@ def result_page(result: dict[str, Any]) -> str:
         text = "You have already approved this gate. Nothing was changed."
     elif outcome == "expired":
         text = "This gate is closed: its deadline has passed. Nothing was changed."
+    elif outcome == "cannot-extend":
+        text = (
+            "This gate cannot be extended (the plan's drain.maxExtensions is used up, or the "
+            "gate is not a drain timeout). Nothing was changed: approve or reject."
+        )
     elif outcome == "invalid-link":
         text = "This link was not issued by mq-cutover or has been altered. Nothing was changed."
     else:

@@ -1,14 +1,25 @@
-"""Has the on-prem broker drained? One reading of its queue metrics per call.
+"""Has the on-prem broker drained? Readings of its queue metrics, folded into a small summary.
 
-Drained means: every watched queue at 0 messages and 0 in flight, in K consecutive *new*
-readings (re-reading the same datapoint does not count twice). A queue with no recent datapoint
-is missing, and missing is never zero. Ignored queues (DLQs by default) are reported, not waited
-for. The state machine keeps the small summary this returns between calls, never the series.
+Drained means, for K consecutive *new* readings (re-reading the same datapoint counts once):
+- every watched queue at 0 messages and 0 in flight;
+- every watched queue reporting: a queue with no datapoint is *missing*, one whose newest
+  datapoint is older than the stale limit is *stale*, and neither is ever zero;
+- when `drain.requireProducersQuiet` is on (the default), no watched queue's cumulative enqueue
+  counter moved in its newest period: a producer that never reconnected and still trickles
+  messages to the old broker keeps a consumed-at-once queue at 0, but not its enqueue counter.
+Ignored queues (DLQs by default) are reported with their counts, never waited for.
+
+One Lambda call takes several readings, `pollIntervalSeconds` apart, for up to
+`maxSecondsPerCheck` (that keeps a 12-hour drain to a few hundred state transitions). The state
+machine keeps only the summary this returns, never the per-queue series (256 KB payload limit).
+The drain's deadline is a time, not a count: an approver may extend it at the drainTimeout gate.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,11 +31,16 @@ from mq_cutover.plan import MigrationPlan, QueueMetrics
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit
 REPORT_LIMIT = 20  # queues listed by name in the summary; the rest are counted
+CALL_RESERVE_SECONDS = 30  # left of a Lambda call's time after its last reading
 
 
 def _align(moment: datetime, period: int) -> datetime:
     epoch = int(moment.timestamp())
     return datetime.fromtimestamp(epoch - epoch % period, tz=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
 
 
 def is_ignored(queue: str, patterns: list[str]) -> bool:
@@ -59,11 +75,14 @@ def discover_queues(cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
     return sorted(queues)
 
 
-def _latest(
+Series = dict[str, list[tuple[datetime, float]]]  # query id -> datapoints, newest first
+
+
+def _series(
     cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime
-) -> dict[str, tuple[datetime, float]]:
-    """Newest datapoint of each query id, batched and paginated."""
-    latest: dict[str, tuple[datetime, float]] = {}
+) -> Series:
+    """Every query's datapoints in the window, newest first; batched and paginated."""
+    found: Series = {}
     for offset in range(0, len(queries), MAX_QUERIES_PER_CALL):
         batch = queries[offset : offset + MAX_QUERIES_PER_CALL]
         token = None
@@ -82,34 +101,62 @@ def _latest(
                 raise_if_throttled(exc)
                 raise DrainCheckFailed(f"GetMetricData failed: {exc}") from exc
             for result in page.get("MetricDataResults", []):
-                pairs = zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
-                for stamp, value in pairs:
-                    known = latest.get(result["Id"])
-                    if known is None or stamp > known[0]:
-                        latest[result["Id"]] = (stamp, float(value))
+                points = found.setdefault(result["Id"], [])
+                points.extend(
+                    (stamp, float(value))
+                    for stamp, value in zip(
+                        result.get("Timestamps", []), result.get("Values", []), strict=False
+                    )
+                )
             token = page.get("NextToken")
             if not token:
                 break
-    return latest
+    for points in found.values():
+        points.sort(key=lambda point: point[0], reverse=True)
+    return found
 
 
-def check_drain(
-    plan: MigrationPlan, cloudwatch: Any, previous: dict[str, Any] | None, now: datetime
-) -> dict[str, Any]:
-    """One drain reading, folded into the previous summary."""
-    previous = previous or {}
+@dataclass
+class Reading:
+    """One look at every queue's newest datapoints."""
+
+    at: datetime
+    watched: int = 0
+    with_messages: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    stale: list[dict[str, Any]] = field(default_factory=list)
+    receiving: list[dict[str, Any]] = field(default_factory=list)  # enqueues in newest period
+    ignored: list[dict[str, Any]] = field(default_factory=list)
+    messages_left: int = 0
+    newest_at: datetime | None = None  # the oldest of the queues' newest datapoints
+
+    @property
+    def empty(self) -> bool:
+        return bool(self.watched) and not (
+            self.missing or self.stale or self.with_messages or self.receiving
+        )
+
+
+def stale_after_seconds(plan: MigrationPlan) -> int:
+    metrics = plan.on_prem.metrics
+    return metrics.stale_after_seconds or max(3 * metrics.period_seconds, 30)
+
+
+def read_queues(plan: MigrationPlan, cloudwatch: Any, now: datetime) -> Reading:
+    """One reading of every queue (listed in the plan, or discovered in CloudWatch)."""
     on_prem = plan.on_prem
     metrics = on_prem.metrics
     queues = list(on_prem.queues) or discover_queues(cloudwatch, metrics)
-    ignored = [q for q in queues if is_ignored(q, on_prem.ignore_queues)]
-    watched = [q for q in queues if q not in ignored]
-
+    quiet_needed = plan.drain.require_producers_quiet and metrics.enqueue_metric is not None
+    kinds = {"m": metrics.messages_metric, "f": metrics.in_flight_metric}
+    if quiet_needed:
+        kinds["e"] = metrics.enqueue_metric
     period = metrics.period_seconds
     stat: dict[str, Any] = {"Period": period, "Stat": "Maximum"}
     queries: list[dict[str, Any]] = []
     for index, queue in enumerate(queues):
-        for kind, metric_name in (("m", metrics.messages_metric), ("f", metrics.in_flight_metric)):
-            if metric_name is None:
+        for kind, metric_name in kinds.items():
+            if metric_name is None or (kind != "m" and is_ignored(queue, on_prem.ignore_queues)):
                 continue
             metric = {
                 "Namespace": metrics.namespace,
@@ -119,69 +166,135 @@ def check_drain(
             queries.append({"Id": f"{kind}{index}", "MetricStat": {"Metric": metric, **stat}})
     # Windows aligned to the period, as CloudWatch aligns its buckets: the same bucket read twice
     # has the same timestamp and so is not a new reading. The window ends after the current,
-    # partial period and looks back a few periods (a queue silent for longer is missing).
+    # partial period and looks back twice the stale limit (older than that is missing).
+    stale_after = stale_after_seconds(plan)
     end = _align(now, period) + timedelta(seconds=period)
-    lookback = max(5 * period, 2 * plan.drain.poll_interval_seconds)
-    periods = -(-lookback // period) + 1  # whole periods, the current one included
+    periods = -(-2 * stale_after // period) + 1
     start = end - timedelta(seconds=periods * period)
-    latest = _latest(cloudwatch, queries, start, end)
+    series = _series(cloudwatch, queries, start, end)
 
-    with_messages: list[dict[str, Any]] = []
-    missing: list[str] = []
-    reading_times: list[datetime] = []
-    messages_left = 0
+    reading = Reading(at=now)
+    newest: list[datetime] = []
     for index, queue in enumerate(queues):
-        messages = latest.get(f"m{index}")
-        in_flight = latest.get(f"f{index}") if metrics.in_flight_metric else None
-        if queue in ignored:
+        messages = series.get(f"m{index}") or []
+        if is_ignored(queue, on_prem.ignore_queues):
+            count = int(messages[0][1]) if messages else None
+            reading.ignored.append({"queue": queue, "messages": count})
             continue
-        if messages is None or (metrics.in_flight_metric and in_flight is None):
-            missing.append(queue)
+        reading.watched += 1
+        points = {kind: series.get(f"{kind}{index}") or [] for kind in kinds if kinds[kind]}
+        if any(not found for found in points.values()):
+            reading.missing.append(queue)
             continue
-        reading_times.append(min(messages[0], in_flight[0]) if in_flight else messages[0])
-        count = int(messages[1]) + (int(in_flight[1]) if in_flight else 0)
-        messages_left += count
-        if count:
-            with_messages.append(
-                {
-                    "queue": queue,
-                    "messages": int(messages[1]),
-                    "inFlight": int(in_flight[1]) if in_flight else 0,
-                }
-            )
-    ignored_report = []
-    for queue in ignored:
-        index = queues.index(queue)
-        point = latest.get(f"m{index}")
-        ignored_report.append({"queue": queue, "messages": int(point[1]) if point else None})
+        stamp = min(found[0][0] for found in points.values())
+        age = (now - stamp).total_seconds()
+        if age > stale_after:
+            reading.stale.append({"queue": queue, "ageSeconds": int(age)})
+            continue
+        newest.append(stamp)
+        left = int(points["m"][0][1])
+        in_flight = int(points["f"][0][1]) if "f" in points else 0
+        reading.messages_left += left + in_flight
+        if left or in_flight:
+            reading.with_messages.append({"queue": queue, "messages": left, "inFlight": in_flight})
+        if "e" in points:
+            enqueues = points["e"]
+            # Quiet = the counter did not move over its newest period. A single datapoint proves
+            # nothing yet; a counter that went down was reset (the broker restarted): not quiet.
+            moved = None if len(enqueues) < 2 else enqueues[0][1] - enqueues[1][1]
+            if moved is None or moved != 0:
+                reading.receiving.append({"queue": queue, "enqueued": moved})
+    reading.newest_at = min(newest) if newest else None
+    return reading
 
-    empty = bool(watched) and not missing and not with_messages
-    reading_at = min(reading_times).isoformat() if reading_times else None
+
+def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading) -> dict[str, Any]:
+    """The drain summary after one more reading (small: the state machine carries it)."""
+    previous = previous or {}
+    now = reading.at
+    started = previous.get("startedAt") or _iso(now)
+    deadline = previous.get("deadlineAt") or _iso(
+        datetime.fromisoformat(started) + timedelta(minutes=plan.drain.timeout_minutes)
+    )
+    extensions = int(previous.get("extensions", 0))
+    extend = previous.get("extendMinutes")
+    if extend:  # an approver chose to wait longer at the drainTimeout gate
+        deadline = _iso(now + timedelta(minutes=int(extend)))
+        extensions += 1
+    reading_at = _iso(reading.newest_at) if reading.newest_at else None
     consecutive = int(previous.get("consecutiveEmpty", 0))
-    if not empty:
+    if not reading.empty:
         consecutive = 0
     elif reading_at is not None and reading_at != previous.get("lastReadingAt"):
         consecutive += 1
     required = plan.drain.consecutive_empty_readings
-    polls = int(previous.get("polls", 0)) + 1
     drained = consecutive >= required
-    timed_out = (not drained) and (
-        polls * plan.drain.poll_interval_seconds >= plan.drain.timeout_minutes * 60
-    )
-    with_messages.sort(key=lambda q: -(q["messages"] + q["inFlight"]))
+    timed_out = (not drained) and now >= datetime.fromisoformat(deadline)
+    with_messages = sorted(reading.with_messages, key=lambda q: -(q["messages"] + q["inFlight"]))
     return {
         "drained": drained,
         "timedOut": timed_out,
         "consecutiveEmpty": consecutive,
         "requiredEmpty": required,
-        "polls": polls,
-        "messagesLeft": messages_left,
-        "watchedQueues": len(watched),
+        "polls": int(previous.get("polls", 0)),
+        "readings": int(previous.get("readings", 0)) + 1,
+        "messagesLeft": reading.messages_left,
+        "watchedQueues": reading.watched,
         "queuesWithMessages": with_messages[:REPORT_LIMIT],
         "queuesWithMessagesCount": len(with_messages),
-        "missing": missing[:REPORT_LIMIT],
-        "missingCount": len(missing),
-        "ignored": ignored_report[:REPORT_LIMIT],
-        "ignoredCount": len(ignored_report),
+        "missing": reading.missing[:REPORT_LIMIT],
+        "missingCount": len(reading.missing),
+        "stale": reading.stale[:REPORT_LIMIT],
+        "staleCount": len(reading.stale),
+        "producersQuiet": not reading.receiving,
+        "stillReceiving": reading.receiving[:REPORT_LIMIT],
+        "stillReceivingCount": len(reading.receiving),
+        "ignored": reading.ignored[:REPORT_LIMIT],
+        "ignoredCount": len(reading.ignored),
         "lastReadingAt": reading_at,
+        "checkedAt": _iso(now),
+        "startedAt": started,
+        "deadlineAt": deadline,
+        "extensions": extensions,
+        "extensionsLeft": max(0, plan.drain.max_extensions - extensions),
     }
+
+
+def check_drain(
+    plan: MigrationPlan, cloudwatch: Any, previous: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """One reading, folded into the previous summary (one call of the state machine)."""
+    summary = fold(plan, previous, read_queues(plan, cloudwatch, now))
+    summary["polls"] += 1
+    return summary
+
+
+def watch_drain(
+    plan: MigrationPlan,
+    cloudwatch: Any,
+    previous: dict[str, Any] | None,
+    *,
+    budget_seconds: float,
+    now: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Readings every `pollIntervalSeconds` for up to `budget_seconds`, stopping as soon as the
+    queues are drained or the deadline passes. One state machine poll, many readings."""
+    interval = plan.drain.poll_interval_seconds
+    began = now()
+    summary = fold(plan, previous, read_queues(plan, cloudwatch, began))
+    readings = 1
+    while not (summary["drained"] or summary["timedOut"]):
+        due = began + timedelta(seconds=readings * interval)
+        if (due - began).total_seconds() > budget_seconds:
+            break
+        if progress is not None:
+            progress(summary)
+        pause = (due - now()).total_seconds()
+        if pause > 0:
+            sleep(pause)
+        summary = fold(plan, summary, read_queues(plan, cloudwatch, now()))
+        readings += 1
+    summary["polls"] += 1
+    return summary

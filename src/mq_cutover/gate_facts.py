@@ -95,6 +95,8 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
         return [
             "Approve: move on as if drained. Messages still on-prem (below) may be stranded.",
             "Reject: every client parameter is rolled back to its value before the migration.",
+            f"Extend (if offered): keep checking the drain for {plan.drain.extend_minutes} more "
+            f"minutes (at most {plan.drain.max_extensions} times); nothing else changes.",
         ]
     if gate == "stopOnPrem":
         how = {
@@ -141,6 +143,12 @@ def gate_facts(
             "requiredEmptyReadings": drain.get("requiredEmpty"),
             "queuesWithMessages": drain.get("queuesWithMessages", []),
             "missingMetrics": drain.get("missing", []),
+            "staleMetrics": drain.get("stale", []),
+            "producersQuiet": drain.get("producersQuiet"),
+            "stillReceiving": drain.get("stillReceiving", []),
+            "drainStartedAt": drain.get("startedAt"),
+            "deadlineAt": drain.get("deadlineAt"),
+            "extensionsLeft": drain.get("extensionsLeft"),
             "ignored": drain.get("ignored", []),
         }
     return facts
@@ -183,6 +191,21 @@ def render_facts(facts: dict[str, Any]) -> list[str]:
             )
         for queue in on_prem.get("missingMetrics") or []:
             lines.append(f"  {queue}: NO RECENT METRICS (not counted as empty)")
+        for stale in on_prem.get("staleMetrics") or []:
+            lines.append(
+                f"  {stale['queue']}: newest metrics {stale['ageSeconds']} s old "
+                "(stale, not counted as empty)"
+            )
+        for queue in on_prem.get("stillReceiving") or []:
+            lines.append(
+                f"  {queue['queue']}: STILL RECEIVING on-prem ({queue['enqueued']} enqueued in the "
+                "newest period): a producer has not moved"
+            )
         for queue in on_prem.get("ignored") or []:
             lines.append(f"  {queue['queue']}: {queue['messages']} (ignored, e.g. a DLQ)")
+        if on_prem.get("deadlineAt"):
+            lines.append(
+                f"Drain started {on_prem.get('drainStartedAt')}, deadline "
+                f"{on_prem.get('deadlineAt')}, extensions left: {on_prem.get('extensionsLeft')}"
+            )
     return lines

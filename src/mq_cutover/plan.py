@@ -32,6 +32,7 @@ PARAMETER_NAME_PATTERN = r"^/[A-Za-z0-9_.\-/]{1,1010}$"
 SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"  # noqa: S105
 
 MAX_POLLS = 2000  # x ~9 history events a poll, inside Step Functions' 25,000-event cap
+MAX_SECONDS_PER_CHECK = 240  # readings in one CheckDrain call; its Lambda Timeout is 300 s
 ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
 
 
@@ -166,7 +167,9 @@ class QueueMetrics(_Model):
     dimensions: dict[str, str] = Field(default_factory=dict)
     messages_metric: str = "QueueSize"
     in_flight_metric: str | None = "InFlightCount"
+    enqueue_metric: str | None = "EnqueueCount"
     period_seconds: Literal[1, 5, 10, 30, 60] = 60
+    stale_after_seconds: int | None = Field(default=None, ge=5, le=3600)
 
 
 class OnPremBroker(_Model):
@@ -223,6 +226,15 @@ class DrainSettings(_Model):
     poll_interval_seconds: int = Field(default=60, ge=1, le=3600)
     consecutive_empty_readings: int = Field(default=3, ge=1, le=100)
     timeout_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    max_seconds_per_check: int = Field(default=240, ge=0, le=MAX_SECONDS_PER_CHECK)
+    require_producers_quiet: bool = True
+    extend_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    max_extensions: int = Field(default=3, ge=0, le=10)
+
+    def seconds_per_poll(self) -> int:
+        """Seconds one state machine poll covers: its readings in one call, then the Wait."""
+        readings = 1 + self.max_seconds_per_check // self.poll_interval_seconds
+        return readings * self.poll_interval_seconds
 
 
 GateName = Literal["cutover", "stopOnPrem"]
@@ -299,8 +311,12 @@ class MigrationPlan(_Model):
         """Every poll adds about 9 events to the execution history, which Step Functions caps
         at 25,000 (a run that hits the cap fails with no Catch, no rollback, no notification).
         Keep the loops' worst case well inside it."""
+        drain = self.drain
         loops = {
-            "drain": (self.drain.timeout_minutes * 60, self.drain.poll_interval_seconds),
+            "drain": (
+                (drain.timeout_minutes + drain.max_extensions * drain.extend_minutes) * 60,
+                drain.seconds_per_poll(),
+            ),
             "target": (
                 self.target.creation_timeout_minutes * 60,
                 self.target.poll_interval_seconds,
@@ -316,7 +332,7 @@ class MigrationPlan(_Model):
             raise ValueError(
                 f"the polling loops could take {sum(polls.values())} polls ({detail}); at most "
                 f"{MAX_POLLS} fit in one execution's history: raise a pollIntervalSeconds or "
-                "lower a timeoutMinutes"
+                "drain.maxSecondsPerCheck, or lower a timeoutMinutes or drain.maxExtensions"
             )
         return self
 
@@ -326,6 +342,11 @@ class MigrationPlan(_Model):
         if shared:
             raise ValueError(
                 f"producers.parameters and consumers.parameters share {sorted(shared)}"
+            )
+        if self.drain.require_producers_quiet and self.on_prem.metrics.enqueue_metric is None:
+            raise ValueError(
+                "drain.requireProducersQuiet needs onPrem.metrics.enqueueMetric (the on-prem "
+                "enqueue counter shows a producer still sending to the old broker)"
             )
         engine = self.target.create.engine if self.target.create else None
         if self.mode == Mode.UNORDERED and engine == Engine.RABBITMQ:

@@ -1,4 +1,5 @@
-"""Drain detection: missing is not zero, the same datapoint is one reading, DLQs are reported."""
+"""Drain detection: missing and stale are not zero, the same datapoint is one reading, DLQs are
+reported, a producer still sending to the old broker is seen, and one call takes many readings."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from mq_cutover.drain import check_drain
+from mq_cutover.drain import check_drain, watch_drain
+from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import MigrationPlan, parse_plan
 
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+ENQUEUED = 1000  # every queue's cumulative enqueue counter, unless a test moves it
 
 
 @pytest.fixture
@@ -23,16 +26,26 @@ def plan(ordered_plan: dict[str, Any]) -> MigrationPlan:
     return parse_plan(ordered_plan)
 
 
-def publish(cw: Any, plan: MigrationPlan, at: datetime, depths: dict[str, tuple[int, int]]) -> None:
+def publish(
+    cw: Any,
+    plan: MigrationPlan,
+    at: datetime,
+    depths: dict[str, tuple[int, int]],
+    enqueued: dict[str, int] | None = None,
+) -> None:
+    """What the metrics bridge publishes for one period."""
     metrics = plan.on_prem.metrics
     data = []
     for queue, (messages, in_flight) in depths.items():
         dims = [{"Name": "Broker", "Value": "onprem-1"}, {"Name": "Queue", "Value": queue}]
-        data.append(
-            {"MetricName": "QueueSize", "Dimensions": dims, "Timestamp": at, "Value": messages}
-        )
-        data.append(
-            {"MetricName": "InFlightCount", "Dimensions": dims, "Timestamp": at, "Value": in_flight}
+        values = {
+            "QueueSize": messages,
+            "InFlightCount": in_flight,
+            "EnqueueCount": (enqueued or {}).get(queue, ENQUEUED),
+        }
+        data.extend(
+            {"MetricName": name, "Dimensions": dims, "Timestamp": at, "Value": value}
+            for name, value in values.items()
         )
     cw.put_metric_data(Namespace=metrics.namespace, MetricData=data)
 
@@ -40,8 +53,15 @@ def publish(cw: Any, plan: MigrationPlan, at: datetime, depths: dict[str, tuple[
 ALL_EMPTY = {"orders.created": (0, 0), "orders.paid": (0, 0), "orders.shipped": (0, 0)}
 
 
+def history(cw: Any, plan: MigrationPlan, until: datetime, minutes: int = 2) -> None:
+    """The bridge ran before the drain: quiet, empty periods."""
+    for back in range(minutes, 0, -1):
+        publish(cw, plan, until - timedelta(minutes=back), ALL_EMPTY)
+
+
 def test_messages_and_in_flight_count_as_not_drained(aws: Any, plan: MigrationPlan) -> None:
     cw = aws("cloudwatch")
+    history(cw, plan, T0)
     publish(cw, plan, T0, {**ALL_EMPTY, "orders.paid": (0, 4), "ActiveMQ.DLQ": (9, 0)})
     result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
     assert not result["drained"] and result["consecutiveEmpty"] == 0
@@ -59,15 +79,22 @@ def test_missing_datapoint_is_not_zero(aws: Any, plan: MigrationPlan) -> None:
     assert result["missing"] == ["orders.shipped"] and result["missingCount"] == 1
 
 
-def test_stale_data_counts_as_missing(aws: Any, plan: MigrationPlan) -> None:
+def test_stale_data_is_reported_and_not_zero(aws: Any, plan: MigrationPlan) -> None:
     cw = aws("cloudwatch")
+    history(cw, plan, T0)
     publish(cw, plan, T0, ALL_EMPTY)
-    result = check_drain(plan, cw, None, T0 + timedelta(hours=1))
-    assert result["missingCount"] == 3 and not result["drained"]
+    # The bridge stopped: four minutes later the newest datapoints are four minutes old.
+    result = check_drain(plan, cw, None, T0 + timedelta(minutes=4, seconds=5))
+    assert not result["drained"] and result["staleCount"] == 3
+    assert result["stale"][0]["ageSeconds"] >= 240
+    # Much later there is nothing in the window at all: missing.
+    later = check_drain(plan, cw, result, T0 + timedelta(hours=1))
+    assert later["missingCount"] == 3 and later["staleCount"] == 0 and not later["drained"]
 
 
 def test_k_new_readings_needed_and_a_reread_does_not_count(aws: Any, plan: MigrationPlan) -> None:
     cw = aws("cloudwatch")
+    history(cw, plan, T0)
     publish(cw, plan, T0, ALL_EMPTY)
     first = check_drain(plan, cw, None, T0 + timedelta(seconds=10))
     assert first["consecutiveEmpty"] == 1 and not first["drained"]
@@ -77,34 +104,104 @@ def test_k_new_readings_needed_and_a_reread_does_not_count(aws: Any, plan: Migra
     publish(cw, plan, T0 + timedelta(minutes=1), ALL_EMPTY)
     second = check_drain(plan, cw, reread, T0 + timedelta(minutes=1, seconds=10))
     assert second["consecutiveEmpty"] == 2 and second["drained"]
-    assert second["polls"] == 3
+    assert second["polls"] == 3 and second["readings"] == 3
 
 
 def test_a_message_resets_the_count(aws: Any, plan: MigrationPlan) -> None:
     cw = aws("cloudwatch")
+    history(cw, plan, T0)
     publish(cw, plan, T0, ALL_EMPTY)
     first = check_drain(plan, cw, None, T0 + timedelta(seconds=10))
-    publish(cw, plan, T0 + timedelta(minutes=1), {**ALL_EMPTY, "orders.created": (1, 0)})
+    publish(
+        cw,
+        plan,
+        T0 + timedelta(minutes=1),
+        {**ALL_EMPTY, "orders.created": (1, 0)},
+        {"orders.created": ENQUEUED + 1},
+    )
     second = check_drain(plan, cw, first, T0 + timedelta(minutes=1, seconds=10))
     assert second["consecutiveEmpty"] == 0 and second["messagesLeft"] == 1
 
 
-def test_timeout_is_reported_not_treated_as_drained(aws: Any, plan: MigrationPlan) -> None:
+def test_a_producer_still_sending_on_prem_is_not_drained(aws: Any, plan: MigrationPlan) -> None:
+    """A straggler producer whose messages are consumed at once keeps the queue at 0; its
+    enqueue counter still moves, so the drain does not count the reading."""
+    cw = aws("cloudwatch")
+    history(cw, plan, T0)
+    for minute in range(3):
+        publish(
+            cw,
+            plan,
+            T0 + timedelta(minutes=minute),
+            ALL_EMPTY,
+            {"orders.paid": ENQUEUED + 50 * (minute + 1)},
+        )
+    result = check_drain(plan, cw, None, T0 + timedelta(minutes=2, seconds=5))
+    assert result["messagesLeft"] == 0 and not result["producersQuiet"]
+    assert result["consecutiveEmpty"] == 0 and not result["drained"]
+    assert result["stillReceiving"] == [{"queue": "orders.paid", "enqueued": 50.0}]
+    # The producer stops: the counter stays put for a period, and readings count again.
+    publish(cw, plan, T0 + timedelta(minutes=3), ALL_EMPTY, {"orders.paid": ENQUEUED + 150})
+    quiet = check_drain(plan, cw, result, T0 + timedelta(minutes=3, seconds=5))
+    assert quiet["producersQuiet"] and quiet["consecutiveEmpty"] == 1
+
+
+def test_one_enqueue_datapoint_or_a_reset_counter_is_not_quiet(
+    aws: Any, plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    publish(cw, plan, T0, ALL_EMPTY)  # no history: nothing proves the counter stood still
+    first = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
+    assert first["stillReceivingCount"] == 3 and first["consecutiveEmpty"] == 0
+    # The broker restarted: its counters start again from 0.
+    publish(cw, plan, T0 + timedelta(minutes=1), ALL_EMPTY, {"orders.created": 0})
+    reset = check_drain(plan, cw, first, T0 + timedelta(minutes=1, seconds=5))
+    assert reset["stillReceiving"] == [{"queue": "orders.created", "enqueued": -ENQUEUED}]
+
+
+def test_quiet_producers_can_be_waived(aws: Any, ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["drain"] = {"requireProducersQuiet": False, "consecutiveEmptyReadings": 1}
+    plan = parse_plan(ordered_plan)
+    cw = aws("cloudwatch")
+    publish(cw, plan, T0, ALL_EMPTY)
+    result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
+    assert result["drained"] and result["stillReceivingCount"] == 0
+
+
+def test_quiet_producers_need_an_enqueue_metric(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["onPrem"]["metrics"]["enqueueMetric"] = None
+    with pytest.raises(PlanInvalid) as err:
+        parse_plan(ordered_plan)
+    assert "drain.requireProducersQuiet needs onPrem.metrics.enqueueMetric" in str(err.value)
+
+
+def test_timeout_is_a_deadline_and_an_extension_moves_it(aws: Any, plan: MigrationPlan) -> None:
     cw = aws("cloudwatch")
     previous = None
-    for minute in range(5):
+    for minute in range(6):
         at = T0 + timedelta(minutes=minute)
         publish(cw, plan, at, {**ALL_EMPTY, "orders.created": (10, 0)})
         previous = check_drain(plan, cw, previous, at + timedelta(seconds=5))
     assert previous is not None
-    assert previous["timedOut"] and not previous["drained"] and previous["polls"] == 5
+    assert previous["timedOut"] and not previous["drained"]
+    assert previous["deadlineAt"] == (T0 + timedelta(seconds=5, minutes=5)).isoformat()
+    assert previous["extensionsLeft"] == 3
+    # An approver extends by the plan's extendMinutes (30): the deadline moves from now.
+    extended = check_drain(
+        plan, cw, {**previous, "extendMinutes": 30}, T0 + timedelta(minutes=6, seconds=5)
+    )
+    assert not extended["timedOut"] and extended["extensions"] == 1
+    assert extended["extensionsLeft"] == 2 and "extendMinutes" not in extended
+    assert extended["deadlineAt"] == (T0 + timedelta(minutes=36, seconds=5)).isoformat()
 
 
 def test_queues_are_discovered_when_not_listed(aws: Any, ordered_plan: dict[str, Any]) -> None:
     ordered_plan["onPrem"]["queues"] = []
     plan = parse_plan(ordered_plan)
     cw = aws("cloudwatch")
-    publish(cw, plan, T0, {"a.one": (0, 0), "b.two": (3, 0), "x.DLQ": (1, 0)})
+    depths = {"a.one": (0, 0), "b.two": (3, 0), "x.DLQ": (1, 0)}
+    publish(cw, plan, T0 - timedelta(minutes=1), depths)
+    publish(cw, plan, T0, depths)
     result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
     assert result["watchedQueues"] == 2
     assert result["queuesWithMessages"] == [{"queue": "b.two", "messages": 3, "inFlight": 0}]
@@ -112,11 +209,13 @@ def test_queues_are_discovered_when_not_listed(aws: Any, ordered_plan: dict[str,
 
 
 def test_many_queues_are_batched_500_queries_a_call(aws: Any, ordered_plan: dict[str, Any]) -> None:
-    queues = [f"q{i:04d}" for i in range(300)]  # 600 queries: two GetMetricData calls
+    queues = [f"q{i:04d}" for i in range(300)]  # 3 metrics each: 900 queries, two calls
     ordered_plan["onPrem"]["queues"] = queues
     plan = parse_plan(ordered_plan)
     cw = aws("cloudwatch")
-    publish(cw, plan, T0, {q: (0, 0) for q in queues[:-1]} | {queues[-1]: (5, 1)})
+    depths = {q: (0, 0) for q in queues[:-1]} | {queues[-1]: (5, 1)}
+    publish(cw, plan, T0 - timedelta(minutes=1), depths)
+    publish(cw, plan, T0, depths)
     calls: list[int] = []
     original = cw.get_metric_data
 
@@ -126,5 +225,73 @@ def test_many_queues_are_batched_500_queries_a_call(aws: Any, ordered_plan: dict
 
     cw.get_metric_data = counting
     result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
-    assert calls == [500, 100]
+    assert calls == [500, 400]
     assert result["messagesLeft"] == 6 and result["queuesWithMessagesCount"] == 1
+
+
+class FakeTime:
+    """Time for watch_drain: sleeping moves it, and the 'bridge' publishes as it passes."""
+
+    def __init__(self, start: datetime, on_sleep: Any) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self.on_sleep = on_sleep
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+        self.on_sleep(self.now)
+
+
+def fast_plan(ordered_plan: dict[str, Any], **drain: Any) -> MigrationPlan:
+    ordered_plan["onPrem"]["metrics"]["periodSeconds"] = 10
+    ordered_plan["drain"] = {"pollIntervalSeconds": 10, "consecutiveEmptyReadings": 3, **drain}
+    return parse_plan(ordered_plan)
+
+
+def test_one_call_takes_readings_until_drained(aws: Any, ordered_plan: dict[str, Any]) -> None:
+    plan = fast_plan(ordered_plan)
+    cw = aws("cloudwatch")
+    start = T0 + timedelta(seconds=1)
+    for back in (30, 20, 10):
+        publish(cw, plan, T0 - timedelta(seconds=back), {**ALL_EMPTY, "orders.paid": (7, 0)})
+    publish(cw, plan, T0, {**ALL_EMPTY, "orders.paid": (2, 0)})
+
+    def bridge(now: datetime) -> None:
+        stamp = now - timedelta(seconds=1)  # the period that just closed
+        publish(cw, plan, stamp.replace(second=stamp.second - stamp.second % 10), ALL_EMPTY)
+
+    fake = FakeTime(start, bridge)
+    result = watch_drain(plan, cw, None, budget_seconds=240, now=lambda: fake.now, sleep=fake.sleep)
+    assert result["drained"] and result["polls"] == 1
+    # Reading 1 sees 2 messages; readings 2, 3, 4 are the three new empty periods.
+    assert result["readings"] == 4 and fake.slept == [10.0, 10.0, 10.0]
+
+
+def test_one_call_stops_at_its_budget(aws: Any, ordered_plan: dict[str, Any]) -> None:
+    plan = fast_plan(ordered_plan)
+    cw = aws("cloudwatch")
+
+    def bridge(now: datetime) -> None:
+        publish(cw, plan, now - timedelta(seconds=1), {**ALL_EMPTY, "orders.paid": (5, 0)})
+
+    fake = FakeTime(T0, bridge)
+    result = watch_drain(plan, cw, None, budget_seconds=45, now=lambda: fake.now, sleep=fake.sleep)
+    assert not result["drained"] and not result["timedOut"]
+    assert result["readings"] == 5 and result["polls"] == 1  # at 0, 10, 20, 30, 40 s
+    again = watch_drain(plan, cw, result, budget_seconds=0, now=lambda: fake.now, sleep=fake.sleep)
+    assert again["readings"] == 6 and again["polls"] == 2
+
+
+def test_history_budget_counts_readings_per_call_and_extensions(
+    ordered_plan: dict[str, Any],
+) -> None:
+    # 12 hours at one reading every 5 s fits when a call takes 240 s of readings ...
+    ordered_plan["onPrem"]["metrics"]["periodSeconds"] = 5
+    ordered_plan["drain"] = {"pollIntervalSeconds": 5, "timeoutMinutes": 720}
+    parse_plan(ordered_plan)
+    # ... and not at one reading a call.
+    ordered_plan["drain"]["maxSecondsPerCheck"] = 0
+    with pytest.raises(PlanInvalid) as err:
+        parse_plan(ordered_plan)
+    assert "drain.maxSecondsPerCheck" in str(err.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,9 +33,12 @@ def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str
     approve = "auto" if decision == "approve" else "reject:drainTimeout"
     sim = run(ordered_plan, world=stuck_world(ordered_plan), approve=approve)
     states = entered(sim)
-    assert states.count("Check Drain") == 5  # 5 polls x 60 s = the 5-minute timeout
+    # One call reads every 60 s for 240 s (5 readings), waits 60 s, and the next call's first
+    # reading is past the 5-minute deadline.
+    assert states.count("Check Drain") == 2
     assert "Approve Drain Timeout" in states
     drains = task_results(sim, "Check Drain")
+    assert [d["readings"] for d in drains] == [5, 6]
     assert drains[-1]["timedOut"] and not drains[-1]["drained"]
     assert drains[-1]["queuesWithMessages"][0]["queue"] == "orders.created"
     emails = [m["message"] for m in sim.report["approvalEmails"]]
@@ -49,6 +53,60 @@ def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str
         assert sim.report["execution"]["status"] == "FAILED"
         assert "Repoint Consumers" not in states
         assert final_values(sim) == initial_values(sim)
+
+
+def test_drain_timeout_can_be_extended_then_drains(ordered_plan: dict[str, Any]) -> None:
+    """The approver waits longer once; the stuck consumers come back and the queue drains
+    within the extension, so the run goes on to the consumers without a second question."""
+    ordered_plan["drain"] = {
+        "pollIntervalSeconds": 60,
+        "consecutiveEmptyReadings": 2,
+        "timeoutMinutes": 5,
+        "extendMinutes": 20,
+        "maxExtensions": 1,
+    }
+    world = default_world(parse_plan(ordered_plan))
+    world.queues[0].drain_per_minute = 300  # 3,000 messages: drained after 10 minutes
+    sim = run(ordered_plan, world=world, approve="extend:drainTimeout")
+    assert sim.report["execution"]["status"] == "SUCCEEDED"
+    states = entered(sim)
+    timeout_at = states.index("Approve Drain Timeout")
+    after_gate = states[timeout_at + 1 : timeout_at + 4]
+    assert after_gate == ["Wait Longer?", "Extend Drain", "Check Drain"]
+    assert states.count("Approve Drain Timeout") == 1
+    drains = task_results(sim, "Check Drain")
+    timed_out = next(d for d in drains if d["timedOut"])
+    after = drains[drains.index(timed_out) + 1]
+    assert after["extensions"] == 1 and after["extensionsLeft"] == 0
+    assert after["deadlineAt"] > timed_out["deadlineAt"]
+    assert drains[-1]["drained"] and drains[-1]["messagesLeft"] == 0
+    emails = [m["message"] for m in sim.report["approvalEmails"]]
+    timeout_email = next(m for m in emails if "drainTimeout" in m)
+    assert "?decision=extend  (wait 20 more minutes)" in timeout_email
+    decided = [d for d in sim.report["approverActions"] if d["gate"] == "drainTimeout"]
+    assert [d["decision"] for d in decided] == ["extend"]
+    assert "Repoint Consumers" in states
+
+
+def test_a_straggler_producer_on_prem_holds_the_drain(ordered_plan: dict[str, Any]) -> None:
+    """Simulated: one producer never picked up its new URL and keeps sending to the old broker
+    for 10 minutes; its consumers take each message at once, so the queue reads 0 throughout.
+    The enqueue counter keeps the drain from counting until that producer stops."""
+    ordered_plan["drain"] = {"pollIntervalSeconds": 60, "consecutiveEmptyReadings": 2}
+    world = default_world(parse_plan(ordered_plan))
+    for queue in world.queues:
+        queue.messages = 0
+    world.queues[1].enqueue_per_minute = 20
+    world.queues[1].enqueue_for_seconds = 600
+    sim = run(ordered_plan, world=world)
+    assert sim.report["execution"]["status"] == "SUCCEEDED"
+    drains = task_results(sim, "Check Drain")
+    assert not drains[0]["producersQuiet"] and drains[0]["messagesLeft"] == 0
+    assert drains[0]["stillReceiving"][0]["queue"] == world.queues[1].name
+    assert drains[-1]["drained"] and drains[-1]["producersQuiet"]
+    # Drained only once the straggler had stopped for K quiet, empty periods.
+    stop_at = world.drain_started + timedelta(seconds=600)
+    assert datetime.fromisoformat(drains[-1]["checkedAt"]) >= stop_at + timedelta(minutes=2)
 
 
 def test_broker_creation_failure_rolls_back_and_keeps_the_broker(
