@@ -28,6 +28,7 @@ from typing import Any
 
 from moto.mq.models import mq_backends
 
+from mq_cutover.metrics_bridge import QueueStats, metric_data, put
 from mq_cutover.plan import MigrationPlan
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 
@@ -231,8 +232,9 @@ class World:
         return None if after == float("inf") else self.drain_started + timedelta(seconds=after)
 
     def _bridge_publish(self, now: datetime) -> None:
-        """Simulated on-prem metrics bridge: one datapoint per queue and metric per metric
-        period, at period boundaries, readable `visibility_delay_seconds` after its timestamp."""
+        """The on-prem broker's statistics, simulated, published by the product's bridge code
+        (`mq_cutover.metrics_bridge`): one sample per metric period at period boundaries,
+        readable `visibility_delay_seconds` after its timestamp."""
         if self.plan is None or not self.queues:
             return
         metrics = self.plan.on_prem.metrics
@@ -249,32 +251,23 @@ class World:
         cloudwatch = boto3_client("cloudwatch")
         while moment <= visible:
             elapsed = (moment - self.drain_started).total_seconds()
-            data: list[dict[str, Any]] = []
+            stats = []
             for queue in self.queues:
                 messages, in_flight = queue.at(elapsed)
-                values = {
-                    metrics.messages_metric: messages,
-                    metrics.in_flight_metric: in_flight,
-                    metrics.enqueue_metric: queue.enqueue_count(elapsed),
-                }
-                dims = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
-                dims.append({"Name": metrics.queue_dimension, "Value": queue.name})
-                data.extend(
-                    {
-                        "MetricName": name,
-                        "Dimensions": dims,
-                        "Timestamp": moment,
-                        "Value": value,
-                        "Unit": "Count",
-                        "StorageResolution": 1 if step < 60 else 60,
-                    }
-                    for name, value in values.items()
-                    if name is not None
+                enqueued = queue.enqueue_count(elapsed)
+                stats.append(
+                    QueueStats(
+                        queue=queue.name,
+                        messages=messages,
+                        in_flight=in_flight,
+                        enqueued=enqueued,
+                        dequeued=max(0, enqueued - messages),
+                        consumers=1 if queue.drain_per_minute else 0,
+                    )
                 )
-            for offset in range(0, len(data), 1000):
-                cloudwatch.put_metric_data(
-                    Namespace=metrics.namespace, MetricData=data[offset : offset + 1000]
-                )
+            # The product's bridge code formats and publishes; only the broker is simulated.
+            data = metric_data(stats, metrics, moment, high_resolution=step < 60)
+            put(cloudwatch, metrics.namespace, data)
             self.metrics_published += len(data)
             self.published_until = moment
             moment += period

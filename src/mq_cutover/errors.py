@@ -46,3 +46,7 @@ class AwsThrottled(MigrationError):
 
 class MigrationAlreadyRunning(MigrationError):
     """Another execution is running this migration. Raised before any change."""
+
+
+class MetricsSourceFailed(MigrationError):
+    """The metrics bridge could not read the on-prem broker's HTTP API (Jolokia, management)."""

@@ -127,10 +127,18 @@ def test_readme_documents_every_plan_field() -> None:
 
 
 def test_polling_loops_must_fit_the_execution_history(ordered_plan: dict[str, Any]) -> None:
-    ordered_plan["drain"] = {"pollIntervalSeconds": 1, "timeoutMinutes": 60}
+    # One reading a call, every second, for an hour and three 30-minute extensions.
+    ordered_plan["drain"] = {
+        "pollIntervalSeconds": 1,
+        "timeoutMinutes": 60,
+        "maxSecondsPerCheck": 0,
+    }
     (problem,) = _problems(ordered_plan)
-    assert problem.startswith("(plan): the polling loops could take 3780 polls (drain: 3600")
-    assert "raise a pollIntervalSeconds or lower a timeoutMinutes" in problem
+    assert problem.startswith("(plan): the polling loops could take 9180 polls (drain: 9000")
+    assert "raise a pollIntervalSeconds or drain.maxSecondsPerCheck" in problem
+    # 240 s of readings a call: 241 readings, then a 1-second wait -> 37 calls for 2.5 hours.
+    ordered_plan["drain"]["maxSecondsPerCheck"] = 240
+    assert parse_plan(ordered_plan).drain.seconds_per_poll() == 241
 
 
 def test_restart_hook_documents_are_the_shell_ones(unordered_plan: dict[str, Any]) -> None:

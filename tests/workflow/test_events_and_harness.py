@@ -94,6 +94,10 @@ def test_every_function_has_a_sample_event_shaped_like_the_real_input(
                 assert event["resource"] == "/approvals/{link}"
             continue
         event = json.loads((EVENTS / "functions" / f"{directory}.json").read_text())
+        if directory == "publish_metrics":  # started by its schedule, not the state machine
+            schedule = load_template()["Resources"][name]["Properties"]["Events"]
+            assert json.loads(schedule["EveryMinute"]["Properties"]["Input"]) == event
+            continue
         real = sent_payloads[name]
         assert any(set(event) == set(payload) for payload in real), (directory, sorted(event))
 
