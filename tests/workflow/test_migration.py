@@ -43,7 +43,10 @@ def test_ordered_moves_every_producer_before_any_consumer(ordered_plan: dict[str
     # Drain: the loop ran until K consecutive empty readings, and said so before consumers moved.
     drains = task_results(sim, "Check Drain")
     assert drains[-1]["drained"] and drains[-1]["consecutiveEmpty"] == 3
-    assert drains[0]["messagesLeft"] > 0 and not drains[0]["drained"]
+    # The first call read every minute for 4 minutes: the first readings still saw messages.
+    assert not drains[0]["drained"] and drains[0]["readings"] == 5
+    assert 0 < drains[0]["consecutiveEmpty"] < drains[0]["readings"]
+    assert drains[-1]["readings"] > 5 and drains[-1]["polls"] == 2
     assert drains[-1]["ignored"][0]["queue"] == "ActiveMQ.DLQ"
     # Every client ends on the active/standby failover URL of the new broker.
     output = report["execution"]["output"]
