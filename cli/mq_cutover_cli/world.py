@@ -26,10 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.mq.models import mq_backends
 
 from mq_cutover.metrics_bridge import QueueStats, metric_data, put
 from mq_cutover.plan import MigrationPlan
+from mq_cutover_cli.fast_metrics import prune
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 
 
@@ -82,6 +84,8 @@ class World:
     queues: list[SimQueue]
     broker_creation_polls: int = 2
     visibility_delay_seconds: float = 0.0
+    retain_seconds: float | None = None  # simulated CloudWatch forgets older datapoints
+    pruned_at: datetime | None = None
     published_until: datetime | None = None
     drain_started: datetime | None = None
     broker_checks: int = 0
@@ -271,6 +275,14 @@ class World:
             self.metrics_published += len(data)
             self.published_until = moment
             moment += period
+        if self.retain_seconds and (
+            self.pruned_at is None or (now - self.pruned_at).total_seconds() >= 60
+        ):
+            # Long simulated drains only (the benchmark): keeps moto's datapoint list short.
+            prune(
+                cloudwatch_backends[ACCOUNT][REGION], now - timedelta(seconds=self.retain_seconds)
+            )
+            self.pruned_at = now
 
 
 def default_world(plan: MigrationPlan) -> World:
