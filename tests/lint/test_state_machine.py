@@ -151,3 +151,32 @@ def test_no_hard_coded_physical_names() -> None:
         key = named.get(resource["Type"])
         if key:
             assert key not in resource.get("Properties", {}), logical
+
+
+def test_dashboard_shows_step_messages_left_and_both_brokers() -> None:
+    template = load_template()
+    body = template["Resources"]["MigrationDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    values = {
+        "EnvironmentName": "dev",
+        "OnPremMetricsNamespace": "MqCutover/OnPrem",
+        "AWS::Region": "us-east-1",
+        "AWS::URLSuffix": "amazonaws.com",
+        "MigrationStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+        "MigrationStateMachineLogGroup": "/aws/vendedlogs/states/stack-migration",
+    }
+    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], body)
+    widgets = json.loads(rendered)["widgets"]
+    titles = {w["properties"].get("title"): w for w in widgets}
+    step = titles["Current step of each run (newest state entered)"]
+    assert step["type"] == "log" and "/aws/vendedlogs/states/" in step["properties"]["query"]
+    left = json.dumps(titles["Messages left on-prem"])
+    assert "MessagesLeftOnPrem" in left
+    assert "MqCutover/OnPrem" in json.dumps(titles["On-prem queue depth (bridge, 10 s)"])
+    assert "AWS/AmazonMQ" in json.dumps(titles["Amazon MQ queue depth"])
+    # The log widget needs every state event, and no execution data may reach the logs.
+    logging = next(
+        r["Properties"]["Logging"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::StateMachine"
+    )
+    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False
