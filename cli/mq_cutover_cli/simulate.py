@@ -144,10 +144,11 @@ class Simulation:
         entered: dict[int, str] = {}
         deadline = time.monotonic() + self.timeout_seconds
         while True:
-            events = emulator.history(arn)
-            for event in events[seen:]:
-                self._narrate(emulator, event, entered)
-            seen = len(events)
+            if self.printer:  # the whole history is fetched each time: only when narrating
+                events = emulator.history(arn)
+                for event in events[seen:]:
+                    self._narrate(emulator, event, entered)
+                seen = len(events)
             for entry in approver.service():
                 self._say(
                     emulator,
@@ -156,8 +157,9 @@ class Simulation:
                 )
             status = emulator.status(arn)
             if status["status"] in TERMINAL:
-                for event in emulator.history(arn)[seen:]:
-                    self._narrate(emulator, event, entered)
+                if self.printer:
+                    for event in emulator.history(arn)[seen:]:
+                        self._narrate(emulator, event, entered)
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(

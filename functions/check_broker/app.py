@@ -11,7 +11,7 @@ from mq_cutover.observability import logger, tracer
 mq = aws.client("mq")
 
 
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = broker_state(mq, event["brokerId"])

@@ -27,7 +27,7 @@ def _progress(summary: dict[str, Any]) -> None:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

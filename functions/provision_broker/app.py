@@ -13,7 +13,7 @@ mq = aws.client("mq")
 secrets = aws.client("secretsmanager")
 
 
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = provision_broker(parse_plan(event["plan"]), mq, secrets)

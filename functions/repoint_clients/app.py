@@ -13,7 +13,7 @@ from mq_cutover.plan import parse_plan
 ssm = aws.client("ssm")
 
 
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -23,6 +23,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ClientStep(event["step"]),
         event["broker"],
         only=event.get("parameter"),
+        index=None if event.get("parameterIndex") is None else int(event["parameterIndex"]),
         time_left_ms=context.get_remaining_time_in_millis,
         start=int(event.get("from") or 0),
     )

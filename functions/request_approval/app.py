@@ -21,7 +21,7 @@ ssm = aws.client("ssm")
 
 
 # The event holds the task token: it is never logged (no log_event; only named fields below).
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])

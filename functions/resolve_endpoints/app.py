@@ -12,7 +12,7 @@ from mq_cutover.plan import parse_plan
 mq = aws.client("mq")
 
 
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = resolve_endpoints(parse_plan(event["plan"]), mq, event["brokerId"])

@@ -13,7 +13,7 @@ ssm = aws.client("ssm")
 ec2 = aws.client("ec2")
 
 
-@logger.inject_lambda_context(correlation_id_path="plan.migrationId")
+@logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = stop_on_prem(parse_plan(event["plan"]), ssm, ec2)

@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
 from mq_cutover.observability import logger, tracer
+from mq_cutover.plan import pack, summary
 from mq_cutover.settings import Settings
 from mq_cutover.validation import validate_plan
 
@@ -27,4 +28,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.info(
         "plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)}
     )
-    return plan.dump()
+    # The state machine reads the summary; every Lambda gets the packed plan.
+    return {"summary": summary(plan), "packed": pack(plan)}

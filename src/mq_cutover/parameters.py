@@ -192,12 +192,17 @@ def repoint_clients(
     only: str | None = None,
     time_left_ms: TimeLeft | None = None,
     start: int = 0,
+    index: int | None = None,
 ) -> dict[str, Any]:
-    """Point one client group (or the one parameter `only`) at the step's URL, from position
-    `start`, as many as the time allows (at least one). `next` is where the following call
-    starts; `done` says whether the whole group is."""
+    """Point one client group (or the one parameter `only`, or the group's `index`th) at the
+    step's URL, from position `start`, as many as the time allows (at least one). `next` is
+    where the following call starts; `done` says whether the whole group is."""
     group = plan.producers if step == ClientStep.PRODUCERS else plan.consumers
     names = list(group.parameters)
+    if index is not None:
+        if not 0 <= index < len(names):
+            raise ParameterConflict(f"{step.value} has no parameter number {index}")
+        only = names[index]
     if only is not None:
         if only not in names:
             raise ParameterConflict(f"{only} is not one of the plan's {step.value} parameters")

@@ -145,3 +145,25 @@ def test_restart_hook_documents_are_the_shell_ones(unordered_plan: dict[str, Any
     unordered_plan["consumers"]["restartHook"]["documentName"] = "AWS-ApplyPatchBaseline"
     (problem,) = _problems(unordered_plan)
     assert problem.startswith("consumers.restartHook.documentName: Input should be")
+
+
+def test_packed_plan_round_trips_and_stays_small(ordered_plan: dict[str, Any]) -> None:
+    from mq_cutover.plan import pack, summary
+
+    ordered_plan["onPrem"]["queues"] = [f"app.queue-{i:04d}" for i in range(1000)]
+    ordered_plan["producers"]["parameters"] = [
+        f"/mq-cutover/fleet/producer-{i:04d}/broker-url" for i in range(500)
+    ]
+    ordered_plan["consumers"]["parameters"] = [
+        f"/mq-cutover/fleet/consumer-{i:04d}/broker-url" for i in range(500)
+    ]
+    plan = parse_plan(ordered_plan)
+    packed = pack(plan)
+    assert parse_plan(packed) == plan
+    assert len(json.dumps(plan.dump())) > 60_000 and len(packed) < 10_000
+    brief = summary(plan)
+    assert brief["producers"]["parameterCount"] == 500 and "parameters" not in brief["producers"]
+    assert brief["onPrem"]["queueCount"] == 1000 and "queues" not in brief["onPrem"]
+    assert brief["drain"] == plan.dump()["drain"]
+    with pytest.raises(PlanInvalid, match="does not unpack"):
+        parse_plan(packed[:-20])
