@@ -3,6 +3,7 @@
 #   make test   set up, then every check: ruff, mypy, cfn-lint, sam validate --lint, ASL lint, pytest
 #               (unit, lint, workflow, and a headless-Chromium test of the approval page)
 #   make pr     what a reviewer runs: the same as make test
+#   make bench  the drain and scale benchmark (prints the README's figures; about 15 minutes)
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup setup-sam setup-browser demo demo-unordered test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
+.PHONY: setup setup-sam setup-browser demo demo-unordered bench bench-quick test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
 
 # The venvs are rebuilt when their pinned requirements change.
 $(BIN)/.installed: requirements-dev.txt constraints.txt pyproject.toml
@@ -48,6 +49,12 @@ demo-unordered: setup
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/benchmark.py
+
+bench-quick: setup
+	$(BIN)/python bench/benchmark.py --quick
 
 typecheck: setup
 	$(BIN)/mypy

@@ -138,7 +138,11 @@ class World:
         for name in plan.all_parameters:
             self.parameters.setdefault(name, plan.on_prem.url)
         if not self.queues:
-            self.queues = [SimQueue(name=q, messages=3000) for q in plan.on_prem.queues]
+            self.queues = [
+                SimQueue(name=q, messages=3000)
+                for q in plan.on_prem.queues
+                if not any(char in q for char in "*?[")  # a pattern names no queue
+            ]
 
     # --- setup ---------------------------------------------------------------------------
     def install(self, emulator: Emulator, plan: MigrationPlan | None) -> None:

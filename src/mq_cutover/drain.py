@@ -75,6 +75,22 @@ def discover_queues(cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
     return sorted(queues)
 
 
+def _is_pattern(entry: str) -> bool:
+    return any(char in entry for char in "*?[")
+
+
+def watched_queues(listed: list[str], cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
+    """The plan's queue names, plus every discovered queue matching one of its glob patterns
+    (an empty list watches every discovered queue). A listed name with no metrics is kept: it
+    shows as missing, never as empty."""
+    names = [q for q in listed if not _is_pattern(q)]
+    patterns = [q for q in listed if _is_pattern(q)] if listed else ["*"]
+    if patterns:
+        found = discover_queues(cloudwatch, metrics)
+        names += [q for q in found if q not in names and is_ignored(q, patterns)]
+    return names
+
+
 Series = dict[str, list[tuple[datetime, float]]]  # query id -> datapoints, newest first
 
 
@@ -146,7 +162,7 @@ def read_queues(plan: MigrationPlan, cloudwatch: Any, now: datetime) -> Reading:
     """One reading of every queue (listed in the plan, or discovered in CloudWatch)."""
     on_prem = plan.on_prem
     metrics = on_prem.metrics
-    queues = list(on_prem.queues) or discover_queues(cloudwatch, metrics)
+    queues = watched_queues(on_prem.queues, cloudwatch, metrics)
     quiet_needed = plan.drain.require_producers_quiet and metrics.enqueue_metric is not None
     kinds = {"m": metrics.messages_metric, "f": metrics.in_flight_metric}
     if quiet_needed:

@@ -295,3 +295,18 @@ def test_history_budget_counts_readings_per_call_and_extensions(
     with pytest.raises(PlanInvalid) as err:
         parse_plan(ordered_plan)
     assert "drain.maxSecondsPerCheck" in str(err.value)
+
+
+def test_queue_patterns_are_matched_against_discovered_queues(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    ordered_plan["onPrem"]["queues"] = ["orders.*", "billing.invoices"]
+    plan = parse_plan(ordered_plan)
+    cw = aws("cloudwatch")
+    depths = {"orders.a": (0, 0), "orders.b": (2, 0), "audit.log": (9, 0)}
+    publish(cw, plan, T0 - timedelta(minutes=1), depths)
+    publish(cw, plan, T0, depths)
+    result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
+    # audit.log does not match; billing.invoices is listed but publishes nothing: missing.
+    assert result["watchedQueues"] == 3 and result["messagesLeft"] == 2
+    assert result["missing"] == ["billing.invoices"]
