@@ -31,7 +31,7 @@ def _step(step: str, one: bool | None = None) -> Matcher:
     def match(event: dict[str, Any]) -> bool:
         if event.get("step") != step:
             return False
-        return one is None or ("parameter" in event) == one
+        return one is None or ("parameterIndex" in event) == one
 
     return match
 
