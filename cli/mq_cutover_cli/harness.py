@@ -173,8 +173,12 @@ class Emulator:
         approval_api_url: str = DEFAULT_APPROVAL_API_URL,
         approval_timeout_scale: float = 1.0,
         lambda_timeout_ms: int | None = None,
+        real_time: bool = False,
     ) -> None:
         self.clock = clock or SimClock()
+        # Real time (the end-to-end tier, with real brokers): Wait states, retries and handlers
+        # wait for real and read the real clock; patch 5 is left out.
+        self.real_time = real_time
         self.log_level = log_level
         self.approval_api_url = approval_api_url
         self.approval_timeout_scale = approval_timeout_scale
@@ -276,12 +280,15 @@ class Emulator:
                 moto_variable_store, "encode_jsonata_variable_declarations", _encode_declarations
             ),
             mock.patch.object(StepFunctionResponse, "send_task_failure", _send_task_failure),
-            mock.patch.object(WaitFunction, "_wait_interval", wait),
             mock.patch.object(TimeoutSecondsJSONata, "_eval_seconds", scaled_timeout),
-            mock.patch.object(retrier_decl, "time", _RetryTime),
-            mock.patch("mq_cutover.clock.utcnow", self.clock.now),
-            mock.patch("mq_cutover.clock.sleep", self._sleep),
         ]
+        if not self.real_time:
+            patches += [
+                mock.patch.object(WaitFunction, "_wait_interval", wait),
+                mock.patch.object(retrier_decl, "time", _RetryTime),
+                mock.patch("mq_cutover.clock.utcnow", self.clock.now),
+                mock.patch("mq_cutover.clock.sleep", self._sleep),
+            ]
         for patch in patches:
             patch.start()
         try:

@@ -135,6 +135,7 @@ def live_run(
     before_start: Callable[[Emulator], None] | None = None,
     log_level: str = "INFO",
     fail_at: list[str] | None = None,
+    real_time: bool = False,
 ) -> Iterator[LiveRun]:
     faults = [Fault(*parse_fault(spec)) for spec in fail_at or []]
     try:
@@ -150,6 +151,7 @@ def live_run(
         approval_api_url=approval_api_url,
         approval_timeout_scale=approval_timeout_scale,
         log_level=log_level,
+        real_time=real_time,
     )
     with emulator.running():
         world.install(emulator, parsed)
