@@ -1,7 +1,9 @@
 # mq-cutover: every command a developer, the README and CI use.
 #   make demo   set up, then run a full ordered migration offline (embedded AWS emulator)
 #   make test   set up, then every check: ruff, mypy, cfn-lint, sam validate --lint, ASL lint, pytest
-#               (unit, lint, workflow, and a headless-Chromium test of the approval page)
+#               (unit, lint, workflow, a headless-Chromium test of the approval page, and the
+#               end-to-end tier with real ActiveMQ brokers and STOMP clients)
+#   make e2e    only the end-to-end tier (installs Debian's activemq, Jolokia and Jetty)
 #   make pr     what a reviewer runs: the same as make test
 #   make bench  the drain and scale benchmark (prints the README's figures; about 15 minutes)
 
@@ -12,7 +14,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup setup-sam setup-browser demo demo-unordered bench bench-quick test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
+.PHONY: setup setup-sam setup-browser setup-brokers e2e demo demo-unordered bench bench-quick test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
 
 # The venvs are rebuilt when their pinned requirements change.
 $(BIN)/.installed: requirements-dev.txt constraints.txt pyproject.toml
@@ -37,6 +39,20 @@ setup-browser:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
+
+# Real brokers for the end-to-end tier (Debian packages; needs root or sudo). Nothing starts on
+# install: the tests start each broker themselves and stop it by PID.
+BROKER_PACKAGES := activemq libjolokia-core-java libjetty9-java
+setup-brokers:
+	@if [ -f /usr/share/activemq/bin/activemq.jar ] && [ -f /usr/share/java/jolokia-core.jar ] \
+		&& [ -f /usr/share/java/jetty9-server.jar ]; then :; else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROKER_PACKAGES) >/dev/null; \
+	fi
+
+e2e: setup setup-brokers
+	$(BIN)/python -m pytest tests/e2e -m e2e
 
 demo: setup
 	$(BIN)/mq-cutover simulate --plan events/plan-ordered.json --world events/world-ordered.json \
@@ -74,7 +90,7 @@ unit: setup
 workflow: setup
 	$(BIN)/python -m pytest tests/workflow
 
-test: lint typecheck cfn-lint sam-validate setup-browser
+test: lint typecheck cfn-lint sam-validate setup-browser setup-brokers
 	$(BIN)/python -m pytest
 
 pr: test
