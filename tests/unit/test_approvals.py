@@ -83,7 +83,13 @@ def inbox(aws: Any) -> tuple[Any, str, str]:
     return sns, topic, url
 
 
-def _request(table: Any, inbox: tuple[Any, str, str], quorum: int = 1) -> str:
+def _request(
+    table: Any,
+    inbox: tuple[Any, str, str],
+    quorum: int = 1,
+    gate: str = "cutover",
+    extend_minutes: int | None = None,
+) -> str:
     sns, topic, _ = inbox
     result = request_approval(
         table,
@@ -93,11 +99,12 @@ def _request(table: Any, inbox: tuple[Any, str, str], quorum: int = 1) -> str:
         api_url="https://api.example/dev/approvals",
         task_token=TOKEN,
         migration_id="orders-1",
-        gate="cutover",
+        gate=gate,
         facts=FACTS,
         quorum=quorum,
         timeout_seconds=3600,
         now=NOW,
+        extend_minutes=extend_minutes,
     )
     return str(result["approvalId"])
 
@@ -322,3 +329,34 @@ def test_an_undelivered_rejection_never_counts_as_an_approval(
     first = _decide(table, sfn, approval_id, "approve", "ana")
     assert first["outcome"] == "vote-recorded" and first["votes"] == 1  # bob's reject: not a vote
     assert sfn.calls == []
+
+
+def test_waiting_longer_is_one_persons_choice_and_only_where_offered(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    sfn = RecordingStepFunctions()
+    # A cutover gate offers no extension: the choice is refused and the gate stays open.
+    cutover = _request(table, inbox)
+    assert _decide(table, sfn, cutover, "extend", "ana")["outcome"] == "cannot-extend"
+    assert sfn.calls == [] and (load(table, cutover) or {})["status"] == "PENDING"
+    # A drain timeout gate with a quorum of 2: one person may still choose to wait longer.
+    timeout = _request(table, inbox, quorum=2, gate="drainTimeout", extend_minutes=30)
+    page = confirmation_page(load(table, timeout), NOW)
+    assert "id='extend'" in page and "Wait 30 more minutes" in page
+    assert "id='extend'" not in confirmation_page(load(table, cutover), NOW)
+    result = _decide(table, sfn, timeout, "extend", "ana", comment="consumers restarting")
+    assert result["outcome"] == "extended"
+    ((kind, call),) = sfn.calls
+    assert kind == "success"
+    assert json.loads(call["output"]) == {
+        "approved": False,
+        "extend": True,
+        "extendMinutes": 30,
+        "gate": "drainTimeout",
+        "by": "ana",
+        "comment": "consumers restarting",
+    }
+    assert (load(table, timeout) or {})["status"] == "EXTENDED"
+    # Decided once: a second click changes nothing.
+    assert _decide(table, sfn, timeout, "approve", "bob")["outcome"] == "already-decided"
+    assert len(sfn.calls) == 1
