@@ -274,3 +274,36 @@ def test_the_scheduled_lambda_samples_for_its_window_with_the_password_from_secr
         Statistics=["Maximum", "SampleCount"],
     )["Datapoints"]
     assert stats and stats[0]["Maximum"] == 3 and stats[0]["SampleCount"] == 6
+
+
+def test_publish_metrics_command_samples_once_and_refuses_a_bad_plan(
+    broker_api: str,
+    aws: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mq_cutover_cli.cli import main
+    from tests.conftest import EVENTS
+
+    SimulatedBrokerApi.queues = {"orders.created": queue(7, 2, 70)}
+    plan = str(EVENTS / "plan-ordered.json")
+    args = ["publish-metrics", "--plan", plan, "--source", "activemq"]
+    args += ["--url", f"{broker_api}/api/jolokia", "--broker-name", "onprem-1", "--once"]
+    args += ["--username", "monitor"]
+    monkeypatch.delenv("MQ_CUTOVER_SOURCE_PASSWORD", raising=False)
+    assert main(args) == 1  # no password in the environment: 401, said, nothing published
+    assert "sample failed" in capsys.readouterr().err
+    monkeypatch.setenv("MQ_CUTOVER_SOURCE_PASSWORD", "s3cret")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 queues, 7 messages, 2 in flight -> MqCutover/OnPrem (6 datums, 1 calls)" in out
+    listed = aws("cloudwatch").list_metrics(Namespace="MqCutover/OnPrem", MetricName="QueueSize")
+    assert listed["Metrics"][0]["Dimensions"] == [
+        {"Name": "Broker", "Value": "onprem-1"},
+        {"Name": "Queue", "Value": "orders.created"},
+    ]
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"mode": "sideways"}')
+    assert main(["publish-metrics", "--plan", str(bad), *args[3:]]) == 2
+    assert "migrationId: Field required" in capsys.readouterr().err
