@@ -321,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between a datapoint's timestamp and CloudWatch returning it (default 2)",
     )
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument(
+        "--only", default="1,2,3,4", help="sections to run, e.g. 1 or 2,3 (3 needs 2)"
+    )
     args = parser.parse_args(argv)
+    only = {int(part) for part in args.only.split(",")}
     trials = args.trials or (2 if args.quick else 15)
     sizes = [10] if args.quick else [10, 100, 1000]
     settings = SETTINGS[:2] if args.quick else SETTINGS
@@ -329,67 +333,71 @@ def main(argv: list[str] | None = None) -> int:
     print("mq-cutover benchmark (offline: real state machine and handlers on moto, simulated")
     print(f"on-prem broker and time; CloudWatch visibility delay {args.visibility_delay:g} s)")
     print()
-    print(f"1. Drain-detection lag, {trials} trials per setting (ordered mode, 3 queues)")
-    print("   lag = last message consumed on-prem -> drain loop left;")
-    print("   extra interruption = last message consumed -> consumers repointed")
-    for setting in settings:
-        lag = lag_trials(setting, trials, args.visibility_delay, args.seed)
-        print(
-            f"   {setting.name:<10} ({setting.describe()}): lag p50 {lag['lagP50']:.0f} s, "
-            f"p95 {lag['lagP95']:.0f} s; extra interruption p50 {lag['extraP50']:.0f} s, "
-            f"p95 {lag['extraP95']:.0f} s",
-            flush=True,
-        )
-    print()
-    print("2. History per drain hour (a drain that never finishes, 3 queues)")
-    per_hour: dict[str, dict[str, Any]] = {}
-    for setting in settings:
-        figures = drain_history(setting, 0.5 if args.quick else 1.0, args.visibility_delay)
-        per_hour[setting.name] = figures
-        print(
-            f"   {setting.name:<10}: {figures['eventsPerHour']:.0f} history events/h, "
-            f"{figures['transitionsPerHour']:.0f} state transitions/h, "
-            f"{figures['callsPerHour']:.0f} Lambda calls/h, "
-            f"{figures['readingsPerHour']:.0f} readings/h",
-            flush=True,
-        )
-    long_setting = settings[-1]
-    hours = 1.0 if args.quick else 12.0
-    long_run = drain_history(long_setting, hours, args.visibility_delay)
-    print(
-        f"   a whole {long_run['hours']:.0f}-hour drain at the {long_setting.name} setting: "
-        f"{long_run['events']} drain-loop events, {long_run['totalEvents']} events in the "
-        f"execution (Step Functions' limit: 25,000); {long_run['readings']} readings in "
-        f"{long_run['calls']} Lambda calls ({long_run['wallSeconds']:.0f} s wall)",
-        flush=True,
-    )
-    print()
-    print("3. Cost per migration hour while draining (USD, us-east-1 list prices;")
-    print("   metrics bridge as the scheduled Lambda)")
-    for setting in settings:
-        for queues in (10, 100, 1000):
-            cost = cost_per_hour(setting, per_hour[setting.name], queues)
+    if 1 in only:
+        print(f"1. Drain-detection lag, {trials} trials per setting (ordered mode, 3 queues)")
+        print("   lag = last message consumed on-prem -> drain loop left;")
+        print("   extra interruption = last message consumed -> consumers repointed")
+        for setting in settings:
+            lag = lag_trials(setting, trials, args.visibility_delay, args.seed)
             print(
-                f"   {setting.name:<10} {queues:>5} queues: total {cost['total']:.2f} "
-                f"(transitions {cost['transitions']:.3f}, Lambda {cost['lambda']:.3f}, "
-                f"GetMetricData {cost['getMetricData']:.2f}, custom metrics "
-                f"{cost['customMetrics']:.2f})"
+                f"   {setting.name:<10} ({setting.describe()}): lag p50 {lag['lagP50']:.0f} s, "
+                f"p95 {lag['lagP95']:.0f} s; extra interruption p50 {lag['extraP50']:.0f} s, "
+                f"p95 {lag['extraP95']:.0f} s",
+                flush=True,
             )
-    print()
-    print("4. Scale: one whole run (default setting) with N queues and N client parameters")
-    print("   (the plan is the execution input: its size is the ExecutionStarted payload)")
-    runs = [(mode, size, False) for mode in ("ordered", "unordered") for size in sizes]
-    runs.append(("ordered", sizes[-1], True))
-    for mode, size, pattern in runs:
-        figures = scale_run(size, mode, pattern)
-        queues = "queues by pattern" if pattern else "queues listed"
+        print()
+    if 2 in only or 3 in only:
+        print("2. History per drain hour (a drain that never finishes, 3 queues)")
+        per_hour: dict[str, dict[str, Any]] = {}
+        for setting in settings:
+            figures = drain_history(setting, 0.5 if args.quick else 1.0, args.visibility_delay)
+            per_hour[setting.name] = figures
+            print(
+                f"   {setting.name:<10}: {figures['eventsPerHour']:.0f} history events/h, "
+                f"{figures['transitionsPerHour']:.0f} state transitions/h, "
+                f"{figures['callsPerHour']:.0f} Lambda calls/h, "
+                f"{figures['readingsPerHour']:.0f} readings/h",
+                flush=True,
+            )
+        long_setting = settings[-1]
+        hours = 1.0 if args.quick else 12.0
+        long_run = drain_history(long_setting, hours, args.visibility_delay)
         print(
-            f"   {mode:<9} N={size:<5} {queues}: {figures['status']}, "
-            f"{figures['wall']:.0f} s wall, {figures['events']} history events, largest state "
-            f"payload {figures['payload'] / 1024:.1f} KB ({figures['where']}), plan "
-            f"{figures['planBytes'] / 1024:.1f} KB",
+            f"   a whole {long_run['hours']:.0f}-hour drain at the {long_setting.name} setting: "
+            f"{long_run['events']} drain-loop events, {long_run['totalEvents']} events in the "
+            f"execution (Step Functions' limit: 25,000); {long_run['readings']} readings in "
+            f"{long_run['calls']} Lambda calls ({long_run['wallSeconds']:.0f} s wall)",
             flush=True,
         )
+        print()
+    if 3 in only:
+        print("3. Cost per migration hour while draining (USD, us-east-1 list prices;")
+        print("   metrics bridge as the scheduled Lambda)")
+        for setting in settings:
+            for queues in (10, 100, 1000):
+                cost = cost_per_hour(setting, per_hour[setting.name], queues)
+                print(
+                    f"   {setting.name:<10} {queues:>5} queues: total {cost['total']:.2f} "
+                    f"(transitions {cost['transitions']:.3f}, Lambda {cost['lambda']:.3f}, "
+                    f"GetMetricData {cost['getMetricData']:.2f}, custom metrics "
+                    f"{cost['customMetrics']:.2f})"
+                )
+        print()
+    if 4 in only:
+        print("4. Scale: one whole run (default setting) with N queues and N client parameters")
+        print("   (the plan is the execution input: its size is the ExecutionStarted payload)")
+        runs = [(mode, size, False) for mode in ("ordered", "unordered") for size in sizes]
+        runs.append(("ordered", sizes[-1], True))
+        for mode, size, pattern in runs:
+            figures = scale_run(size, mode, pattern)
+            queues = "queues by pattern" if pattern else "queues listed"
+            print(
+                f"   {mode:<9} N={size:<5} {queues}: {figures['status']}, "
+                f"{figures['wall']:.0f} s wall, {figures['events']} history events, largest state "
+                f"payload {figures['payload'] / 1024:.1f} KB ({figures['where']}), plan "
+                f"{figures['planBytes'] / 1024:.1f} KB",
+                flush=True,
+            )
     return 0
 
 

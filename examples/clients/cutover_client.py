@@ -204,7 +204,7 @@ class Producer:
 
     def run(self, stop: threading.Event) -> None:
         watcher = ParameterWatcher(self.ssm, self.parameter)
-        listener = _Listener()
+        listener = _Listener()  # one per connection: a late event of an old one must not count
         link = Link(watcher.value, self.resolve)
         link.open(listener)
         self.switches.append((time.time(), link.endpoint))
@@ -215,6 +215,7 @@ class Producer:
                 break
             if watcher.changed():  # between two messages: the previous one is confirmed
                 link.close()
+                listener = _Listener()
                 link = Link(watcher.value, self.resolve)
                 link.open(listener)
                 self.switches.append((time.time(), link.endpoint))
@@ -224,6 +225,7 @@ class Producer:
             while not self._send(link, listener, queue, body):
                 self.resends += 1  # not confirmed: reconnect and send it again
                 link.close()
+                listener = _Listener()
                 link = Link(watcher.value, self.resolve)
                 link.open(listener, current_url=watcher.latest)
                 self.switches.append((time.time(), link.endpoint))
@@ -301,7 +303,12 @@ class Consumer:
         return link
 
     def _on_message(self, link: Link, frame: Any) -> None:
-        record = json.loads(frame.body)
+        try:
+            record = json.loads(frame.body)
+        except ValueError:
+            record = {"raw": frame.body}  # not ours to judge: recorded and acknowledged
+        if not isinstance(record, dict):
+            record = {"raw": frame.body}
         record["at"] = time.time()
         record["broker"] = link.endpoint
         record["consumer"] = self.name

@@ -60,6 +60,8 @@ def discover_queues(cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
     kwargs: dict[str, Any] = {
         "Namespace": metrics.namespace,
         "MetricName": metrics.messages_metric,
+        # A queue deleted on-prem stops reporting; it must not hold the drain for 14 days.
+        "RecentlyActive": "PT3H",
         "Dimensions": [{"Name": metrics.queue_dimension}]
         + [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())],
     }
@@ -145,6 +147,7 @@ class Reading:
     ignored: list[dict[str, Any]] = field(default_factory=list)
     messages_left: int = 0
     newest_at: datetime | None = None  # the oldest of the queues' newest datapoints
+    enqueue_total: float | None = None  # sum of the queues' newest enqueue counters
 
     @property
     def empty(self) -> bool:
@@ -158,11 +161,15 @@ def stale_after_seconds(plan: MigrationPlan) -> int:
     return metrics.stale_after_seconds or max(3 * metrics.period_seconds, 30)
 
 
-def read_queues(plan: MigrationPlan, cloudwatch: Any, now: datetime) -> Reading:
-    """One reading of every queue (listed in the plan, or discovered in CloudWatch)."""
+def read_queues(
+    plan: MigrationPlan, cloudwatch: Any, now: datetime, queues: list[str] | None = None
+) -> Reading:
+    """One reading of every queue (listed in the plan, or discovered in CloudWatch; pass
+    `queues` to reuse a discovery)."""
     on_prem = plan.on_prem
     metrics = on_prem.metrics
-    queues = watched_queues(on_prem.queues, cloudwatch, metrics)
+    if queues is None:
+        queues = watched_queues(on_prem.queues, cloudwatch, metrics)
     quiet_needed = plan.drain.require_producers_quiet and metrics.enqueue_metric is not None
     kinds = {"m": metrics.messages_metric, "f": metrics.in_flight_metric}
     if quiet_needed:
@@ -191,6 +198,7 @@ def read_queues(plan: MigrationPlan, cloudwatch: Any, now: datetime) -> Reading:
 
     reading = Reading(at=now)
     newest: list[datetime] = []
+    enqueued: list[float] = []
     for index, queue in enumerate(queues):
         messages = series.get(f"m{index}") or []
         if is_ignored(queue, on_prem.ignore_queues):
@@ -210,17 +218,21 @@ def read_queues(plan: MigrationPlan, cloudwatch: Any, now: datetime) -> Reading:
         newest.append(stamp)
         left = int(points["m"][0][1])
         in_flight = int(points["f"][0][1]) if "f" in points else 0
-        reading.messages_left += left + in_flight
+        # ActiveMQ's QueueSize and RabbitMQ's messages already include unacknowledged ones.
+        reading.messages_left += max(left, in_flight)
         if left or in_flight:
             reading.with_messages.append({"queue": queue, "messages": left, "inFlight": in_flight})
         if "e" in points:
             enqueues = points["e"]
+            enqueued.append(enqueues[0][1])
             # Quiet = the counter did not move over its newest period. A single datapoint proves
             # nothing yet; a counter that went down was reset (the broker restarted): not quiet.
             moved = None if len(enqueues) < 2 else enqueues[0][1] - enqueues[1][1]
             if moved is None or moved != 0:
                 reading.receiving.append({"queue": queue, "enqueued": moved})
     reading.newest_at = min(newest) if newest else None
+    if quiet_needed and enqueued and len(enqueued) == reading.watched:
+        reading.enqueue_total = sum(enqueued)
     return reading
 
 
@@ -234,12 +246,18 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
     )
     extensions = int(previous.get("extensions", 0))
     extend = previous.get("extendMinutes")
-    if extend:  # an approver chose to wait longer at the drainTimeout gate
+    if extend and extensions < plan.drain.max_extensions:  # an approver chose to wait longer
         deadline = _iso(now + timedelta(minutes=int(extend)))
         extensions += 1
     reading_at = _iso(reading.newest_at) if reading.newest_at else None
+    # Producers quiet also *between* readings: the sum of the enqueue counters must not have
+    # moved since the previous reading (a bucket still filling hides late enqueues from the
+    # newest-two-buckets check; the sum does not). The first reading has nothing to compare.
+    quiet_needed = plan.drain.require_producers_quiet and reading.enqueue_total is not None
+    before = previous.get("enqueueTotal")
+    moved_since = quiet_needed and (before is None or before != reading.enqueue_total)
     consecutive = int(previous.get("consecutiveEmpty", 0))
-    if not reading.empty:
+    if not reading.empty or moved_since:
         consecutive = 0
     elif reading_at is not None and reading_at != previous.get("lastReadingAt"):
         consecutive += 1
@@ -262,7 +280,8 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
         "missingCount": len(reading.missing),
         "stale": reading.stale[:REPORT_LIMIT],
         "staleCount": len(reading.stale),
-        "producersQuiet": not reading.receiving,
+        "producersQuiet": not reading.receiving and not moved_since,
+        "enqueueTotal": reading.enqueue_total,
         "stillReceiving": reading.receiving[:REPORT_LIMIT],
         "stillReceivingCount": len(reading.receiving),
         "ignored": reading.ignored[:REPORT_LIMIT],
@@ -299,18 +318,26 @@ def watch_drain(
     queues are drained or the deadline passes. One state machine poll, many readings."""
     interval = plan.drain.poll_interval_seconds
     began = now()
-    summary = fold(plan, previous, read_queues(plan, cloudwatch, began))
+    queues = watched_queues(plan.on_prem.queues, cloudwatch, plan.on_prem.metrics)
+    summary = fold(plan, previous, read_queues(plan, cloudwatch, began, queues))
+    took = (now() - began).total_seconds()
     readings = 1
     while not (summary["drained"] or summary["timedOut"]):
         due = began + timedelta(seconds=readings * interval)
-        if (due - began).total_seconds() > budget_seconds:
+        # Budget by the clock: the next reading must end within the budget, however long the
+        # last one took (1,000 queues can take seconds), or the Lambda would time out.
+        if max((due - began).total_seconds(), (now() - began).total_seconds()) + took > (
+            budget_seconds
+        ):
             break
         if progress is not None:
             progress(summary)
         pause = (due - now()).total_seconds()
         if pause > 0:
             sleep(pause)
-        summary = fold(plan, summary, read_queues(plan, cloudwatch, now()))
+        started = now()
+        summary = fold(plan, summary, read_queues(plan, cloudwatch, started, queues))
+        took = (now() - started).total_seconds()
         readings += 1
     summary["polls"] += 1
     return summary

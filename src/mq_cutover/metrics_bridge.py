@@ -164,6 +164,7 @@ def read_rabbitmq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]
         "message_stats.publish,message_stats.deliver_get"
     )
     stats: list[QueueStats] = []
+    with_counters = 0
     page = 1
     while True:
         query = urllib.parse.urlencode(
@@ -173,6 +174,7 @@ def read_rabbitmq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]
         items = answer.get("items", []) if isinstance(answer, dict) else []
         for item in items:
             counters = item.get("message_stats") or {}
+            with_counters += bool(counters)
             stats.append(
                 QueueStats(
                     queue=str(item["name"]),
@@ -184,6 +186,13 @@ def read_rabbitmq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]
                 )
             )
         if not isinstance(answer, dict) or page >= int(answer.get("page_count") or 1):
+            if stats and not with_counters and any(q.messages for q in stats):
+                # Statistics collection is off: every enqueue counter would read 0 and the
+                # drain's producers-quiet rule would pass without evidence. Refuse.
+                raise MetricsSourceFailed(
+                    "RabbitMQ returned no message_stats for any queue: enable management "
+                    "statistics, or set drain.requireProducersQuiet to false"
+                )
             return stats
         page += 1
 
@@ -300,9 +309,9 @@ def run(
                 source, metrics, cloudwatch, at, high_resolution=high_resolution, fetch=fetch
             )
             samples += 1
-        except MetricsSourceFailed as exc:
+        except Exception as exc:  # any failure: report it, sample again next interval
             failures += 1
-            last_error = str(exc)
+            last_error = f"{type(exc).__name__}: {exc}"
             result = {"at": at.isoformat(), "error": last_error}
         if on_sample is not None:
             on_sample(result)

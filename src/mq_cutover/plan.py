@@ -329,6 +329,9 @@ class MigrationPlan(_Model):
             ),
         }
         polls = {name: -(-total // interval) for name, (total, interval) in loops.items()}
+        if self.mode == Mode.UNORDERED:
+            # Producers move one Map iteration each: about 7 events, 9 events a poll.
+            polls["unorderedProducers"] = -(-7 * len(self.producers.parameters) // 9)
         if sum(polls.values()) > MAX_POLLS:
             detail = ", ".join(f"{name}: {count}" for name, count in polls.items())
             raise ValueError(
@@ -344,6 +347,12 @@ class MigrationPlan(_Model):
         if shared:
             raise ValueError(
                 f"producers.parameters and consumers.parameters share {sorted(shared)}"
+            )
+        metrics = self.on_prem.metrics
+        if metrics.stale_after_seconds and metrics.stale_after_seconds < 2 * metrics.period_seconds:
+            raise ValueError(
+                "onPrem.metrics.staleAfterSeconds must be at least twice periodSeconds (a "
+                "datapoint's age counts from the start of its period)"
             )
         if self.drain.require_producers_quiet and self.on_prem.metrics.enqueue_metric is None:
             raise ValueError(

@@ -97,14 +97,36 @@ def test_k_new_readings_needed_and_a_reread_does_not_count(aws: Any, plan: Migra
     history(cw, plan, T0)
     publish(cw, plan, T0, ALL_EMPTY)
     first = check_drain(plan, cw, None, T0 + timedelta(seconds=10))
-    assert first["consecutiveEmpty"] == 1 and not first["drained"]
-    # Same minute, same datapoint: not a new reading.
-    reread = check_drain(plan, cw, first, T0 + timedelta(seconds=40))
-    assert reread["consecutiveEmpty"] == 1 and not reread["drained"]
+    # Empty, but the first reading has no earlier enqueue total to compare: it cannot count.
+    assert first["consecutiveEmpty"] == 0 and first["enqueueTotal"] == 3 * ENQUEUED
     publish(cw, plan, T0 + timedelta(minutes=1), ALL_EMPTY)
-    second = check_drain(plan, cw, reread, T0 + timedelta(minutes=1, seconds=10))
-    assert second["consecutiveEmpty"] == 2 and second["drained"]
-    assert second["polls"] == 3 and second["readings"] == 3
+    second = check_drain(plan, cw, first, T0 + timedelta(minutes=1, seconds=10))
+    assert second["consecutiveEmpty"] == 1 and not second["drained"]
+    # Same minute, same datapoint: not a new reading.
+    reread = check_drain(plan, cw, second, T0 + timedelta(minutes=1, seconds=40))
+    assert reread["consecutiveEmpty"] == 1 and not reread["drained"]
+    publish(cw, plan, T0 + timedelta(minutes=2), ALL_EMPTY)
+    third = check_drain(plan, cw, reread, T0 + timedelta(minutes=2, seconds=10))
+    assert third["consecutiveEmpty"] == 2 and third["drained"]
+    assert third["polls"] == 4 and third["readings"] == 4
+
+
+def test_enqueues_between_readings_are_seen_even_inside_one_bucket(
+    aws: Any, plan: MigrationPlan
+) -> None:
+    """A bridge sampling every 10 s into 60-s buckets: an enqueue late in a bucket raises that
+    bucket's Maximum after it was read. The total since the previous reading still shows it."""
+    cw = aws("cloudwatch")
+    history(cw, plan, T0)
+    publish(cw, plan, T0, ALL_EMPTY)
+    first = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
+    # Later in the same minute a straggler's message arrives and is consumed at once.
+    publish(cw, plan, T0 + timedelta(seconds=50), ALL_EMPTY, {"orders.paid": ENQUEUED + 1})
+    publish(cw, plan, T0 + timedelta(minutes=1), ALL_EMPTY, {"orders.paid": ENQUEUED + 1})
+    second = check_drain(plan, cw, first, T0 + timedelta(minutes=1, seconds=5))
+    # Newest two buckets both read ENQUEUED + 1 (no move between them), but the sum moved.
+    assert second["stillReceivingCount"] == 0
+    assert not second["producersQuiet"] and second["consecutiveEmpty"] == 0
 
 
 def test_a_message_resets_the_count(aws: Any, plan: MigrationPlan) -> None:
@@ -226,7 +248,8 @@ def test_many_queues_are_batched_500_queries_a_call(aws: Any, ordered_plan: dict
     cw.get_metric_data = counting
     result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
     assert calls == [500, 400]
-    assert result["messagesLeft"] == 6 and result["queuesWithMessagesCount"] == 1
+    # QueueSize already includes the unacknowledged: 5 left (1 of them in flight).
+    assert result["messagesLeft"] == 5 and result["queuesWithMessagesCount"] == 1
 
 
 class FakeTime:
@@ -310,3 +333,21 @@ def test_queue_patterns_are_matched_against_discovered_queues(
     # audit.log does not match; billing.invoices is listed but publishes nothing: missing.
     assert result["watchedQueues"] == 3 and result["messagesLeft"] == 2
     assert result["missing"] == ["billing.invoices"]
+
+
+def test_slow_readings_still_end_within_the_budget(aws: Any, ordered_plan: dict[str, Any]) -> None:
+    """A reading that takes longer than the interval (thousands of queues) must not push the
+    call past its budget: the Lambda would time out and the run roll back."""
+    plan = fast_plan(ordered_plan, pollIntervalSeconds=5)
+    cw = aws("cloudwatch")
+    fake = FakeTime(T0, lambda _now: None)
+    original = cw.get_metric_data
+
+    def slow(**kwargs: Any) -> Any:
+        fake.now += timedelta(seconds=6)  # every reading takes 6 s
+        return original(**kwargs)
+
+    cw.get_metric_data = slow
+    result = watch_drain(plan, cw, None, budget_seconds=45, now=lambda: fake.now, sleep=fake.sleep)
+    assert (fake.now - T0).total_seconds() <= 45
+    assert result["readings"] == 7 and fake.slept == []  # back to back, and no further

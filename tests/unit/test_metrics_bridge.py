@@ -164,7 +164,7 @@ def test_published_metrics_are_what_the_drain_check_reads(
     sample(source, plan.on_prem.metrics, cw, T0 - timedelta(seconds=10), high_resolution=True)
     sample(source, plan.on_prem.metrics, cw, T0, high_resolution=True)
     busy = check_drain(plan, cw, None, T0 + timedelta(seconds=2))
-    assert busy["messagesLeft"] == 6 and not busy["drained"]
+    assert busy["messagesLeft"] == 4 and not busy["drained"]  # QueueSize includes in-flight
     assert busy["queuesWithMessages"] == [{"queue": "orders.paid", "messages": 4, "inFlight": 2}]
     SimulatedBrokerApi.queues["orders.paid"] = queue(0, 0, 100)
     sample(source, plan.on_prem.metrics, cw, T0 + timedelta(seconds=10), high_resolution=True)
@@ -307,3 +307,18 @@ def test_publish_metrics_command_samples_once_and_refuses_a_bad_plan(
     bad.write_text('{"mode": "sideways"}')
     assert main(["publish-metrics", "--plan", str(bad), *args[3:]]) == 2
     assert "migrationId: Field required" in capsys.readouterr().err
+
+
+def test_rabbitmq_without_statistics_is_refused_not_read_as_quiet(broker_api: str) -> None:
+    """With management statistics off no queue has message_stats: every enqueue counter would
+    read 0 and "producers quiet" would pass without evidence."""
+
+    def no_stats(request: Any) -> Any:
+        return {
+            "items": [{"name": "q1", "messages": 3, "messages_unacknowledged": 0, "consumers": 1}],
+            "page": 1,
+            "page_count": 1,
+        }
+
+    with pytest.raises(MetricsSourceFailed, match="no message_stats"):
+        read_rabbitmq(Source(SourceType.RABBITMQ, broker_api), fetch=no_stats)

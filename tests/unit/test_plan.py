@@ -167,3 +167,17 @@ def test_packed_plan_round_trips_and_stays_small(ordered_plan: dict[str, Any]) -
     assert brief["drain"] == plan.dump()["drain"]
     with pytest.raises(PlanInvalid, match="does not unpack"):
         parse_plan(packed[:-20])
+
+
+def test_stale_limit_must_cover_two_periods(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["onPrem"]["metrics"]["staleAfterSeconds"] = 60  # the plan's period is 60 s
+    (problem,) = _problems(ordered_plan)
+    assert "staleAfterSeconds must be at least twice periodSeconds" in problem
+
+
+def test_unordered_producers_count_towards_the_history_budget(
+    unordered_plan: dict[str, Any],
+) -> None:
+    unordered_plan["producers"]["parameters"] = [f"/mq-cutover/p/{i}" for i in range(2400)]
+    (problem,) = _problems(unordered_plan)
+    assert "unorderedProducers: 1867" in problem
