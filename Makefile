@@ -5,7 +5,7 @@
 #               end-to-end tier with real ActiveMQ brokers and STOMP clients)
 #   make e2e    only the end-to-end tier (installs Debian's activemq, Jolokia and Jetty)
 #   make pr     what a reviewer runs: the same as make test
-#   make bench  the drain and scale benchmark (prints the README's figures; about 15 minutes)
+#   make bench  the drain and scale benchmark (prints the README's figures; about 45 minutes)
 
 PYTHON ?= python3.11
 VENV := .venv

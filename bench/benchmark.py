@@ -5,7 +5,7 @@ draining on-prem broker whose statistics the product's metrics bridge code publi
 simulated CloudWatch (`cli/mq_cutover_cli/world.py`). Time is simulated, so a 12-hour drain
 takes minutes; the wall-clock figures are this machine's, in-process, against moto.
 
-    .venv/bin/python bench/benchmark.py            # everything (about 10 minutes here)
+    .venv/bin/python bench/benchmark.py            # everything (about 45 minutes here)
     .venv/bin/python bench/benchmark.py --quick    # a smoke run (fewer trials, small sizes)
 
 Figures:
