@@ -27,7 +27,7 @@ import re
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -59,7 +59,7 @@ class Source:
     broker_name: str = "localhost"  # ActiveMQ brokerName
     vhost: str = "/"  # RabbitMQ virtual host
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line or error
 
 
 @dataclass(frozen=True)

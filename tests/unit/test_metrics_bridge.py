@@ -322,3 +322,11 @@ def test_rabbitmq_without_statistics_is_refused_not_read_as_quiet(broker_api: st
 
     with pytest.raises(MetricsSourceFailed, match="no message_stats"):
         read_rabbitmq(Source(SourceType.RABBITMQ, broker_api), fetch=no_stats)
+
+
+def test_the_password_never_shows_in_a_repr_or_an_error() -> None:
+    source = Source(SourceType.ACTIVEMQ, "http://127.0.0.1:9/api/jolokia", "b", "/", "u", "s3cret")
+    assert "s3cret" not in repr(source)
+    with pytest.raises(MetricsSourceFailed) as failure:
+        read_activemq(source)
+    assert "s3cret" not in str(failure.value)
