@@ -139,16 +139,6 @@ def simulate(plan: dict[str, Any], world: World, approve: str = "auto") -> tuple
     return simulation, time.perf_counter() - began
 
 
-def results_of(simulation: Simulation, state: str) -> list[dict[str, Any]]:
-    found = []
-    for event in simulation.history:
-        details = event.get("stateExitedEventDetails")
-        if details and details["name"] == state:
-            output = json.loads(details.get("output") or "null")
-            found.append(output.get("Payload", output) if isinstance(output, dict) else output)
-    return found
-
-
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
@@ -190,7 +180,7 @@ def lag_trials(setting: Setting, trials: int, delay: float, seed: int) -> dict[s
             raise RuntimeError(f"trial failed: {simulation.report['execution']}")
         last_consumed = world.last_consumed_at()
         assert last_consumed is not None
-        drained = next(d for d in results_of(simulation, "Check Drain") if d["drained"])
+        drained = next(d for d in simulation.task_results("Check Drain") if d["drained"])
         left_loop = datetime.fromisoformat(drained["checkedAt"])
         lags.append((left_loop - last_consumed).total_seconds())
         extras.append((repointed[0] - last_consumed).total_seconds())
@@ -218,7 +208,7 @@ def drain_history(setting: Setting, hours: float, delay: float) -> dict[str, Any
     first = names.index("Check Drain")
     last = names.index("Approve Drain Timeout")
     window = simulation.history[first:last]
-    drains = results_of(simulation, "Check Drain")
+    drains = simulation.task_results("Check Drain")
     seconds = (
         datetime.fromisoformat(drains[-1]["checkedAt"])
         - datetime.fromisoformat(drains[0]["startedAt"])

@@ -19,6 +19,9 @@ Patched, and why:
    multiplied by `approval_timeout_scale`, so a test can watch a 1-minute gate time out in
    about a second (moto waits for a task token in real time). Literal timeouts are untouched.
 
+With `real_time=True` (the end-to-end tier, real brokers) patch 5 is left out: waits, retries
+and handlers run on the wall clock.
+
 Everything else is moto as it is. What moto fakes (brokers RUNNING at once, SSM commands doing
 nothing, metrics nobody publishes) is simulated by `world.py`, never inside the product code.
 """

@@ -111,6 +111,19 @@ class Simulation:
     report: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def task_results(self, state: str) -> list[Any]:
+        """What a state returned, in order (a Lambda task's Payload; Map iterations included)."""
+        results = []
+        for event in self.history:
+            details = event.get("stateExitedEventDetails")
+            if details and details["name"] == state:
+                output = json.loads(details.get("output") or "null")
+                if isinstance(output, dict) and "Payload" in output:
+                    results.append(output["Payload"])
+                elif output is not None:
+                    results.append(output)
+        return results
+
     def _say(self, emulator: Emulator, text: str, when: datetime | None = None) -> None:
         if self.printer:
             moment = emulator.clock.at(when) if when else emulator.clock.now()

@@ -298,10 +298,10 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
 def check_drain(
     plan: MigrationPlan, cloudwatch: Any, previous: dict[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
-    """One reading, folded into the previous summary (one call of the state machine)."""
-    summary = fold(plan, previous, read_queues(plan, cloudwatch, now))
-    summary["polls"] += 1
-    return summary
+    """One reading, folded into the previous summary (a call with no time for a second)."""
+    return watch_drain(
+        plan, cloudwatch, previous, budget_seconds=0, now=lambda: now, sleep=lambda _: None
+    )
 
 
 def watch_drain(

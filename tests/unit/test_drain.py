@@ -217,17 +217,36 @@ def test_timeout_is_a_deadline_and_an_extension_moves_it(aws: Any, plan: Migrati
     assert extended["deadlineAt"] == (T0 + timedelta(minutes=36, seconds=5)).isoformat()
 
 
-def test_queues_are_discovered_when_not_listed(aws: Any, ordered_plan: dict[str, Any]) -> None:
-    ordered_plan["onPrem"]["queues"] = []
+@pytest.mark.parametrize(
+    ("listed", "watched", "missing", "left"),
+    [
+        ([], 3, [], 2),  # nothing listed: every discovered queue (the DLQ ignored)
+        # patterns match discovered queues; a listed name that publishes nothing is missing
+        (["orders.*", "billing.invoices"], 3, ["billing.invoices"], 2),
+    ],
+)
+def test_queues_are_discovered_or_matched_by_pattern(
+    aws: Any,
+    ordered_plan: dict[str, Any],
+    listed: list[str],
+    watched: int,
+    missing: list[str],
+    left: int,
+) -> None:
+    ordered_plan["onPrem"]["queues"] = listed
     plan = parse_plan(ordered_plan)
     cw = aws("cloudwatch")
-    depths = {"a.one": (0, 0), "b.two": (3, 0), "x.DLQ": (1, 0)}
+    depths = {"orders.a": (0, 0), "orders.b": (2, 0), "audit.log": (0, 0), "x.DLQ": (1, 0)}
+    if listed:
+        depths["audit.log"] = (9, 0)  # does not match a pattern: not watched
     publish(cw, plan, T0 - timedelta(minutes=1), depths)
     publish(cw, plan, T0, depths)
     result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
-    assert result["watchedQueues"] == 2
-    assert result["queuesWithMessages"] == [{"queue": "b.two", "messages": 3, "inFlight": 0}]
-    assert result["ignored"] == [{"queue": "x.DLQ", "messages": 1}]
+    assert result["watchedQueues"] == watched and result["messagesLeft"] == left
+    assert result["missing"] == missing
+    assert result["queuesWithMessages"] == [{"queue": "orders.b", "messages": 2, "inFlight": 0}]
+    ignored = [{"queue": "x.DLQ", "messages": 1}] if not listed else []
+    assert result["ignored"] == ignored
 
 
 def test_many_queues_are_batched_500_queries_a_call(aws: Any, ordered_plan: dict[str, Any]) -> None:
@@ -318,21 +337,6 @@ def test_history_budget_counts_readings_per_call_and_extensions(
     with pytest.raises(PlanInvalid) as err:
         parse_plan(ordered_plan)
     assert "drain.maxSecondsPerCheck" in str(err.value)
-
-
-def test_queue_patterns_are_matched_against_discovered_queues(
-    aws: Any, ordered_plan: dict[str, Any]
-) -> None:
-    ordered_plan["onPrem"]["queues"] = ["orders.*", "billing.invoices"]
-    plan = parse_plan(ordered_plan)
-    cw = aws("cloudwatch")
-    depths = {"orders.a": (0, 0), "orders.b": (2, 0), "audit.log": (9, 0)}
-    publish(cw, plan, T0 - timedelta(minutes=1), depths)
-    publish(cw, plan, T0, depths)
-    result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
-    # audit.log does not match; billing.invoices is listed but publishes nothing: missing.
-    assert result["watchedQueues"] == 3 and result["messagesLeft"] == 2
-    assert result["missing"] == ["billing.invoices"]
 
 
 def test_slow_readings_still_end_within_the_budget(aws: Any, ordered_plan: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@ cli/mq_cutover_cli/harness.py). Helpers to read an execution's history."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -29,16 +28,7 @@ def entered(simulation: Simulation) -> list[str]:
 
 def task_results(simulation: Simulation, state: str) -> list[dict[str, Any]]:
     """The Lambda payloads a state returned, in order (Map iterations included)."""
-    results = []
-    for event in simulation.history:
-        details = event.get("stateExitedEventDetails")
-        if details and details["name"] == state:
-            output = json.loads(details.get("output") or "null")
-            if isinstance(output, dict) and "Payload" in output:
-                results.append(output["Payload"])
-            elif output is not None:
-                results.append(output)
-    return results
+    return simulation.task_results(state)
 
 
 def final_values(simulation: Simulation) -> dict[str, str]:
