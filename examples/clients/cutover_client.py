@@ -8,11 +8,16 @@ client is ready for that when it:
 2. producers: switches to the new URL *between two messages*, after the last send was
    confirmed (a STOMP receipt), so nothing is half-sent; a send that fails is sent again after
    reconnecting (the consumer side may then see a duplicate, never a gap);
-3. consumers: honour `failover:(uri1,uri2)?randomize=true`: connect to one member (a random one
-   when `randomize` is true), stay there until the connection fails or the URL changes, then
-   reconnect (another member first) and subscribe again; acknowledge each message only after
-   it was processed (`client-individual`), so a message in flight during a switch is
-   redelivered rather than lost.
+3. consumers: honour `failover:(uri1,uri2)?randomize=false`: connect to the first member that
+   answers, in the order given (to a random one only when the URL says `randomize=true`), stay
+   there until the connection fails or the URL changes, then reconnect and subscribe again;
+   acknowledge each message only after it was processed (`client-individual`), so a message in
+   flight during a switch is redelivered rather than lost.
+
+mq-cutover's unordered mode relies on that order: it widens consumer i to
+`failover:(<on-prem>,<Amazon MQ>)?randomize=false` when i is even and to
+`failover:(<Amazon MQ>,<on-prem>)?randomize=false` when i is odd, so that each broker has a
+consumer whatever chance would have picked.
 
 The end-to-end tests (`tests/e2e/`) run these classes against real ActiveMQ brokers; run them
 yourself with:
@@ -51,7 +56,8 @@ _URI = re.compile(r"^(?P<scheme>[a-z+]+)://(?P<host>[^:/?]+):(?P<port>\d+)")
 
 
 def parse_url(url: str) -> tuple[list[Endpoint], bool]:
-    """The endpoints of a broker URL and whether to randomize among them."""
+    """The endpoints of a broker URL and whether to randomize among them: only when the URL
+    says `randomize=true` (mq-cutover always says; ActiveMQ's own default would be true)."""
     match = _FAILOVER.match(url.strip())
     members = [url.strip()]
     randomize = False
@@ -60,7 +66,7 @@ def parse_url(url: str) -> tuple[list[Endpoint], bool]:
         options = dict(
             part.split("=", 1) for part in (match.group("options") or "").split("&") if "=" in part
         )
-        randomize = options.get("randomize", "true").lower() == "true"  # ActiveMQ's default
+        randomize = options.get("randomize", "false").lower() == "true"
     endpoints = []
     for member in members:
         uri = _URI.match(member)
@@ -267,14 +273,13 @@ class Consumer:
     name: str
     queues: list[str]
     resolve: Resolver | None = None
-    seed: int | None = None  # randomize's choice, reproducible in tests
     received: list[dict[str, Any]] = field(default_factory=list)
     switches: list[tuple[float, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, stop: threading.Event) -> None:
         watcher = ParameterWatcher(self.ssm, self.parameter)
-        rng = random.Random(self.seed)  # noqa: S311 - picks a broker, not a secret
+        rng = random.Random()  # noqa: S311 - picks a broker (randomize=true), not a secret
         link = self._connect(watcher.value, rng)
         while not stop.is_set():
             if watcher.changed():

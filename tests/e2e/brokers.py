@@ -13,6 +13,10 @@ Uses Debian's ``activemq`` package (5.17, no web console, no Jolokia) plus ``lib
   ``${activemq.base}/lib/{,camel,optional,web,extra}`` to its class loader when the base differs
   from ``activemq.home``, so nothing under ``/usr/share`` is touched.
 
+With a key store (``make_broker(..., tls=..., ssl_port=61617)``) a broker also serves OpenWire
+over TLS: the ``amazonmq`` stand-in does, on the port of Amazon MQ's endpoint (see ``tls.py``
+for the simulated certificate and DNS).
+
 Messages survive :meth:`Broker.restart`; JMX counters such as ``EnqueueCount`` start again at 0.
 """
 
@@ -32,6 +36,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.e2e.tls import TlsMaterial
 
 HOST = "127.0.0.1"
 ACTIVEMQ_HOME = Path("/usr/share/activemq")
@@ -72,10 +78,10 @@ ACTIVEMQ_XML = """\
       <storeUsage><storeUsage limit="1 gb"/></storeUsage>
       <tempUsage><tempUsage limit="256 mb"/></tempUsage>
     </systemUsage></systemUsage>
-    <transportConnectors>
+{ssl_context}    <transportConnectors>
       <transportConnector name="openwire" uri="tcp://{host}:{openwire_port}"/>
       <transportConnector name="stomp" uri="stomp://{host}:{stomp_port}"/>
-    </transportConnectors>
+{ssl_connector}    </transportConnectors>
   </broker>
   <bean id="jolokia" class="org.eclipse.jetty.server.Server"
         init-method="start" destroy-method="stop">
@@ -100,6 +106,16 @@ ACTIVEMQ_XML = """\
     </bean></property>
   </bean>
 </beans>
+"""
+
+# The stand-in for Amazon MQ's OpenWire endpoint (see tls.py): real TLS with a simulated
+# certificate, on the port Amazon MQ's endpoint has.
+SSL_CONTEXT = """\
+    <sslContext><sslContext keyStore="file:{keystore}" keyStorePassword="{password}"
+                            keyStoreType="PKCS12"/></sslContext>
+"""
+SSL_CONNECTOR = """\
+      <transportConnector name="ssl" uri="ssl://{host}:{ssl_port}"/>
 """
 
 LOG4J_PROPERTIES = """\
@@ -154,6 +170,7 @@ class Broker:
     stomp_port: int
     openwire_port: int
     jolokia_port: int
+    ssl_port: int = 0  # 0: no ssl:// connector
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -163,6 +180,10 @@ class Broker:
     @property
     def stomp_url(self) -> str:
         return f"stomp://{HOST}:{self.stomp_port}"
+
+    @property
+    def openwire_url(self) -> str:
+        return f"tcp://{HOST}:{self.openwire_port}"
 
     @property
     def jolokia_url(self) -> str:
@@ -244,18 +265,37 @@ class Broker:
             stats[keys["destinationName"]] = {k: int(v) for k, v in values.items()}
         return stats
 
+    def purge(self, queues: list[str]) -> dict[str, int]:
+        """Remove every message from these queues; ``{queue: messages it held}``."""
+        before = self.queue_stats()
+        for queue in queues:
+            if queue in before:
+                mbean = f"{BROKER_MBEAN}{self.name},destinationType=Queue,destinationName={queue}"
+                reply = self.jolokia({"type": "exec", "mbean": mbean, "operation": "purge"})
+                if reply.get("status") != 200:
+                    raise RuntimeError(f"Jolokia purge of {queue} failed on {self.name}: {reply}")
+        return {q: before[q]["QueueSize"] for q in queues if q in before}
+
     def tail(self, lines: int = 40) -> str:
         with suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
 
 
-def make_broker(root: Path, name: str) -> Broker:
-    """Write the configuration of broker ``name`` into ``root/name`` (ports picked now)."""
+def make_broker(root: Path, name: str, tls: TlsMaterial | None = None, ssl_port: int = 0) -> Broker:
+    """Write the configuration of broker ``name`` into ``root/name`` (ports picked now). With
+    ``tls``, it also serves OpenWire over TLS on ``ssl_port`` with that key store."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"unsafe broker name: {name!r}")
     base = (root / name).resolve()
     broker = Broker(name, base, free_port(), free_port(), free_port())
+    ssl_context = ssl_connector = ""
+    if tls is not None:
+        if _port_open(ssl_port):
+            raise RuntimeError(f"{HOST}:{ssl_port} is taken: the {name} stand-in needs it")
+        broker.ssl_port = ssl_port
+        ssl_context = SSL_CONTEXT.format(keystore=tls.keystore, password=tls.password)
+        ssl_connector = SSL_CONNECTOR.format(host=HOST, ssl_port=ssl_port)
     for sub in ("conf", "data", "tmp", "lib/web"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     for jar in WEB_JARS:
@@ -263,17 +303,29 @@ def make_broker(root: Path, name: str) -> Broker:
         if not link.is_symlink():
             link.symlink_to(JAVA_DIR / jar)
     ports = {k: v for k, v in vars(broker).items() if k.endswith("_port")}
-    xml = ACTIVEMQ_XML.format(name=name, base=base, host=HOST, **ports)
+    ports.pop("ssl_port")
+    xml = ACTIVEMQ_XML.format(
+        name=name,
+        base=base,
+        host=HOST,
+        ssl_context=ssl_context,
+        ssl_connector=ssl_connector,
+        **ports,
+    )
     (base / "conf" / "activemq.xml").write_text(xml)
     (base / "conf" / "log4j.properties").write_text(LOG4J_PROPERTIES)
     return broker
 
 
 @contextmanager
-def running_brokers(root: Path, names: list[str]) -> Iterator[list[Broker]]:
-    """Start one broker per name in parallel; always stop every one of them on exit."""
+def running_brokers(
+    root: Path, names: list[str], tls: Mapping[str, tuple[TlsMaterial, int]] | None = None
+) -> Iterator[list[Broker]]:
+    """Start one broker per name in parallel; always stop every one of them on exit. ``tls``
+    gives a broker (by name) an ssl:// connector: its key store and port."""
     ensure_installed()
-    brokers = [make_broker(root, name) for name in names]
+    tls = tls or {}
+    brokers = [make_broker(root, name, *tls.get(name, (None, 0))) for name in names]
     try:
         with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
             for future in [pool.submit(b.start) for b in brokers]:

@@ -1,65 +1,92 @@
 """One end-to-end cutover: real brokers, real clients, the real state machine, counted.
 
 - Two ActiveMQ brokers on loopback (`brokers.py`): `onprem`, and `amazonmq`, which stands in
-  for Amazon MQ. moto creates the Amazon MQ broker; its endpoint host resolves, for the clients
-  only, to the stand-in's STOMP port without TLS (simulated: loopback has no Amazon MQ).
+  for Amazon MQ. moto creates the Amazon MQ broker; the clients reach the stand-in under the
+  endpoint's host name:
+  - STOMP clients (`StompClients`): the host resolves, for them only, to the stand-in's STOMP
+    port without TLS (simulated DNS and TLS);
+  - JMS clients (`jms.JmsClients`): the JVMs resolve it through a hosts file to the stand-in's
+    real TLS connector `ssl://127.0.0.1:61617`, with a simulated certificate (`tls.py`).
 - moto in-process as AWS, in real time (`live_run(real_time=True)`): Wait states, the drain's
-  readings and the Lambda handlers run on the wall clock.
-- The metrics bridge (`mq_cutover.metrics_bridge`) reads the on-prem broker's Jolokia every
-  second and publishes to moto's CloudWatch, where the drain check reads it.
-- Producers and consumers (`examples/clients/cutover_client.py`) read their URL from moto's
-  Parameter Store and follow the workflow's changes.
+  readings and the Lambda handlers run on the wall clock. The harness world's own simulated
+  on-prem queues are switched off: every metric the workflow reads comes from a real broker.
+- Two metrics bridges (`mq_cutover.metrics_bridge`) sample every second and publish to moto's
+  CloudWatch: the on-prem broker's Jolokia into the plan's on-prem namespace, and the
+  stand-in's Jolokia into `AWS/AmazonMQ` with `Broker=<brokerName>-1` (simulated: on AWS,
+  Amazon MQ publishes these per-queue metrics itself, every minute).
+- Producers and consumers follow their SSM parameter: the STOMP clients
+  (`examples/clients/cutover_client.py`, threads) read it themselves; the JMS clients
+  (`examples/clients/jms/CutoverClient.java`, one JVM each) read a file that a simulated config
+  agent keeps equal to it (`jms.ParameterMirror`). Nothing seeds or steers a client's choice
+  among the members of a failover: URL.
 - "SSM Run Command stops the on-prem broker" is simulated: when Stop On-Prem runs, the test
   stops the `onprem` process.
+
+Counted the same way for both kinds of clients (`count`): sent, received, lost, duplicated,
+out of order per producer and queue, longest gap between deliveries, and the messages left on
+each broker at the end (`QueueSize` of the watched queues, read through Jolokia; the on-prem
+broker is started again to read it if Stop On-Prem stopped it).
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mq_cutover.errors import MetricsSourceFailed
 from mq_cutover.metrics_bridge import Source, SourceType, sample
-from mq_cutover.plan import parse_plan
+from mq_cutover.plan import MigrationPlan, QueueMetrics, parse_plan
 from mq_cutover_cli.harness import Emulator, boto3_client
 from mq_cutover_cli.live import live_run
 from mq_cutover_cli.world import World
 from tests.e2e.brokers import Broker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "clients"))
-import itertools
-
 from cutover_client import Consumer, Producer
 
 QUEUES = ["e2e.orders", "e2e.payments", "e2e.shipments"]
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mq-cutover/e2e-app"
+BROKER_NAME = "e2e-amazonmq"
+# Amazon MQ's own per-queue metrics (simulated by a second bridge on the stand-in's Jolokia).
+AMAZON_MQ_METRICS = QueueMetrics(
+    namespace="AWS/AmazonMQ", dimensions={"Broker": f"{BROKER_NAME}-1"}, period_seconds=1
+)
+# The plan's `target.metrics` (where the workflow reads Amazon MQ's per-queue metrics). Turned
+# on once the product accepts the field (src/mq_cutover/plan.py: class AmazonMqMetrics).
+TARGET_METRICS = False
 
 
-def plan_for(mode: str, onprem: Broker, producers: int, consumers: int) -> dict[str, Any]:
+def plan_for(
+    mode: str, on_prem_url: str, protocol: str, producers: int, consumers: int
+) -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "create": {
+            "brokerName": BROKER_NAME,
+            "engine": "ACTIVEMQ",
+            "engineVersion": "5.18",
+            "deploymentMode": "SINGLE_INSTANCE",
+            "hostInstanceType": "mq.t3.micro",
+            "subnetIds": ["subnet-0a1b2c3d4e5f60718"],
+            "securityGroups": ["sg-0a1b2c3d4e5f60718"],
+            "users": [{"username": "e2e-app", "passwordSecretArn": SECRET_ARN}],
+        },
+        "protocol": protocol,
+    }
+    if TARGET_METRICS:
+        target["metrics"] = {"periodSeconds": AMAZON_MQ_METRICS.period_seconds}
     return {
         "migrationId": f"e2e-{mode}",
         "mode": mode,
-        "target": {
-            "create": {
-                "brokerName": "e2e-amazonmq",
-                "engine": "ACTIVEMQ",
-                "engineVersion": "5.18",
-                "deploymentMode": "SINGLE_INSTANCE",
-                "hostInstanceType": "mq.t3.micro",
-                "subnetIds": ["subnet-0a1b2c3d4e5f60718"],
-                "securityGroups": ["sg-0a1b2c3d4e5f60718"],
-                "users": [{"username": "e2e-app", "passwordSecretArn": SECRET_ARN}],
-            },
-            "protocol": "stomp",
-        },
+        "target": target,
         "onPrem": {
-            "url": onprem.stomp_url,
+            "url": on_prem_url,
             "metrics": {"dimensions": {"Broker": "onprem"}, "periodSeconds": 1},
             "queues": QUEUES,
         },
@@ -86,6 +113,97 @@ def plan_for(mode: str, onprem: Broker, producers: int, consumers: int) -> dict[
     }
 
 
+# --- the clients: STOMP threads or JMS JVMs, counted alike ------------------------------------
+
+
+class SentLog(Protocol):
+    name: str
+    sent: list[tuple[str, int, float]]  # (queue, seq, at)
+    switches: list[tuple[float, str]]  # (at, where it connected)
+
+
+class ReceivedLog(Protocol):
+    received: list[dict[str, Any]]  # {"producer", "queue", "seq", "at", ...}
+    switches: list[tuple[float, str]]
+
+
+class Clients(Protocol):
+    """A scenario's producers and consumers, whatever they are made of."""
+
+    protocol: str  # the plan's target.protocol: whose endpoint the workflow hands out
+    on_prem_url: str  # every client parameter's value before the cutover
+
+    @property
+    def producers(self) -> Sequence[SentLog]: ...
+
+    @property
+    def consumers(self) -> Sequence[ReceivedLog]: ...
+
+    def start(
+        self, emulator: Emulator, plan: MigrationPlan, queues: list[str], messages: int, rate: float
+    ) -> None: ...
+
+    def wait_producers(self, timeout: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StompClients:
+    """The Python STOMP reference clients, one thread each, reading moto's Parameter Store.
+    The Amazon MQ host resolves to the stand-in's plain STOMP port (simulated DNS and TLS)."""
+
+    protocol = "stomp"
+
+    def __init__(self, onprem: Broker, amazonmq: Broker) -> None:
+        self.on_prem_url = onprem.stomp_url
+        self.amazonmq = amazonmq
+        self.producers: list[Producer] = []
+        self.consumers: list[Consumer] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._producer_threads: list[threading.Thread] = []
+
+    def resolve(self, host: str, port: int, tls: bool) -> tuple[str, int, bool]:
+        if host.endswith(".amazonaws.com"):  # simulated DNS + TLS: the stand-in broker
+            return ("127.0.0.1", self.amazonmq.stomp_port, False)
+        return (host, port, tls)
+
+    def start(
+        self, emulator: Emulator, plan: MigrationPlan, queues: list[str], messages: int, rate: float
+    ) -> None:
+        for index, name in enumerate(plan.consumers.parameters):
+            self.consumers.append(
+                Consumer(boto3_client("ssm"), name, f"c{index}", queues, self.resolve)
+            )
+        for index, name in enumerate(plan.producers.parameters):
+            self.producers.append(
+                Producer(
+                    boto3_client("ssm"), name, f"p{index}", queues, messages, rate, self.resolve
+                )
+            )
+        self._threads = [
+            threading.Thread(target=c.run, args=(self._stop,), daemon=True) for c in self.consumers
+        ]
+        self._producer_threads = [
+            threading.Thread(target=p.run, args=(self._stop,), daemon=True) for p in self.producers
+        ]
+        for thread in [*self._threads, *self._producer_threads]:
+            thread.start()
+
+    def wait_producers(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._producer_threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in [*self._threads, *self._producer_threads]:
+            thread.join(timeout=30)
+
+
+# --- counting ---------------------------------------------------------------------------------
+
+
 @dataclass
 class Outcome:
     status: dict[str, Any]
@@ -96,22 +214,28 @@ class Outcome:
     duplicated: int
     out_of_order: int
     longest_gap: float
+    left_onprem: int
+    left_amazonmq: int
     producer_switches: list[list[tuple[float, str]]]
     consumer_switches: list[list[tuple[float, str]]]
     bridge_failures: int
     seconds: float
     drains: list[dict[str, Any]]
+    parameters_before: dict[str, str] = field(default_factory=dict)
+    parameters_after: dict[str, str] = field(default_factory=dict)
+    purged: dict[str, int] = field(default_factory=dict)
     lost_examples: list[tuple[str, str, int]] = field(default_factory=list)
 
     def line(self) -> str:
         return (
             f"sent {self.sent}, received {self.received}, lost {self.lost}, duplicated "
             f"{self.duplicated}, out of order {self.out_of_order}, longest gap between "
-            f"deliveries {self.longest_gap:.2f} s ({self.seconds:.0f} s run)"
+            f"deliveries {self.longest_gap:.2f} s, left on onprem {self.left_onprem}, left on "
+            f"amazonmq {self.left_amazonmq} ({self.seconds:.0f} s run)"
         )
 
 
-def count(producers: list[Producer], consumers: list[Consumer]) -> dict[str, Any]:
+def count(producers: Sequence[SentLog], consumers: Sequence[ReceivedLog]) -> dict[str, Any]:
     sent = {(p.name, queue, seq) for p in producers for queue, seq, _ in p.sent}
     deliveries = sorted(
         (r for c in consumers for r in c.received), key=lambda record: float(record["at"])
@@ -142,55 +266,73 @@ def count(producers: list[Producer], consumers: list[Consumer]) -> dict[str, Any
     }
 
 
+def left_on(broker: Broker, queues: list[str]) -> int:
+    """Messages still on the broker's watched queues (QueueSize, from Jolokia)."""
+    stats = broker.queue_stats()
+    return sum(stats.get(queue, {}).get("QueueSize", 0) for queue in queues)
+
+
+class Bridge:
+    """One metrics bridge loop: a broker's Jolokia, sampled every second into moto CloudWatch."""
+
+    def __init__(self, broker: Broker, metrics: QueueMetrics, stop: threading.Event) -> None:
+        self.source = Source(SourceType.ACTIVEMQ, broker.jolokia_url, broker_name=broker.name)
+        self.metrics = metrics
+        self.stop = stop
+        self.failures = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        cloudwatch = boto3_client("cloudwatch")
+        while not self.stop.is_set():
+            try:
+                sample(
+                    self.source, self.metrics, cloudwatch, datetime.now(UTC), high_resolution=True
+                )
+            except MetricsSourceFailed:
+                self.failures += 1  # the broker is down: the workflow sees stale data
+            self.stop.wait(1.0)
+
+
 def run_cutover(
     mode: str,
     onprem: Broker,
     amazonmq: Broker,
+    clients: Clients,
     *,
     producers: int = 2,
     messages: int = 5000,
     consumers: int = 1,
     rate: float = 400.0,
     on_drain: Callable[[], None] | None = None,
+    timeout: float = 180.0,
 ) -> Outcome:
     """Clients start on the on-prem broker; the workflow moves them while messages flow."""
-    document = plan_for(mode, onprem, producers, consumers)
+    document = plan_for(mode, clients.on_prem_url, clients.protocol, producers, consumers)
     plan = parse_plan(document)
     world = World(
-        parameters={name: onprem.stomp_url for name in plan.all_parameters},
+        parameters={name: clients.on_prem_url for name in plan.all_parameters},
         queues=[],
         broker_creation_polls=0,
     )
-
-    def resolve(host: str, port: int, tls: bool) -> tuple[str, int, bool]:
-        if host.endswith(".amazonaws.com"):  # simulated DNS + TLS: the stand-in broker
-            return ("127.0.0.1", amazonmq.stomp_port, False)
-        return (host, port, tls)
-
+    purged = {
+        f"{broker.name}:{queue}": size
+        for broker in (onprem, amazonmq)
+        for queue, size in broker.purge(QUEUES).items()
+        if size
+    }
     stop = threading.Event()
-    threads: list[threading.Thread] = []
-    the_producers: list[Producer] = []
-    the_consumers: list[Consumer] = []
-    bridge_failures = [0]
+    bridges = [
+        Bridge(onprem, plan.on_prem.metrics, stop),
+        Bridge(amazonmq, AMAZON_MQ_METRICS, stop),
+    ]
     drains: list[dict[str, Any]] = []
 
-    def bridge() -> None:
-        cloudwatch = boto3_client("cloudwatch")
-        source = Source(SourceType.ACTIVEMQ, onprem.jolokia_url, broker_name=onprem.name)
-        while not stop.is_set():
-            try:
-                sample(
-                    source,
-                    plan.on_prem.metrics,
-                    cloudwatch,
-                    datetime.now(UTC),
-                    high_resolution=True,
-                )
-            except MetricsSourceFailed:
-                bridge_failures[0] += 1  # the broker is down: the drain sees stale data
-            stop.wait(1.0)
-
     def start_clients(emulator: Emulator) -> None:
+        # The world's simulated on-prem queues would publish made-up depths next to the real
+        # bridge's: off. Every metric the workflow reads comes from a real broker.
+        world.queues.clear()
+
         def on_invoke(function: str, _event: dict[str, Any]) -> None:
             if function == "StopOnPremFunction":  # simulated Run Command: stop the process
                 onprem.stop()
@@ -203,64 +345,53 @@ def run_cutover(
 
         emulator.hooks.append(on_invoke)
         emulator.after_hooks.append(after)
-        for index, name in enumerate(plan.consumers.parameters):
-            consumer = Consumer(boto3_client("ssm"), name, f"c{index}", QUEUES, resolve, seed=index)
-            the_consumers.append(consumer)
-        for index, name in enumerate(plan.producers.parameters):
-            producer = Producer(
-                boto3_client("ssm"), name, f"p{index}", QUEUES, messages, rate, resolve
-            )
-            the_producers.append(producer)
-        for runner in (bridge, *(c.run for c in the_consumers)):
-            threads.append(
-                threading.Thread(
-                    target=runner, args=() if runner is bridge else (stop,), daemon=True
-                )
-            )
-        producer_threads = [
-            threading.Thread(target=p.run, args=(stop,), daemon=True) for p in the_producers
-        ]
-        for thread in [*threads, *producer_threads]:
-            thread.start()
-        threads.extend(producer_threads)
+        for bridge in bridges:
+            bridge.thread.start()
+        clients.start(emulator, plan, QUEUES, messages, rate)
         # Let traffic flow on-prem for a moment before the cutover starts.
-        deadline = time.monotonic() + 30
-        while sum(len(p.sent) for p in the_producers) < producers * messages // 5:
+        deadline = time.monotonic() + 60
+        while sum(len(p.sent) for p in clients.producers) < producers * messages // 5:
             if time.monotonic() > deadline:
                 raise TimeoutError("producers did not get going on the on-prem broker")
             time.sleep(0.05)
 
     began = time.monotonic()
+    status: dict[str, Any] = {}
+    states: list[str] = []
+    before: dict[str, str] = {}
+    after: dict[str, str] = {}
     try:
         with live_run(document, world, before_start=start_clients, real_time=True) as run:
             try:
-                status = run.wait_until_done(timeout=180)
+                status = run.wait_until_done(timeout=timeout)
             except TimeoutError:
                 status = run.status()  # reported by the test, with the drain's summaries
             states = run.entered()
+            before, after = run.initial, run.parameter_values()
             # The clients keep going on the emulator until every message is accounted for.
-            for thread in threads[-producers:]:
-                thread.join(timeout=120)
-            expected = sum(len(p.sent) for p in the_producers)
+            clients.wait_producers(timeout=120)
+            expected = sum(len(p.sent) for p in clients.producers)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 unique = {
                     (r["producer"], r["queue"], r["seq"])
-                    for c in the_consumers
+                    for c in clients.consumers
                     for r in list(c.received)
                 }
                 if len(unique) >= expected:
                     break
                 time.sleep(0.2)
             time.sleep(1.0)  # late redeliveries are duplicates: let them show
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
+            clients.stop()
     finally:
+        clients.stop()
         stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-    figures = count(the_producers, the_consumers)
+        for bridge in bridges:
+            bridge.thread.join(timeout=30)
+    seconds = time.monotonic() - began
+    if onprem.process is None or onprem.process.poll() is not None:
+        onprem.start()  # stopped by Stop On-Prem: what is left is on its disk
+    figures = count(clients.producers, clients.consumers)
     return Outcome(
         status=status,
         states=states,
@@ -271,9 +402,14 @@ def run_cutover(
         duplicated=figures["duplicated"],
         out_of_order=figures["out_of_order"],
         longest_gap=figures["longest_gap"],
-        producer_switches=[p.switches for p in the_producers],
-        consumer_switches=[c.switches for c in the_consumers],
-        bridge_failures=bridge_failures[0],
-        seconds=time.monotonic() - began,
+        left_onprem=left_on(onprem, QUEUES),
+        left_amazonmq=left_on(amazonmq, QUEUES),
+        producer_switches=[list(p.switches) for p in clients.producers],
+        consumer_switches=[list(c.switches) for c in clients.consumers],
+        bridge_failures=bridges[0].failures,
+        seconds=seconds,
         drains=drains,
+        parameters_before=before,
+        parameters_after=after,
+        purged=purged,
     )

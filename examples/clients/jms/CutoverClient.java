@@ -1,0 +1,421 @@
+/*
+ * Reference JMS client for a cutover: what a migrated ActiveMQ (OpenWire) producer and consumer
+ * must do. Plain JMS 1.1 plus ActiveMQ's connection factory; the broker URL is handed to
+ * ActiveMQConnectionFactory verbatim, so ActiveMQ's own failover: transport does the connecting
+ * (members, randomize, reconnects). Nothing here parses a broker URL.
+ *
+ * Where the URL comes from: a file, re-read every 0.5 s. On a host, a config agent (or a
+ * restart hook) keeps that file equal to the client's SSM parameter; the end-to-end tests
+ * (tests/e2e/jms.py) simulate that agent by copying the parameter into the file every 0.2 s.
+ * When the URL changes:
+ *   - a producer switches between two messages: the last send has returned (a synchronous,
+ *     persistent send returns once the broker has stored the message), the connection is
+ *     closed, a new one is opened with the new URL, and the sequence goes on;
+ *   - a consumer closes its connection and opens a new one with the new URL. Messages it had
+ *     prefetched but not acknowledged go back to the broker and are delivered again, possibly
+ *     after newer ones and possibly to another consumer: expect duplicates (never losses), and
+ *     make processing idempotent.
+ *
+ * Producer: persistent, synchronous sends, round-robin over the queues; each message carries
+ * its producer's name, its queue and a sequence number per (producer, queue), as properties
+ * and in the body. After each send returns it prints "S <queue> <seq>".
+ * Consumer: CLIENT_ACKNOWLEDGE; each message is processed first (it prints
+ * "R <producer> <queue> <seq> <epoch-millis>") and acknowledged after.
+ * Both print "C <epoch-millis> <connected broker URI> <broker name>" whenever they are connected
+ * (also after the failover transport reconnected by itself), and "E <text>" for errors.
+ *
+ * Build and run (Debian's activemq package ships the jars):
+ *   CP=/usr/share/java/activemq-client.jar:/usr/share/java/geronimo-jms_1.1_spec.jar:\
+ *   /usr/share/java/hawtbuf.jar:/usr/share/java/geronimo-j2ee-management-1.1-spec.jar:\
+ *   /usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar
+ *   javac -cp $CP -d build CutoverClient.java
+ *   java -cp build:$CP CutoverClient produce --url-file /etc/app/broker-url \
+ *       --name orders-api --queues orders.created --count 1000 --rate 100
+ *   java -cp build:$CP CutoverClient consume --url-file /etc/app/broker-url \
+ *       --name orders-worker --queues orders.created,orders.paid --prefetch 100
+ * Amazon MQ: credentials with --user and the environment variable named by --password-env;
+ * its ssl:// endpoint's certificate is publicly trusted (the tests use their own trust store).
+ */
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import javax.jms.Connection;
+import javax.jms.DeliveryMode;
+import javax.jms.JMSException;
+import javax.jms.Message;
+import javax.jms.MessageConsumer;
+import javax.jms.MessageProducer;
+import javax.jms.Session;
+import javax.jms.TextMessage;
+
+import org.apache.activemq.ActiveMQConnection;
+import org.apache.activemq.ActiveMQConnectionFactory;
+import org.apache.activemq.transport.TransportListener;
+import org.apache.activemq.transport.failover.FailoverTransport;
+
+public final class CutoverClient {
+
+    private static final PrintStream OUT =
+            new PrintStream(System.out, false, StandardCharsets.UTF_8);
+
+    private CutoverClient() {}
+
+    /** One line on stdout, flushed at once: the test (or an operator) reads it as it comes. */
+    static void record(String line) {
+        synchronized (OUT) {
+            OUT.println(line);
+            OUT.flush();
+        }
+    }
+
+    /** The broker URL, re-read from a file every 0.5 s by a daemon thread. */
+    static final class UrlWatcher {
+        private final Path file;
+        private volatile String url;
+
+        UrlWatcher(Path file) throws IOException {
+            this.file = file;
+            this.url = read();
+            if (url == null) {
+                throw new IOException("no broker URL in " + file);
+            }
+            Thread thread = new Thread(this::poll, "url-watcher");
+            thread.setDaemon(true);
+            thread.start();
+        }
+
+        private String read() {
+            try {
+                String text = new String(Files.readAllBytes(file), StandardCharsets.UTF_8).trim();
+                return text.isEmpty() ? null : text;
+            } catch (IOException e) {
+                return null; // being replaced, or gone for a moment: keep the last URL
+            }
+        }
+
+        private void poll() {
+            while (true) {
+                try {
+                    Thread.sleep(500);
+                } catch (InterruptedException e) {
+                    return;
+                }
+                String value = read();
+                if (value != null) {
+                    url = value;
+                }
+            }
+        }
+
+        String current() {
+            return url;
+        }
+    }
+
+    static final class Options {
+        String role;
+        Path urlFile;
+        String name = "client";
+        String[] queues = new String[0];
+        int count = 1000;
+        double rate = 0; // messages per second; 0: as fast as the broker confirms
+        int prefetch = 100;
+        String user;
+        String passwordEnv;
+
+        static Options parse(String[] args) {
+            Options o = new Options();
+            if (args.length == 0 || !(args[0].equals("produce") || args[0].equals("consume"))) {
+                throw new IllegalArgumentException("usage: produce|consume --url-file F --name N"
+                        + " --queues a,b [--count N] [--rate R] [--prefetch P]"
+                        + " [--user U --password-env VAR]");
+            }
+            o.role = args[0];
+            for (int i = 1; i < args.length; i += 2) {
+                if (i + 1 >= args.length) {
+                    throw new IllegalArgumentException("missing value for " + args[i]);
+                }
+                String value = args[i + 1];
+                switch (args[i]) {
+                    case "--url-file": o.urlFile = Paths.get(value); break;
+                    case "--name": o.name = value; break;
+                    case "--queues": o.queues = value.split(","); break;
+                    case "--count": o.count = Integer.parseInt(value); break;
+                    case "--rate": o.rate = Double.parseDouble(value); break;
+                    case "--prefetch": o.prefetch = Integer.parseInt(value); break;
+                    case "--user": o.user = value; break;
+                    case "--password-env": o.passwordEnv = value; break;
+                    default: throw new IllegalArgumentException("unknown option " + args[i]);
+                }
+            }
+            if (o.urlFile == null || o.queues.length == 0) {
+                throw new IllegalArgumentException("--url-file and --queues are required");
+            }
+            return o;
+        }
+    }
+
+    /**
+     * A connection made from the URL exactly as given. Sends are synchronous (alwaysSyncSend:
+     * send() returns once the broker has the message; never async send). The prefetch is set
+     * deliberately: it bounds how many messages a consumer holds unacknowledged, which is how
+     * many may be redelivered (as duplicates) when it moves.
+     */
+    static ActiveMQConnection connect(String url, Options options) throws JMSException {
+        ActiveMQConnectionFactory factory = new ActiveMQConnectionFactory(url);
+        factory.setUseAsyncSend(false);
+        factory.setAlwaysSyncSend(true);
+        factory.getPrefetchPolicy().setQueuePrefetch(options.prefetch);
+        String password = options.passwordEnv == null ? null : System.getenv(options.passwordEnv);
+        ActiveMQConnection connection =
+                (ActiveMQConnection) factory.createConnection(options.user, password);
+        AtomicBoolean interrupted = new AtomicBoolean(false);
+        connection.addTransportListener(new TransportListener() {
+            @Override
+            public void onCommand(Object command) {}
+
+            @Override
+            public void onException(IOException error) {
+                record("E transport " + error);
+            }
+
+            @Override
+            public void transportInterupted() {
+                interrupted.set(true);
+                record("I " + System.currentTimeMillis() + " connection interrupted");
+            }
+
+            @Override
+            public void transportResumed() {
+                if (interrupted.getAndSet(false)) {
+                    // The failover transport reconnected (maybe to another member) by itself.
+                    // Recorded off the transport's thread: it waits for the BrokerInfo.
+                    new Thread(() -> connected(connection, url), "reconnected").start();
+                }
+            }
+        });
+        connection.start(); // with failover: blocks until a member accepted the connection
+        connected(connection, url);
+        return connection;
+    }
+
+    /** Records where the connection is now: the member the transport connected to. */
+    static void connected(ActiveMQConnection connection, String url) {
+        String where = url;
+        FailoverTransport failover = connection.getTransport().narrow(FailoverTransport.class);
+        if (failover != null && failover.getConnectedTransportURI() != null) {
+            where = failover.getConnectedTransportURI().toString();
+        } else if (connection.getTransport().getRemoteAddress() != null) {
+            where = connection.getTransport().getRemoteAddress();
+        }
+        String broker = null;
+        for (int i = 0; i < 40 && broker == null; i++) { // BrokerInfo arrives right after
+            broker = connection.getBrokerName();
+            if (broker == null) {
+                sleep(50);
+            }
+        }
+        record("C " + System.currentTimeMillis() + " " + where + " " + broker);
+    }
+
+    static void closeQuietly(Connection connection) {
+        if (connection == null) {
+            return;
+        }
+        try {
+            connection.close();
+        } catch (JMSException e) {
+            record("E close " + e);
+        }
+    }
+
+    static void sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    // --- producer ---------------------------------------------------------------------------
+
+    static final class ProducerSide {
+        final ActiveMQConnection connection;
+        final Session session;
+        final Map<String, MessageProducer> producers = new HashMap<>();
+        final String url;
+
+        ProducerSide(String url, Options options) throws JMSException {
+            this.url = url;
+            this.connection = connect(url, options);
+            try {
+                session = connection.createSession(false, Session.AUTO_ACKNOWLEDGE);
+                for (String queue : options.queues) {
+                    MessageProducer producer = session.createProducer(session.createQueue(queue));
+                    producer.setDeliveryMode(DeliveryMode.PERSISTENT);
+                    producers.put(queue, producer);
+                }
+            } catch (JMSException e) {
+                closeQuietly(connection);
+                throw e;
+            }
+        }
+    }
+
+    static ProducerSide openProducer(UrlWatcher watcher, Options options) {
+        long pause = 200;
+        while (true) {
+            String url = watcher.current();
+            try {
+                return new ProducerSide(url, options);
+            } catch (JMSException e) {
+                record("E connect " + e);
+                sleep(pause); // the URL may change while we wait: read it again
+                pause = Math.min(2000, pause * 2);
+            }
+        }
+    }
+
+    static int produce(Options options, UrlWatcher watcher, AtomicBoolean stopping) {
+        ProducerSide side = openProducer(watcher, options);
+        Map<String, Integer> sequence = new LinkedHashMap<>();
+        for (String queue : options.queues) {
+            sequence.put(queue, 0);
+        }
+        long started = System.nanoTime();
+        int sent = 0;
+        for (int index = 0; index < options.count && !stopping.get(); index++) {
+            if (!side.url.equals(watcher.current())) {
+                // Between two messages: the previous send has returned, so it is stored.
+                closeQuietly(side.connection);
+                side = openProducer(watcher, options);
+            }
+            String queue = options.queues[index % options.queues.length];
+            int seq = sequence.merge(queue, 1, Integer::sum);
+            while (true) {
+                try {
+                    TextMessage message = side.session.createTextMessage(String.format(
+                            "{\"producer\": \"%s\", \"queue\": \"%s\", \"seq\": %d}",
+                            options.name, queue, seq));
+                    message.setStringProperty("producer", options.name);
+                    message.setStringProperty("queue", queue);
+                    message.setIntProperty("seq", seq);
+                    side.producers.get(queue).send(message);
+                    break;
+                } catch (JMSException e) {
+                    // Not confirmed (a connection without failover lost its broker): send it
+                    // again on a new connection. The consumer may see it twice, never not.
+                    record("E send " + queue + " " + seq + " " + e);
+                    closeQuietly(side.connection);
+                    side = openProducer(watcher, options);
+                }
+            }
+            sent++;
+            record("S " + queue + " " + seq);
+            if (options.rate > 0) {
+                long due = started + (long) ((index + 1) * 1e9 / options.rate);
+                long wait = due - System.nanoTime();
+                if (wait > 0) {
+                    sleep(TimeUnit.NANOSECONDS.toMillis(wait));
+                }
+            }
+        }
+        closeQuietly(side.connection);
+        record("DONE sent " + sent);
+        return 0;
+    }
+
+    // --- consumer ---------------------------------------------------------------------------
+
+    static void onMessage(Message message) {
+        try {
+            String producer = message.getStringProperty("producer");
+            String queue = message.getStringProperty("queue");
+            String seq = message.getObjectProperty("seq") == null
+                    ? "-" : String.valueOf(message.getIntProperty("seq"));
+            // Process first (here: record it), acknowledge after: a message whose processing
+            // did not finish is redelivered, never lost. The processing must be idempotent.
+            record("R " + producer + " " + queue + " " + seq + " " + System.currentTimeMillis());
+            message.acknowledge();
+        } catch (JMSException e) {
+            record("E ack " + e); // not acknowledged: the broker delivers it again
+        }
+    }
+
+    static int consume(Options options, UrlWatcher watcher, AtomicBoolean stopping) {
+        while (!stopping.get()) {
+            String url = watcher.current();
+            ActiveMQConnection connection = null;
+            AtomicBoolean broken = new AtomicBoolean(false);
+            try {
+                connection = connect(url, options);
+                // Without failover: in the URL a lost broker ends the connection: reconnect.
+                connection.setExceptionListener(e -> broken.set(true));
+                Session session = connection.createSession(false, Session.CLIENT_ACKNOWLEDGE);
+                for (String queue : options.queues) {
+                    MessageConsumer consumer = session.createConsumer(session.createQueue(queue));
+                    consumer.setMessageListener(CutoverClient::onMessage);
+                }
+                while (!stopping.get() && !broken.get() && url.equals(watcher.current())) {
+                    sleep(50);
+                }
+            } catch (JMSException e) {
+                record("E connect " + e);
+                sleep(500);
+            } finally {
+                // Waits for a message being processed; prefetched ones go back to the broker.
+                closeQuietly(connection);
+            }
+        }
+        return 0;
+    }
+
+    public static void main(String[] args) throws Exception {
+        Options options;
+        try {
+            options = Options.parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println(e.getMessage());
+            System.exit(2);
+            return;
+        }
+        UrlWatcher watcher = new UrlWatcher(options.urlFile);
+        AtomicBoolean stopping = new AtomicBoolean(false);
+        CountDownLatch finished = new CountDownLatch(1);
+        Thread main = Thread.currentThread();
+        // SIGTERM: stop taking messages, close the connection (acknowledgements are flushed,
+        // prefetched messages go back to the broker), then exit.
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stopping.set(true);
+            try {
+                if (!finished.await(10, TimeUnit.SECONDS)) {
+                    main.interrupt();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "shutdown"));
+        int code;
+        try {
+            code = options.role.equals("produce")
+                    ? produce(options, watcher, stopping)
+                    : consume(options, watcher, stopping);
+        } finally {
+            finished.countDown();
+        }
+        if (!stopping.get()) { // never call exit while the shutdown hook runs: it would hang
+            System.exit(code);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+"""Session fixtures of the e2e tier: the two brokers (started once, stopped by PID at the end,
+even on failure) and the compiled JMS reference client."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.brokers import Broker, ensure_installed, running_brokers
+from tests.e2e.jms import JmsKit, compile_client
+from tests.e2e.tls import AMAZON_MQ_OPENWIRE_PORT, TlsMaterial, make_tls
+
+
+@pytest.fixture(scope="session")
+def e2e_root() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="mq-cutover-e2e-") as root:
+        yield Path(root)
+
+
+@pytest.fixture(scope="session")
+def tls(e2e_root: Path) -> TlsMaterial:
+    """The simulated Amazon MQ certificate (see tls.py)."""
+    return make_tls(e2e_root / "tls")
+
+
+@pytest.fixture(scope="session")
+def brokers(e2e_root: Path, tls: TlsMaterial) -> Iterator[list[Broker]]:
+    """`onprem`, and `amazonmq` standing in for Amazon MQ, with its OpenWire+TLS endpoint."""
+    ensure_installed()
+    stand_in = {"amazonmq": (tls, AMAZON_MQ_OPENWIRE_PORT)}
+    with running_brokers(e2e_root / "brokers", ["onprem", "amazonmq"], stand_in) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh(brokers: list[Broker]) -> list[Broker]:
+    """Each scenario starts with the on-prem broker running (a previous one stopped it)."""
+    onprem = brokers[0]
+    if onprem.process is None or onprem.process.poll() is not None:
+        onprem.start()
+    return brokers
+
+
+@pytest.fixture(scope="session")
+def jms_kit(e2e_root: Path, tls: TlsMaterial) -> JmsKit:
+    """The Java reference client, compiled with javac against Debian's ActiveMQ client jars."""
+    return JmsKit(compile_client(e2e_root / "jms-classes"), tls)

@@ -1,0 +1,112 @@
+"""End-to-end with real JMS clients: one JVM per client (`examples/clients/jms/`), ActiveMQ's
+own failover: transport, real TLS to the Amazon MQ stand-in (simulated certificate and DNS,
+see `tls.py`), the real state machine in moto, and both brokers' metrics bridged every second.
+
+Each scenario prints sent, received, lost, duplicated, out of order (per producer and queue),
+the longest gap between deliveries, and what is left on each broker. Nothing seeds or steers
+where a consumer connects: with `randomize=false` the URL's member order decides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.brokers import Broker
+from tests.e2e.jms import JmsClients, JmsKit
+from tests.e2e.scenario import Outcome, run_cutover
+
+pytestmark = pytest.mark.e2e
+
+PRODUCERS = 2
+MESSAGES = 1500  # per producer, over 3 queues
+RATE = 150.0  # per producer and second: sending lasts 10 s, across the whole cutover
+ENDPOINT = ".mq.us-east-1.amazonaws.com:61617"
+
+
+def on_amazonmq(where: str) -> bool:
+    """A JMS client's connection reached the stand-in under the Amazon MQ endpoint's name."""
+    return where.startswith("ssl://") and ENDPOINT in where and where.endswith(" amazonmq")
+
+
+def on_onprem(where: str, onprem: Broker) -> bool:
+    return where.startswith(f"tcp://127.0.0.1:{onprem.openwire_port}") and where.endswith(" onprem")
+
+
+def run_jms(
+    mode: str, brokers: list[Broker], kit: JmsKit, workdir: Path, consumers: int
+) -> tuple[Outcome, JmsClients]:
+    onprem, amazonmq = brokers
+    clients = JmsClients(kit, onprem, workdir)
+    outcome = run_cutover(
+        mode,
+        onprem,
+        amazonmq,
+        clients,
+        producers=PRODUCERS,
+        messages=MESSAGES,
+        consumers=consumers,
+        rate=RATE,
+    )
+    return outcome, clients
+
+
+def test_jms_ordered_nothing_lost_order_kept(
+    fresh: list[Broker], jms_kit: JmsKit, tmp_path: Path
+) -> None:
+    outcome, clients = run_jms("ordered", fresh, jms_kit, tmp_path, consumers=1)
+    print(f"\njms ordered: {outcome.line()}")
+    assert outcome.status["status"] == "SUCCEEDED", (outcome.status, outcome.drains[-1:])
+    assert outcome.sent == PRODUCERS * MESSAGES, clients.failures()
+    assert outcome.lost == 0, (outcome.lost_examples, clients.failures())
+    assert outcome.out_of_order == 0
+    assert (outcome.left_onprem, outcome.left_amazonmq) == (0, 0)
+    # Every client really moved, over TLS, to the stand-in under Amazon MQ's host name.
+    assert all(on_amazonmq(s[-1][1]) for s in outcome.producer_switches), outcome.producer_switches
+    assert all(on_amazonmq(s[-1][1]) for s in outcome.consumer_switches), outcome.consumer_switches
+    assert outcome.states.index("Repoint Consumers") > outcome.states.index("Check Drain")
+
+
+@pytest.mark.parametrize("run", range(1, 6))
+@pytest.mark.parametrize("consumers", [2, 3])
+def test_jms_unordered_nothing_lost_no_interruption(
+    fresh: list[Broker], jms_kit: JmsKit, tmp_path: Path, consumers: int, run: int
+) -> None:
+    onprem = fresh[0]
+    outcome, clients = run_jms("unordered", fresh, jms_kit, tmp_path, consumers=consumers)
+    print(f"\njms unordered, {consumers} consumers, run {run}: {outcome.line()}")
+    assert outcome.status["status"] == "SUCCEEDED", (outcome.status, outcome.drains[-1:])
+    assert outcome.sent == PRODUCERS * MESSAGES, clients.failures()
+    assert outcome.lost == 0, (outcome.lost_examples, clients.failures())
+    assert (outcome.left_onprem, outcome.left_amazonmq) == (0, 0)
+    assert outcome.longest_gap < 1.0
+    # Widened, consumer i connects first to the first member of its URL: on-prem when i is
+    # even, Amazon MQ when i is odd. Narrowed, every consumer ends on Amazon MQ.
+    for index, switches in enumerate(outcome.consumer_switches):
+        widened = switches[1][1]
+        assert on_onprem(widened, onprem) if index % 2 == 0 else on_amazonmq(widened), switches
+        assert on_amazonmq(switches[-1][1]), switches
+    assert all(on_amazonmq(s[-1][1]) for s in outcome.producer_switches), outcome.producer_switches
+    assert outcome.states.index("Narrow Consumers") > outcome.states.index("Check Drain")
+
+
+def test_jms_unordered_one_consumer_refused(
+    fresh: list[Broker], jms_kit: JmsKit, tmp_path: Path
+) -> None:
+    """Unordered with one consumer parameter cannot have a consumer on each broker: refused
+    before anything changes, and the clients go on, on-prem, losing nothing."""
+    onprem = fresh[0]
+    outcome, clients = run_jms("unordered", fresh, jms_kit, tmp_path, consumers=1)
+    print(f"\njms unordered, 1 consumer (refused): {outcome.line()}")
+    status = outcome.status
+    assert status["status"] == "FAILED", status
+    assert status.get("error") == "PlanInvalid", status
+    assert "consumers.parameters" in status.get("cause", ""), status
+    assert "Provision Broker" not in outcome.states, outcome.states
+    assert outcome.parameters_after == outcome.parameters_before
+    assert outcome.sent == PRODUCERS * MESSAGES, clients.failures()
+    assert outcome.lost == 0, (outcome.lost_examples, clients.failures())
+    assert (outcome.left_onprem, outcome.left_amazonmq) == (0, 0)
+    switches = [*outcome.producer_switches, *outcome.consumer_switches]
+    assert all(on_onprem(where, onprem) for s in switches for _, where in s), switches
