@@ -156,10 +156,15 @@ def resolve_endpoints(plan: MigrationPlan, mq: Any, broker_id: str) -> dict[str,
     endpoints = pick_endpoints(broker.get("BrokerInstances", []), protocol)
     if not endpoints:
         raise BrokerMismatch(f"broker {broker_id} has no {protocol.value} endpoint")
+    instances = broker.get("BrokerInstances", [])
+    name = str(broker.get("BrokerName", broker_id))
     return {
         "brokerId": broker_id,
+        "brokerName": name,
+        # Amazon MQ's own metrics name each instance `<broker name>-<n>` (dimension Broker).
+        "metricBrokers": [f"{name}-{n}" for n in range(1, max(1, len(instances)) + 1)],
         "engine": engine.value,
         "protocol": protocol.value,
         "endpoints": endpoints,
-        "clientUrl": broker_url(endpoints, protocol),
+        "clientUrl": broker_url(endpoints, protocol, plan.target.failover_options),
     }

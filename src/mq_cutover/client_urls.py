@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from mq_cutover.plan import Protocol
 
@@ -29,15 +30,36 @@ def pick_endpoints(instances: list[dict[str, list[str]]], protocol: Protocol) ->
     return picked
 
 
-def broker_url(endpoints: list[str], protocol: Protocol) -> str:
+def _query(options: Mapping[str, bool | int | float], **ours: str) -> str:
+    """`?k=v&...` for a failover URL: mq-cutover's own options first, then the plan's."""
+    pairs = [f"{name}={value}" for name, value in ours.items()]
+    pairs += [
+        f"{name}={str(value).lower() if isinstance(value, bool) else value}"
+        for name, value in options.items()
+    ]
+    return f"?{'&'.join(pairs)}" if pairs else ""
+
+
+def broker_url(
+    endpoints: list[str],
+    protocol: Protocol,
+    options: Mapping[str, bool | int | float] | None = None,
+) -> str:
     """What a client of the new broker connects to.
 
-    Several ActiveMQ endpoints (active/standby) need the failover transport; a single endpoint
-    and any RabbitMQ (AMQP) endpoint are used as they are: AMQP clients have no failover: URI.
+    OpenWire clients always get the failover transport, also for a single-instance broker: a
+    bare `ssl://` connection does not come back by itself after an Amazon MQ maintenance
+    reboot. Other protocols have no failover: URI (RabbitMQ's AMQP among them): one endpoint.
     """
-    if len(endpoints) == 1 or protocol != Protocol.OPENWIRE:
-        return endpoints[0]
-    return f"failover:({','.join(endpoints)})"
+    if protocol != Protocol.OPENWIRE:
+        return endpoints[0] if len(endpoints) == 1 else failover(endpoints, options)
+    return failover(endpoints, options)
+
+
+def failover(
+    members: list[str], options: Mapping[str, bool | int | float] | None = None, **ours: str
+) -> str:
+    return f"failover:({','.join(members)}){_query(options or {}, **ours)}"
 
 
 def failover_members(url: str) -> list[str]:
@@ -48,13 +70,25 @@ def failover_members(url: str) -> list[str]:
     return [part.strip() for part in match.group("inner").split(",") if part.strip()]
 
 
-def widened_url(on_prem_url: str, endpoints: list[str]) -> str:
-    """Unordered mode: consumers may connect to either broker while producers move."""
-    members = failover_members(on_prem_url) + [e for e in endpoints if e not in on_prem_url]
-    return f"failover:({','.join(members)})?randomize=true"
+def widened_url(
+    on_prem_url: str,
+    endpoints: list[str],
+    index: int,
+    options: Mapping[str, bool | int | float] | None = None,
+) -> str:
+    """Unordered mode: consumer number `index` may read from either broker while producers
+    move, and is placed by design: `randomize=false` connects to the first reachable member,
+    and the member order alternates by consumer (even: on-prem first, odd: Amazon MQ first),
+    so every queue read by two or more consumers has a reader on each broker."""
+    on_prem = failover_members(on_prem_url)
+    amazon_mq = [e for e in endpoints if e not in on_prem]
+    members = on_prem + amazon_mq if index % 2 == 0 else amazon_mq + on_prem
+    return failover(members, options, randomize="false")
 
 
-def narrowed_url(endpoints: list[str]) -> str:
+def narrowed_url(
+    endpoints: list[str], options: Mapping[str, bool | int | float] | None = None
+) -> str:
     """Unordered mode, after drain: consumers only on Amazon MQ (still a failover: URL so that
     clients reconnect through the same transport they were given when widened)."""
-    return f"failover:({','.join(endpoints)})"
+    return failover(endpoints, options)

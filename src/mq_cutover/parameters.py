@@ -100,7 +100,7 @@ def migration_values(plan: MigrationPlan, broker: dict[str, Any] | None) -> set[
     """Every value this migration may write into a client parameter."""
     if not broker or not broker.get("clientUrl") or not broker.get("endpoints"):
         return set()
-    return {target_value(step, plan, broker) for step in ClientStep}
+    return {target_value(step, plan, broker, index) for step in ClientStep for index in (0, 1)}
 
 
 def _label(ssm: Any, name: str, version: int, label: str) -> None:
@@ -113,13 +113,16 @@ def _label(ssm: Any, name: str, version: int, label: str) -> None:
         raise ParameterConflict(f"{name}: SSM refused the label(s) {response['InvalidLabels']}")
 
 
-def target_value(step: ClientStep, plan: MigrationPlan, broker: dict[str, Any]) -> str:
-    """The URL this step gives its clients."""
+def target_value(
+    step: ClientStep, plan: MigrationPlan, broker: dict[str, Any], index: int = 0
+) -> str:
+    """The URL this step gives the client whose parameter is number `index` of its group."""
     if step in (ClientStep.PRODUCERS, ClientStep.CONSUMERS):
         return str(broker["clientUrl"])
+    options = plan.target.failover_options
     if step == ClientStep.WIDEN_CONSUMERS:
-        return widened_url(plan.on_prem.url, list(broker["endpoints"]))
-    return narrowed_url(list(broker["endpoints"]))
+        return widened_url(plan.on_prem.url, list(broker["endpoints"]), index, options)
+    return narrowed_url(list(broker["endpoints"]), options)
 
 
 def set_parameter(
@@ -207,12 +210,13 @@ def repoint_clients(
         if only not in names:
             raise ParameterConflict(f"{only} is not one of the plan's {step.value} parameters")
         names, start = [only], 0
-    value = target_value(step, plan, broker)
     ours = migration_values(plan, broker)
+    position = {name: number for number, name in enumerate(group.parameters)}
     results: list[dict[str, Any]] = []
     for name in names[start:]:
         if not _enough_time(time_left_ms, bool(results)):
             break
+        value = target_value(step, plan, broker, position[name])
         results.append(set_parameter(ssm, name, value, plan.migration_id, ours))
     changed = [r["name"] for r in results if r["changed"]]
     command_id = None

@@ -18,6 +18,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -135,6 +138,50 @@ class BrokerSpec(_Model):
         return self
 
 
+class QueueMetrics(_Model):
+    """Where the on-prem queue depth lives in CloudWatch (a metrics bridge publishes it)."""
+
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "MqCutover/OnPrem"
+    queue_dimension: str = "Queue"
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    messages_metric: str = "QueueSize"
+    in_flight_metric: str | None = "InFlightCount"
+    enqueue_metric: str | None = "EnqueueCount"
+    consumers_metric: str | None = "ConsumerCount"
+    period_seconds: Literal[1, 5, 10, 30, 60] = 60
+    stale_after_seconds: int | None = Field(default=None, ge=5, le=3600)
+
+
+class AmazonMqMetrics(QueueMetrics):
+    """Where the Amazon MQ broker's per-queue statistics live: its own `AWS/AmazonMQ` metrics
+    (ActiveMQ, first 200 destinations, every minute). The `Broker` dimension (`<name>-1`, and
+    `<name>-2` for an active/standby standby) is added by the workflow unless given here. For a
+    RabbitMQ 4.x broker, which publishes no per-queue metrics, point a metrics bridge at its
+    management API and give that bridge's namespace and dimensions."""
+
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "AWS/AmazonMQ"
+
+
+# ActiveMQ's failover transport options a plan may set (name -> type; ints may be -1 where
+# ActiveMQ gives -1 a meaning). `randomize` is mq-cutover's: placement must not be left to chance.
+FAILOVER_OPTIONS: dict[str, type] = {
+    "initialReconnectDelay": int,
+    "maxReconnectDelay": int,
+    "useExponentialBackOff": bool,
+    "backOffMultiplier": float,
+    "maxReconnectAttempts": int,
+    "startupMaxReconnectAttempts": int,
+    "timeout": int,
+    "backup": bool,
+    "trackMessages": bool,
+    "maxCacheSize": int,
+    "updateURIsSupported": bool,
+    "priorityBackup": bool,
+    "warnAfterReconnectAttempts": int,
+}
+FailoverValue = StrictBool | StrictInt | StrictFloat
+
+
 class TargetBroker(_Model):
     """The Amazon MQ broker to migrate to: create one, or adopt an existing one by id."""
 
@@ -145,11 +192,44 @@ class TargetBroker(_Model):
     protocol: Protocol | None = None
     poll_interval_seconds: int = Field(default=60, ge=10, le=600)
     creation_timeout_minutes: int = Field(default=60, ge=5, le=240)
+    metrics: AmazonMqMetrics = Field(default_factory=AmazonMqMetrics)
+    failover_options: dict[str, FailoverValue] = Field(default_factory=dict)
+
+    @field_validator("failover_options", mode="before")
+    @classmethod
+    def _known_options(cls, options: Any) -> Any:
+        if not isinstance(options, dict):
+            return options  # the type check says what is wrong
+        for name, value in options.items():
+            if name == "randomize":
+                raise ValueError(
+                    "randomize is set by mq-cutover (randomize=false: consumers are placed by "
+                    "design, never by chance)"
+                )
+            kind = FAILOVER_OPTIONS.get(name)
+            if kind is None:
+                raise ValueError(
+                    f"{name} is not a failover transport option mq-cutover passes on (one of "
+                    f"{', '.join(sorted(FAILOVER_OPTIONS))})"
+                )
+            if kind is bool and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number")
+            if kind is float and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ValueError(f"{name} must be a number above 0")
+            if kind is int and value < (-1 if "Attempts" in name or name == "timeout" else 0):
+                raise ValueError(f"{name} must not be negative (-1 only where ActiveMQ allows)")
+        return options
 
     @model_validator(mode="after")
     def _one_of(self) -> TargetBroker:
         if (self.create is None) == (self.adopt_broker_id is None):
             raise ValueError("give exactly one of create or adoptBrokerId")
+        if self.failover_options and self.protocol not in (None, Protocol.OPENWIRE):
+            raise ValueError("failoverOptions: only OpenWire clients use the failover transport")
         if (
             self.create is not None
             and self.protocol is not None
@@ -159,19 +239,6 @@ class TargetBroker(_Model):
                 f"protocol: {self.protocol.value} is not offered by {self.create.engine.value}"
             )
         return self
-
-
-class QueueMetrics(_Model):
-    """Where the on-prem queue depth lives in CloudWatch (a metrics bridge publishes it)."""
-
-    namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "MqCutover/OnPrem"
-    queue_dimension: str = "Queue"
-    dimensions: dict[str, str] = Field(default_factory=dict)
-    messages_metric: str = "QueueSize"
-    in_flight_metric: str | None = "InFlightCount"
-    enqueue_metric: str | None = "EnqueueCount"
-    period_seconds: Literal[1, 5, 10, 30, 60] = 60
-    stale_after_seconds: int | None = Field(default=None, ge=5, le=3600)
 
 
 class OnPremBroker(_Model):
@@ -232,6 +299,8 @@ class DrainSettings(_Model):
     require_producers_quiet: bool = True
     extend_minutes: int = Field(default=30, ge=1, le=24 * 60)
     max_extensions: int = Field(default=3, ge=0, le=10)
+    placement_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    fence_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
     def seconds_per_poll(self) -> int:
         """Seconds one state machine poll covers: its readings in one call, then the Wait."""
@@ -240,7 +309,15 @@ class DrainSettings(_Model):
 
 
 GateName = Literal["cutover", "stopOnPrem"]
-AnyGate = Literal["cutover", "stopOnPrem", "drainTimeout", "confirmOnPremStopped"]
+AnyGate = Literal[
+    "cutover",
+    "stopOnPrem",
+    "drainTimeout",
+    "confirmOnPremStopped",
+    "placementTimeout",
+    "fenceTimeout",
+    "rollbackDrainTimeout",
+]
 DEFAULT_GATES: list[GateName] = ["cutover", "stopOnPrem"]
 
 
@@ -314,11 +391,15 @@ class MigrationPlan(_Model):
         at 25,000 (a run that hits the cap fails with no Catch, no rollback, no notification).
         Keep the loops' worst case well inside it."""
         drain = self.drain
+        extensions = drain.max_extensions * drain.extend_minutes
         loops = {
-            "drain": (
-                (drain.timeout_minutes + drain.max_extensions * drain.extend_minutes) * 60,
+            # The forward drain, and a rollback's two (on-prem, then Amazon MQ) at worst.
+            "drain": (3 * (drain.timeout_minutes + extensions) * 60, drain.seconds_per_poll()),
+            "placement": (
+                (drain.placement_timeout_minutes + extensions) * 60,
                 drain.seconds_per_poll(),
             ),
+            "fence": ((drain.fence_timeout_minutes + extensions) * 60, drain.seconds_per_poll()),
             "target": (
                 self.target.creation_timeout_minutes * 60,
                 self.target.poll_interval_seconds,
@@ -358,6 +439,12 @@ class MigrationPlan(_Model):
             raise ValueError(
                 "drain.requireProducersQuiet needs onPrem.metrics.enqueueMetric (the on-prem "
                 "enqueue counter shows a producer still sending to the old broker)"
+            )
+        if self.mode == Mode.UNORDERED and len(self.consumers.parameters) < 2:
+            raise ValueError(
+                "consumers.parameters: mode unordered needs at least 2 consumer parameters, so "
+                "that consumers read on both brokers while producers move (one is placed on "
+                "on-prem, the next on Amazon MQ, and so on); with one consumer use mode ordered"
             )
         engine = self.target.create.engine if self.target.create else None
         if self.mode == Mode.UNORDERED and engine == Engine.RABBITMQ:

@@ -76,13 +76,23 @@ def test_repoint_one_producer_only(ssm: Any, ordered_plan: dict[str, Any]) -> No
         repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, only=plan.consumers.parameters[0])
 
 
-def test_widen_writes_failover_of_both_brokers(ssm: Any, ordered_plan: dict[str, Any]) -> None:
+def test_widen_places_consumers_alternately_on_each_broker(
+    ssm: Any, ordered_plan: dict[str, Any]
+) -> None:
     plan = parse_plan(ordered_plan)
+    assert len(plan.consumers.parameters) >= 2
     repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
-    for name in plan.consumers.parameters:
+    for index, name in enumerate(plan.consumers.parameters):
+        members = [ON_PREM, "ssl://amq-1:61617"]
+        if index % 2:
+            members.reverse()
         assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == (
-            f"failover:({ON_PREM},ssl://amq-1:61617)?randomize=true"
+            f"failover:({','.join(members)})?randomize=false"
         )
+    # Done one at a time (a resumed call), the same consumer gets the same place.
+    name = plan.consumers.parameters[1]
+    again = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER, only=name)
+    assert again["unchanged"] == [name]
 
 
 def test_rollback_restores_everything_and_is_idempotent(

@@ -134,11 +134,52 @@ def test_polling_loops_must_fit_the_execution_history(ordered_plan: dict[str, An
         "maxSecondsPerCheck": 0,
     }
     (problem,) = _problems(ordered_plan)
-    assert problem.startswith("(plan): the polling loops could take 9180 polls (drain: 9000")
+    # The drain counts three times (forward, and a rollback's on-prem and Amazon MQ drains);
+    # the placement check and the fence before the stop have their own timeouts.
+    assert problem.startswith(
+        "(plan): the polling loops could take 39780 polls (drain: 27000, placement: 6300, "
+        "fence: 6300"
+    )
     assert "raise a pollIntervalSeconds or drain.maxSecondsPerCheck" in problem
     # 240 s of readings a call: 241 readings, then a 1-second wait -> 37 calls for 2.5 hours.
     ordered_plan["drain"]["maxSecondsPerCheck"] = 240
     assert parse_plan(ordered_plan).drain.seconds_per_poll() == 241
+
+
+def test_unordered_needs_two_consumers_to_place_one_on_each_broker(
+    unordered_plan: dict[str, Any],
+) -> None:
+    unordered_plan["consumers"]["parameters"] = unordered_plan["consumers"]["parameters"][:1]
+    (problem,) = _problems(unordered_plan)
+    assert "consumers.parameters: mode unordered needs at least 2 consumer parameters" in problem
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"randomize": True}, "randomize is set by mq-cutover"),
+        ({"reconnectForever": True}, "reconnectForever is not a failover transport option"),
+        ({"initialReconnectDelay": -5}, "initialReconnectDelay must not be negative"),
+        ({"maxReconnectAttempts": "10"}, "maxReconnectAttempts must be a whole number"),
+        ({"useExponentialBackOff": 1}, "useExponentialBackOff must be true or false"),
+        ({"backOffMultiplier": 0}, "backOffMultiplier must be a number above 0"),
+    ],
+)
+def test_failover_options_are_checked(
+    ordered_plan: dict[str, Any], options: dict[str, Any], why: str
+) -> None:
+    ordered_plan["target"]["failoverOptions"] = options
+    (problem,) = _problems(ordered_plan)
+    assert problem.startswith("target.failoverOptions: "), problem
+    assert why in problem
+
+
+def test_failover_options_only_for_openwire(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["target"]["failoverOptions"] = {"maxReconnectAttempts": -1}
+    assert parse_plan(ordered_plan).target.failover_options == {"maxReconnectAttempts": -1}
+    ordered_plan["target"]["protocol"] = "stomp"
+    (problem,) = _problems(ordered_plan)
+    assert "failoverOptions: only OpenWire clients use the failover transport" in problem
 
 
 def test_restart_hook_documents_are_the_shell_ones(unordered_plan: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mq_cutover.client_urls import failover_members
 from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
 
 pytestmark = pytest.mark.workflow
@@ -88,14 +89,17 @@ def test_unordered_widens_first_moves_producers_one_by_one_narrows_after_drain(
     drains = task_results(sim, "Check Drain")
     assert drains[-1]["drained"]
     endpoint = report["execution"]["output"]["broker"]["clientUrl"]
+    (amazon_mq,) = failover_members(endpoint)  # a single-instance broker, still failover:
     on_prem = unordered_plan["onPrem"]["url"]
-    for name in unordered_plan["consumers"]["parameters"]:
+    on_prem_members = failover_members(on_prem)
+    for index, name in enumerate(unordered_plan["consumers"]["parameters"]):
         values = [h["value"] for h in report["parameters"][name]["history"]]
+        # Placed by design: even consumers list on-prem first, odd ones Amazon MQ first.
+        members = [*on_prem_members, amazon_mq] if index % 2 == 0 else [amazon_mq, *on_prem_members]
         assert values == [
             on_prem,
-            "failover:(ssl://onprem-mq-a.example.internal:61617,"
-            f"ssl://onprem-mq-b.example.internal:61617,{endpoint})?randomize=true",
-            f"failover:({endpoint})",
+            f"failover:({','.join(members)})?randomize=false",
+            f"failover:({amazon_mq})",
         ]
     for name in unordered_plan["producers"]["parameters"]:
         assert report["parameters"][name]["final"] == endpoint
