@@ -27,9 +27,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
-from mq_cutover.plan import MigrationPlan
 from mq_cutover_cli.harness import Emulator, boto3_client
 from tests.e2e.brokers import JAVA_DIR, Broker
 from tests.e2e.tls import HostsFile, TlsMaterial, amazon_mq_hosts
@@ -89,7 +88,8 @@ class JvmClient:
     log: Path
     sent: list[tuple[str, int, float]] = field(default_factory=list)  # (queue, seq, at)
     received: list[dict[str, Any]] = field(default_factory=list)
-    switches: list[tuple[float, str]] = field(default_factory=list)  # (at, "uri (broker)")
+    switches: list[tuple[float, str]] = field(default_factory=list)  # (at, "uri broker")
+    connect_millis: list[int] = field(default_factory=list)  # how long each connection took
     errors: list[str] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     process: subprocess.Popen[str] | None = None
@@ -140,8 +140,9 @@ class JvmClient:
                     "consumer": self.name,
                 }
             )
-        elif kind == "C" and len(words) >= 3:
-            self.switches.append((int(words[1]) / 1000, " ".join(words[2:])))
+        elif kind == "C" and len(words) >= 4:
+            self.switches.append((int(words[1]) / 1000, " ".join(words[3:])))
+            self.connect_millis.append(int(words[2]))
         elif kind == "E":
             self.errors.append(" ".join(words[1:]))
         elif kind == "DONE":
@@ -210,6 +211,9 @@ class JmsClients:
     ``failover:`` URL, as a JMS application that survives a broker restart has it."""
 
     protocol = "openwire"
+    # Passed on by the workflow into every URL it writes: a real ActiveMQ client refuses an
+    # option it does not know, so this proves the URLs whole. Reconnects stay quick here.
+    failover_options: ClassVar[dict[str, Any]] = {"maxReconnectDelay": 1000}
 
     def __init__(self, kit: JmsKit, onprem: Broker, workdir: Path, prefetch: int = 100) -> None:
         self.kit = kit
@@ -242,12 +246,18 @@ class JmsClients:
             self.hosts.add(amazon_mq_hosts(str(broker_id)))
 
     def start(
-        self, emulator: Emulator, plan: MigrationPlan, queues: list[str], messages: int, rate: float
+        self,
+        emulator: Emulator,
+        parameters: tuple[list[str], list[str]],  # (producers', consumers')
+        queues: list[str],
+        messages: int,
+        rate: float,
     ) -> None:
         emulator.hooks.append(self._on_invoke)
-        for index, parameter in enumerate(plan.consumers.parameters):
+        producers, consumers = parameters
+        for index, parameter in enumerate(consumers):
             self.consumers.append(self._client("consume", f"c{index}", parameter))
-        for index, parameter in enumerate(plan.producers.parameters):
+        for index, parameter in enumerate(producers):
             self.producers.append(self._client("produce", f"p{index}", parameter))
         self.mirror = ParameterMirror([*self.consumers, *self.producers])
         self.mirror.start()

@@ -38,11 +38,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from mq_cutover.errors import MetricsSourceFailed
 from mq_cutover.metrics_bridge import Source, SourceType, sample
-from mq_cutover.plan import MigrationPlan, QueueMetrics, parse_plan
+from mq_cutover.plan import QueueMetrics
 from mq_cutover_cli.harness import Emulator, boto3_client
 from mq_cutover_cli.live import live_run
 from mq_cutover_cli.world import World
@@ -58,13 +58,18 @@ BROKER_NAME = "e2e-amazonmq"
 AMAZON_MQ_METRICS = QueueMetrics(
     namespace="AWS/AmazonMQ", dimensions={"Broker": f"{BROKER_NAME}-1"}, period_seconds=1
 )
-# The plan's `target.metrics` (where the workflow reads Amazon MQ's per-queue metrics). Turned
-# on once the product accepts the field (src/mq_cutover/plan.py: class AmazonMqMetrics).
-TARGET_METRICS = False
+# The plan's `target.metrics` (where the workflow reads Amazon MQ's per-queue metrics; the
+# workflow adds the `Broker` dimension). The product accepts it since class AmazonMqMetrics.
+TARGET_METRICS = True
 
 
 def plan_for(
-    mode: str, on_prem_url: str, protocol: str, producers: int, consumers: int
+    mode: str,
+    on_prem_url: str,
+    protocol: str,
+    producers: int,
+    consumers: int,
+    failover_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     target: dict[str, Any] = {
         "create": {
@@ -81,6 +86,8 @@ def plan_for(
     }
     if TARGET_METRICS:
         target["metrics"] = {"periodSeconds": AMAZON_MQ_METRICS.period_seconds}
+    if failover_options:
+        target["failoverOptions"] = failover_options
     return {
         "migrationId": f"e2e-{mode}",
         "mode": mode,
@@ -132,6 +139,7 @@ class Clients(Protocol):
 
     protocol: str  # the plan's target.protocol: whose endpoint the workflow hands out
     on_prem_url: str  # every client parameter's value before the cutover
+    failover_options: dict[str, Any]  # the plan's target.failoverOptions (OpenWire only)
 
     @property
     def producers(self) -> Sequence[SentLog]: ...
@@ -140,7 +148,12 @@ class Clients(Protocol):
     def consumers(self) -> Sequence[ReceivedLog]: ...
 
     def start(
-        self, emulator: Emulator, plan: MigrationPlan, queues: list[str], messages: int, rate: float
+        self,
+        emulator: Emulator,
+        parameters: tuple[list[str], list[str]],  # (producers', consumers')
+        queues: list[str],
+        messages: int,
+        rate: float,
     ) -> None: ...
 
     def wait_producers(self, timeout: float) -> None: ...
@@ -153,6 +166,7 @@ class StompClients:
     The Amazon MQ host resolves to the stand-in's plain STOMP port (simulated DNS and TLS)."""
 
     protocol = "stomp"
+    failover_options: ClassVar[dict[str, Any]] = {}  # STOMP has no failover transport
 
     def __init__(self, onprem: Broker, amazonmq: Broker) -> None:
         self.on_prem_url = onprem.stomp_url
@@ -169,13 +183,19 @@ class StompClients:
         return (host, port, tls)
 
     def start(
-        self, emulator: Emulator, plan: MigrationPlan, queues: list[str], messages: int, rate: float
+        self,
+        emulator: Emulator,
+        parameters: tuple[list[str], list[str]],
+        queues: list[str],
+        messages: int,
+        rate: float,
     ) -> None:
-        for index, name in enumerate(plan.consumers.parameters):
+        producers, consumers = parameters
+        for index, name in enumerate(consumers):
             self.consumers.append(
                 Consumer(boto3_client("ssm"), name, f"c{index}", queues, self.resolve)
             )
-        for index, name in enumerate(plan.producers.parameters):
+        for index, name in enumerate(producers):
             self.producers.append(
                 Producer(
                     boto3_client("ssm"), name, f"p{index}", queues, messages, rate, self.resolve
@@ -208,12 +228,14 @@ class StompClients:
 class Outcome:
     status: dict[str, Any]
     states: list[str]
+    entered_at: list[tuple[float, str]]  # (epoch seconds, state name)
     sent: int
     received: int
     lost: int
     duplicated: int
     out_of_order: int
     longest_gap: float
+    longest_gap_began: float
     left_onprem: int
     left_amazonmq: int
     producer_switches: list[list[tuple[float, str]]]
@@ -225,6 +247,20 @@ class Outcome:
     parameters_after: dict[str, str] = field(default_factory=dict)
     purged: dict[str, int] = field(default_factory=dict)
     lost_examples: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def around_gap(self) -> str:
+        """What happened around the longest gap: the state the workflow was in, and every
+        client connection made from 1 s before it to its end (times relative to its start)."""
+        began, ended = self.longest_gap_began, self.longest_gap_began + self.longest_gap
+        state = next((name for at, name in reversed(self.entered_at) if at <= began), "-")
+        moves = [
+            f"{kind}{index} {at - began:+.2f}s {where}"
+            for kind, groups in (("p", self.producer_switches), ("c", self.consumer_switches))
+            for index, switches in enumerate(groups)
+            for at, where in switches
+            if began - 1 <= at <= ended
+        ]
+        return f"longest gap during {state!r}; connections around it: {moves}"
 
     def line(self) -> str:
         return (
@@ -253,7 +289,8 @@ def count(producers: Sequence[SentLog], consumers: Sequence[ReceivedLog]) -> dic
             out_of_order += 1
         newest[stream] = max(newest.get(stream, 0), key[2])
     times = [float(r["at"]) for r in deliveries]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    gaps = [(later - earlier, earlier) for earlier, later in itertools.pairwise(times)]
+    longest_gap, gap_began = max(gaps, default=(0.0, 0.0))
     lost = sorted(sent - seen)
     return {
         "sent": len(sent),
@@ -262,7 +299,8 @@ def count(producers: Sequence[SentLog], consumers: Sequence[ReceivedLog]) -> dic
         "lost_examples": lost[:5],
         "duplicated": len(deliveries) - len(seen),
         "out_of_order": out_of_order,
-        "longest_gap": max(gaps, default=0.0),
+        "longest_gap": longest_gap,
+        "longest_gap_began": gap_began,  # epoch seconds of the delivery before it
     }
 
 
@@ -308,10 +346,17 @@ def run_cutover(
     timeout: float = 180.0,
 ) -> Outcome:
     """Clients start on the on-prem broker; the workflow moves them while messages flow."""
-    document = plan_for(mode, clients.on_prem_url, clients.protocol, producers, consumers)
-    plan = parse_plan(document)
+    document = plan_for(
+        mode, clients.on_prem_url, clients.protocol, producers, consumers, clients.failover_options
+    )
+    # The plan may be one the workflow must refuse: nothing here needs it parsed.
+    producer_parameters = list(document["producers"]["parameters"])
+    consumer_parameters = list(document["consumers"]["parameters"])
+    on_prem_metrics = QueueMetrics.model_validate(document["onPrem"]["metrics"])
     world = World(
-        parameters={name: clients.on_prem_url for name in plan.all_parameters},
+        parameters={
+            name: clients.on_prem_url for name in [*producer_parameters, *consumer_parameters]
+        },
         queues=[],
         broker_creation_polls=0,
     )
@@ -323,7 +368,7 @@ def run_cutover(
     }
     stop = threading.Event()
     bridges = [
-        Bridge(onprem, plan.on_prem.metrics, stop),
+        Bridge(onprem, on_prem_metrics, stop),
         Bridge(amazonmq, AMAZON_MQ_METRICS, stop),
     ]
     drains: list[dict[str, Any]] = []
@@ -347,7 +392,7 @@ def run_cutover(
         emulator.after_hooks.append(after)
         for bridge in bridges:
             bridge.thread.start()
-        clients.start(emulator, plan, QUEUES, messages, rate)
+        clients.start(emulator, (producer_parameters, consumer_parameters), QUEUES, messages, rate)
         # Let traffic flow on-prem for a moment before the cutover starts.
         deadline = time.monotonic() + 60
         while sum(len(p.sent) for p in clients.producers) < producers * messages // 5:
@@ -358,6 +403,7 @@ def run_cutover(
     began = time.monotonic()
     status: dict[str, Any] = {}
     states: list[str] = []
+    entered_at: list[tuple[float, str]] = []
     before: dict[str, str] = {}
     after: dict[str, str] = {}
     try:
@@ -367,6 +413,11 @@ def run_cutover(
             except TimeoutError:
                 status = run.status()  # reported by the test, with the drain's summaries
             states = run.entered()
+            entered_at = [
+                (event["timestamp"].timestamp(), event["stateEnteredEventDetails"]["name"])
+                for event in run.emulator.history(run.arn)
+                if "stateEnteredEventDetails" in event
+            ]
             before, after = run.initial, run.parameter_values()
             # The clients keep going on the emulator until every message is accounted for.
             clients.wait_producers(timeout=120)
@@ -395,6 +446,7 @@ def run_cutover(
     return Outcome(
         status=status,
         states=states,
+        entered_at=entered_at,
         sent=figures["sent"],
         received=figures["received"],
         lost=figures["lost"],
@@ -402,6 +454,7 @@ def run_cutover(
         duplicated=figures["duplicated"],
         out_of_order=figures["out_of_order"],
         longest_gap=figures["longest_gap"],
+        longest_gap_began=figures["longest_gap_began"],
         left_onprem=left_on(onprem, QUEUES),
         left_amazonmq=left_on(amazonmq, QUEUES),
         producer_switches=[list(p.switches) for p in clients.producers],

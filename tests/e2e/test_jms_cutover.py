@@ -56,7 +56,7 @@ def test_jms_ordered_nothing_lost_order_kept(
     fresh: list[Broker], jms_kit: JmsKit, tmp_path: Path
 ) -> None:
     outcome, clients = run_jms("ordered", fresh, jms_kit, tmp_path, consumers=1)
-    print(f"\njms ordered: {outcome.line()}")
+    print(f"\njms ordered: {outcome.line()}\n  {outcome.around_gap()}")
     assert outcome.status["status"] == "SUCCEEDED", (outcome.status, outcome.drains[-1:])
     assert outcome.sent == PRODUCERS * MESSAGES, clients.failures()
     assert outcome.lost == 0, (outcome.lost_examples, clients.failures())
@@ -75,7 +75,8 @@ def test_jms_unordered_nothing_lost_no_interruption(
 ) -> None:
     onprem = fresh[0]
     outcome, clients = run_jms("unordered", fresh, jms_kit, tmp_path, consumers=consumers)
-    print(f"\njms unordered, {consumers} consumers, run {run}: {outcome.line()}")
+    label = f"jms unordered, {consumers} consumers, run {run}"
+    print(f"\n{label}: {outcome.line()}\n  {outcome.around_gap()}")
     assert outcome.status["status"] == "SUCCEEDED", (outcome.status, outcome.drains[-1:])
     assert outcome.sent == PRODUCERS * MESSAGES, clients.failures()
     assert outcome.lost == 0, (outcome.lost_examples, clients.failures())

@@ -8,21 +8,25 @@
  * restart hook) keeps that file equal to the client's SSM parameter; the end-to-end tests
  * (tests/e2e/jms.py) simulate that agent by copying the parameter into the file every 0.2 s.
  * When the URL changes:
- *   - a producer switches between two messages: the last send has returned (a synchronous,
- *     persistent send returns once the broker has stored the message), the connection is
- *     closed, a new one is opened with the new URL, and the sequence goes on;
- *   - a consumer closes its connection and opens a new one with the new URL. Messages it had
- *     prefetched but not acknowledged go back to the broker and are delivered again, possibly
- *     after newer ones and possibly to another consumer: expect duplicates (never losses), and
- *     make processing idempotent.
+ *   - a producer switches between two messages: it opens a connection with the new URL while it
+ *     goes on sending over the old one (make before break: opening a TLS connection takes a
+ *     few hundred milliseconds, which would otherwise be a pause in sending); once it is open,
+ *     after the last send over the old connection has returned (a synchronous, persistent send
+ *     returns once the broker has stored the message), it closes the old connection and the
+ *     sequence goes on over the new one;
+ *   - a consumer opens a connection with the new URL (it starts consuming there), then closes
+ *     the old one. Messages the old one had prefetched but not acknowledged go back to the
+ *     broker and are delivered again, possibly after newer ones and possibly to another
+ *     consumer: expect duplicates (never losses), and make processing idempotent.
  *
  * Producer: persistent, synchronous sends, round-robin over the queues; each message carries
  * its producer's name, its queue and a sequence number per (producer, queue), as properties
  * and in the body. After each send returns it prints "S <queue> <seq>".
  * Consumer: CLIENT_ACKNOWLEDGE; each message is processed first (it prints
  * "R <producer> <queue> <seq> <epoch-millis>") and acknowledged after.
- * Both print "C <epoch-millis> <connected broker URI> <broker name>" whenever they are connected
- * (also after the failover transport reconnected by itself), and "E <text>" for errors.
+ * Both print "C <epoch-millis> <millis it took> <connected broker URI> <broker name>" whenever
+ * they are connected (also after the failover transport reconnected by itself), and
+ * "E <text>" for errors.
  *
  * Build and run (Debian's activemq package ships the jars):
  *   CP=/usr/share/java/activemq-client.jar:/usr/share/java/geronimo-jms_1.1_spec.jar:\
@@ -46,6 +50,9 @@ import java.nio.file.Paths;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -173,6 +180,7 @@ public final class CutoverClient {
      * many may be redelivered (as duplicates) when it moves.
      */
     static ActiveMQConnection connect(String url, Options options) throws JMSException {
+        long began = System.currentTimeMillis();
         ActiveMQConnectionFactory factory = new ActiveMQConnectionFactory(url);
         factory.setUseAsyncSend(false);
         factory.setAlwaysSyncSend(true);
@@ -201,17 +209,18 @@ public final class CutoverClient {
                 if (interrupted.getAndSet(false)) {
                     // The failover transport reconnected (maybe to another member) by itself.
                     // Recorded off the transport's thread: it waits for the BrokerInfo.
-                    new Thread(() -> connected(connection, url), "reconnected").start();
+                    long at = System.currentTimeMillis();
+                    new Thread(() -> connected(connection, url, at), "reconnected").start();
                 }
             }
         });
         connection.start(); // with failover: blocks until a member accepted the connection
-        connected(connection, url);
+        connected(connection, url, began);
         return connection;
     }
 
     /** Records where the connection is now: the member the transport connected to. */
-    static void connected(ActiveMQConnection connection, String url) {
+    static void connected(ActiveMQConnection connection, String url, long began) {
         String where = url;
         FailoverTransport failover = connection.getTransport().narrow(FailoverTransport.class);
         if (failover != null && failover.getConnectedTransportURI() != null) {
@@ -226,7 +235,8 @@ public final class CutoverClient {
                 sleep(50);
             }
         }
-        record("C " + System.currentTimeMillis() + " " + where + " " + broker);
+        long now = System.currentTimeMillis();
+        record("C " + now + " " + (now - began) + " " + where + " " + broker);
     }
 
     static void closeQuietly(Connection connection) {
@@ -287,8 +297,39 @@ public final class CutoverClient {
         }
     }
 
+    /**
+     * The connection to a new URL, opened on a thread of its own while sending goes on over the
+     * old one (make before break): the switch itself, between two messages, then takes no time.
+     */
+    static final class Pending {
+        final String url;
+        final CompletableFuture<ProducerSide> side;
+
+        Pending(String url, Options options) {
+            this.url = url;
+            this.side = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return new ProducerSide(url, options);
+                } catch (JMSException e) {
+                    throw new CompletionException(e);
+                }
+            }, runnable -> {
+                Thread thread = new Thread(runnable, "connect");
+                thread.setDaemon(true);
+                thread.start();
+            });
+        }
+
+        /** Not wanted any more (the URL changed again, or we stop): close it once it is open. */
+        void discard() {
+            side.thenAccept(opened -> closeQuietly(opened.connection));
+        }
+    }
+
     static int produce(Options options, UrlWatcher watcher, AtomicBoolean stopping) {
         ProducerSide side = openProducer(watcher, options);
+        Pending pending = null;
+        long nextAttempt = 0;
         Map<String, Integer> sequence = new LinkedHashMap<>();
         for (String queue : options.queues) {
             sequence.put(queue, 0);
@@ -296,10 +337,29 @@ public final class CutoverClient {
         long started = System.nanoTime();
         int sent = 0;
         for (int index = 0; index < options.count && !stopping.get(); index++) {
-            if (!side.url.equals(watcher.current())) {
-                // Between two messages: the previous send has returned, so it is stored.
-                closeQuietly(side.connection);
-                side = openProducer(watcher, options);
+            String wanted = watcher.current();
+            if (side.url.equals(wanted)) {
+                if (pending != null) { // changed, then changed back: stay where we are
+                    pending.discard();
+                    pending = null;
+                }
+            } else if (pending == null || !pending.url.equals(wanted)) {
+                if (pending != null) {
+                    pending.discard();
+                }
+                pending = System.currentTimeMillis() >= nextAttempt
+                        ? new Pending(wanted, options) : null;
+            } else if (pending.side.isDone()) {
+                try {
+                    ProducerSide next = pending.side.join();
+                    // Between two messages: the previous send has returned, so it is stored.
+                    closeQuietly(side.connection);
+                    side = next;
+                } catch (CompletionException | CancellationException e) {
+                    record("E connect " + e.getCause());
+                    nextAttempt = System.currentTimeMillis() + 500;
+                }
+                pending = null;
             }
             String queue = options.queues[index % options.queues.length];
             int seq = sequence.merge(queue, 1, Integer::sum);
@@ -331,6 +391,9 @@ public final class CutoverClient {
                 }
             }
         }
+        if (pending != null) {
+            pending.discard();
+        }
         closeQuietly(side.connection);
         record("DONE sent " + sent);
         return 0;
@@ -353,13 +416,16 @@ public final class CutoverClient {
         }
     }
 
-    static int consume(Options options, UrlWatcher watcher, AtomicBoolean stopping) {
-        while (!stopping.get()) {
-            String url = watcher.current();
-            ActiveMQConnection connection = null;
-            AtomicBoolean broken = new AtomicBoolean(false);
+    /** A consumer connection: one CLIENT_ACKNOWLEDGE session, a listener on every queue. */
+    static final class ConsumerSide {
+        final String url;
+        final ActiveMQConnection connection;
+        final AtomicBoolean broken = new AtomicBoolean(false);
+
+        ConsumerSide(String url, Options options) throws JMSException {
+            this.url = url;
+            this.connection = connect(url, options);
             try {
-                connection = connect(url, options);
                 // Without failover: in the URL a lost broker ends the connection: reconnect.
                 connection.setExceptionListener(e -> broken.set(true));
                 Session session = connection.createSession(false, Session.CLIENT_ACKNOWLEDGE);
@@ -367,16 +433,41 @@ public final class CutoverClient {
                     MessageConsumer consumer = session.createConsumer(session.createQueue(queue));
                     consumer.setMessageListener(CutoverClient::onMessage);
                 }
-                while (!stopping.get() && !broken.get() && url.equals(watcher.current())) {
-                    sleep(50);
+            } catch (JMSException e) {
+                closeQuietly(connection);
+                throw e;
+            }
+        }
+    }
+
+    static int consume(Options options, UrlWatcher watcher, AtomicBoolean stopping) {
+        ConsumerSide side = null;
+        while (!stopping.get()) {
+            String wanted = watcher.current();
+            try {
+                if (side == null || side.broken.get()) {
+                    if (side != null) {
+                        closeQuietly(side.connection);
+                    }
+                    side = null;
+                    side = new ConsumerSide(wanted, options);
+                } else if (!side.url.equals(wanted)) {
+                    // Make before break: the new connection consumes before the old one closes.
+                    // Closing waits for a message being processed; the old connection's
+                    // prefetched, unacknowledged messages go back to the broker and are
+                    // delivered again (duplicates, possibly after newer messages).
+                    ConsumerSide next = new ConsumerSide(wanted, options);
+                    closeQuietly(side.connection);
+                    side = next;
                 }
             } catch (JMSException e) {
                 record("E connect " + e);
                 sleep(500);
-            } finally {
-                // Waits for a message being processed; prefetched ones go back to the broker.
-                closeQuietly(connection);
             }
+            sleep(50);
+        }
+        if (side != null) {
+            closeQuietly(side.connection);
         }
         return 0;
     }
