@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -54,6 +55,8 @@ def classpath(classes: Path) -> str:
 
 def compile_client(out: Path) -> Path:
     """``javac`` the reference client into ``out``; return ``out`` (the class directory)."""
+    if shutil.which("javac") is None:
+        raise RuntimeError("the JMS client needs javac: apt-get install default-jdk-headless")
     missing = [jar for jar in JARS if not (JAVA_DIR / jar).exists()]
     if missing:
         raise RuntimeError(f"JMS client jars missing in {JAVA_DIR}: {missing} (apt-get activemq)")
@@ -88,7 +91,9 @@ class JvmClient:
     log: Path
     sent: list[tuple[str, int, float]] = field(default_factory=list)  # (queue, seq, at)
     received: list[dict[str, Any]] = field(default_factory=list)
-    switches: list[tuple[float, str]] = field(default_factory=list)  # (at, "uri broker")
+    # (at, "<uri> <broker name> #<connection number>"): every connection made, and every
+    # reconnection of its failover transport (see placements()).
+    switches: list[tuple[float, str]] = field(default_factory=list)
     connect_millis: list[int] = field(default_factory=list)  # how long each connection took
     errors: list[str] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
@@ -140,9 +145,10 @@ class JvmClient:
                     "consumer": self.name,
                 }
             )
-        elif kind == "C" and len(words) >= 4:
-            self.switches.append((int(words[1]) / 1000, " ".join(words[3:])))
-            self.connect_millis.append(int(words[2]))
+        elif kind == "C" and len(words) == 6:
+            at, took, number, uri, broker = int(words[1]) / 1000, *words[2:]
+            self.switches.append((at, f"{uri} {broker} #{number}"))
+            self.connect_millis.append(int(took))
         elif kind == "E":
             self.errors.append(" ".join(words[1:]))
         elif kind == "DONE":
@@ -170,6 +176,17 @@ class JvmClient:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
+
+
+def placements(switches: list[tuple[float, str]]) -> list[list[str]]:
+    """Where each of a JMS client's connections was, in the order opened: ``"<uri> <broker>"``
+    per connect (a failover reconnection adds one to its connection's list). A client moving
+    opens its next connection before it closes the last one, so their lines may interleave."""
+    by_number: dict[int, list[str]] = {}
+    for _, where in switches:
+        place, number = where.rsplit(" #", 1)
+        by_number.setdefault(int(number), []).append(place)
+    return [by_number[number] for number in sorted(by_number)]
 
 
 class ParameterMirror:
@@ -203,7 +220,8 @@ class ParameterMirror:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        if self.thread.ident is not None:
+            self.thread.join(timeout=5)
 
 
 class JmsClients:

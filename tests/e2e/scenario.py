@@ -438,7 +438,8 @@ def run_cutover(
         clients.stop()
         stop.set()
         for bridge in bridges:
-            bridge.thread.join(timeout=30)
+            if bridge.thread.ident is not None:  # started (the run may have failed before)
+                bridge.thread.join(timeout=30)
     seconds = time.monotonic() - began
     if onprem.process is None or onprem.process.poll() is not None:
         onprem.start()  # stopped by Stop On-Prem: what is left is on its disk

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.brokers import Broker
-from tests.e2e.jms import JmsClients, JmsKit
+from tests.e2e.jms import JmsClients, JmsKit, placements
 from tests.e2e.scenario import Outcome, run_cutover
 
 pytestmark = pytest.mark.e2e
@@ -25,13 +25,18 @@ RATE = 150.0  # per producer and second: sending lasts 10 s, across the whole cu
 ENDPOINT = ".mq.us-east-1.amazonaws.com:61617"
 
 
-def on_amazonmq(where: str) -> bool:
-    """A JMS client's connection reached the stand-in under the Amazon MQ endpoint's name."""
-    return where.startswith("ssl://") and ENDPOINT in where and where.endswith(" amazonmq")
+def on_amazonmq(place: str) -> bool:
+    """A JMS connection reached the stand-in, over TLS, under the Amazon MQ endpoint's name."""
+    return place.startswith("ssl://") and ENDPOINT in place and place.endswith(" amazonmq")
 
 
-def on_onprem(where: str, onprem: Broker) -> bool:
-    return where.startswith(f"tcp://127.0.0.1:{onprem.openwire_port}") and where.endswith(" onprem")
+def on_onprem(place: str, onprem: Broker) -> bool:
+    return place.startswith(f"tcp://127.0.0.1:{onprem.openwire_port}") and place.endswith(" onprem")
+
+
+def ends_on_amazonmq(switches: list[tuple[float, str]]) -> bool:
+    """The client's newest connection is (still) on the stand-in."""
+    return on_amazonmq(placements(switches)[-1][-1])
 
 
 def run_jms(
@@ -63,8 +68,8 @@ def test_jms_ordered_nothing_lost_order_kept(
     assert outcome.out_of_order == 0
     assert (outcome.left_onprem, outcome.left_amazonmq) == (0, 0)
     # Every client really moved, over TLS, to the stand-in under Amazon MQ's host name.
-    assert all(on_amazonmq(s[-1][1]) for s in outcome.producer_switches), outcome.producer_switches
-    assert all(on_amazonmq(s[-1][1]) for s in outcome.consumer_switches), outcome.consumer_switches
+    assert all(map(ends_on_amazonmq, outcome.producer_switches)), outcome.producer_switches
+    assert all(map(ends_on_amazonmq, outcome.consumer_switches)), outcome.consumer_switches
     assert outcome.states.index("Repoint Consumers") > outcome.states.index("Check Drain")
 
 
@@ -85,10 +90,10 @@ def test_jms_unordered_nothing_lost_no_interruption(
     # Widened, consumer i connects first to the first member of its URL: on-prem when i is
     # even, Amazon MQ when i is odd. Narrowed, every consumer ends on Amazon MQ.
     for index, switches in enumerate(outcome.consumer_switches):
-        widened = switches[1][1]
+        widened = placements(switches)[1][0]  # connection 1: on-prem URL; 2: widened
         assert on_onprem(widened, onprem) if index % 2 == 0 else on_amazonmq(widened), switches
-        assert on_amazonmq(switches[-1][1]), switches
-    assert all(on_amazonmq(s[-1][1]) for s in outcome.producer_switches), outcome.producer_switches
+        assert ends_on_amazonmq(switches), switches
+    assert all(map(ends_on_amazonmq, outcome.producer_switches)), outcome.producer_switches
     assert outcome.states.index("Narrow Consumers") > outcome.states.index("Check Drain")
 
 
@@ -110,4 +115,5 @@ def test_jms_unordered_one_consumer_refused(
     assert outcome.lost == 0, (outcome.lost_examples, clients.failures())
     assert (outcome.left_onprem, outcome.left_amazonmq) == (0, 0)
     switches = [*outcome.producer_switches, *outcome.consumer_switches]
-    assert all(on_onprem(where, onprem) for s in switches for _, where in s), switches
+    places = [place for s in switches for connection in placements(s) for place in connection]
+    assert places and all(on_onprem(place, onprem) for place in places), switches

@@ -24,9 +24,10 @@
  * and in the body. After each send returns it prints "S <queue> <seq>".
  * Consumer: CLIENT_ACKNOWLEDGE; each message is processed first (it prints
  * "R <producer> <queue> <seq> <epoch-millis>") and acknowledged after.
- * Both print "C <epoch-millis> <millis it took> <connected broker URI> <broker name>" whenever
- * they are connected (also after the failover transport reconnected by itself), and
- * "E <text>" for errors.
+ * Both print "C <epoch-millis> <millis it took> <connection number> <connected broker URI>
+ * <broker name>" whenever a connection is connected (also after its failover transport
+ * reconnected by itself), "I <epoch-millis> <connection number> interrupted" when it lost its
+ * broker, and "E <text>" for errors. Connections are numbered 1, 2, ... in the order opened.
  *
  * Build and run (Debian's activemq package ships the jars):
  *   CP=/usr/share/java/activemq-client.jar:/usr/share/java/geronimo-jms_1.1_spec.jar:\
@@ -56,6 +57,8 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 import javax.jms.Connection;
 import javax.jms.DeliveryMode;
@@ -68,6 +71,7 @@ import javax.jms.TextMessage;
 
 import org.apache.activemq.ActiveMQConnection;
 import org.apache.activemq.ActiveMQConnectionFactory;
+import org.apache.activemq.command.BrokerInfo;
 import org.apache.activemq.transport.TransportListener;
 import org.apache.activemq.transport.failover.FailoverTransport;
 
@@ -75,6 +79,8 @@ public final class CutoverClient {
 
     private static final PrintStream OUT =
             new PrintStream(System.out, false, StandardCharsets.UTF_8);
+
+    private static final AtomicInteger CONNECTIONS = new AtomicInteger();
 
     private CutoverClient() {}
 
@@ -181,6 +187,7 @@ public final class CutoverClient {
      */
     static ActiveMQConnection connect(String url, Options options) throws JMSException {
         long began = System.currentTimeMillis();
+        int number = CONNECTIONS.incrementAndGet();
         ActiveMQConnectionFactory factory = new ActiveMQConnectionFactory(url);
         factory.setUseAsyncSend(false);
         factory.setAlwaysSyncSend(true);
@@ -188,6 +195,7 @@ public final class CutoverClient {
         String password = options.passwordEnv == null ? null : System.getenv(options.passwordEnv);
         ActiveMQConnection connection =
                 (ActiveMQConnection) factory.createConnection(options.user, password);
+        AtomicReference<BrokerInfo> before = new AtomicReference<>();
         AtomicBoolean interrupted = new AtomicBoolean(false);
         connection.addTransportListener(new TransportListener() {
             @Override
@@ -200,43 +208,48 @@ public final class CutoverClient {
 
             @Override
             public void transportInterupted() {
+                before.set(connection.getBrokerInfo());
                 interrupted.set(true);
-                record("I " + System.currentTimeMillis() + " connection interrupted");
+                record("I " + System.currentTimeMillis() + " " + number + " interrupted");
             }
 
             @Override
             public void transportResumed() {
                 if (interrupted.getAndSet(false)) {
                     // The failover transport reconnected (maybe to another member) by itself.
-                    // Recorded off the transport's thread: it waits for the BrokerInfo.
+                    // Recorded off the transport's thread: it waits for the new BrokerInfo.
                     long at = System.currentTimeMillis();
-                    new Thread(() -> connected(connection, url, at), "reconnected").start();
+                    BrokerInfo old = before.get();
+                    new Thread(() -> connected(connection, number, at, old), "reconnected")
+                            .start();
                 }
             }
         });
         connection.start(); // with failover: blocks until a member accepted the connection
-        connected(connection, url, began);
+        connected(connection, number, began, null);
         return connection;
     }
 
-    /** Records where the connection is now: the member the transport connected to. */
-    static void connected(ActiveMQConnection connection, String url, long began) {
-        String where = url;
+    /**
+     * Records where connection {@code number} is now: the member the transport is connected to
+     * and the name of the broker there (once its BrokerInfo, newer than {@code old}, came).
+     */
+    static void connected(ActiveMQConnection connection, int number, long began, BrokerInfo old) {
+        String where = "?";
         FailoverTransport failover = connection.getTransport().narrow(FailoverTransport.class);
         if (failover != null && failover.getConnectedTransportURI() != null) {
             where = failover.getConnectedTransportURI().toString();
         } else if (connection.getTransport().getRemoteAddress() != null) {
             where = connection.getTransport().getRemoteAddress();
         }
-        String broker = null;
-        for (int i = 0; i < 40 && broker == null; i++) { // BrokerInfo arrives right after
-            broker = connection.getBrokerName();
-            if (broker == null) {
-                sleep(50);
-            }
+        BrokerInfo info = connection.getBrokerInfo();
+        for (int i = 0; i < 100 && (info == null || info == old); i++) {
+            sleep(20); // the broker sends its BrokerInfo right after the connection opened
+            info = connection.getBrokerInfo();
         }
+        String broker = info == null || info == old ? "?" : info.getBrokerName();
         long now = System.currentTimeMillis();
-        record("C " + now + " " + (now - began) + " " + where + " " + broker);
+        record("C " + now + " " + (now - began) + " " + number + " " + where + " " + broker);
     }
 
     static void closeQuietly(Connection connection) {
