@@ -42,10 +42,11 @@ setup-browser:
 
 # Real brokers for the end-to-end tier (Debian packages; needs root or sudo). Nothing starts on
 # install: the tests start each broker themselves and stop it by PID.
-BROKER_PACKAGES := activemq libjolokia-core-java libjetty9-java
+# javac (default-jdk-headless) compiles the JMS reference client the tier runs.
+BROKER_PACKAGES := activemq libjolokia-core-java libjetty9-java default-jdk-headless
 setup-brokers:
 	@if [ -f /usr/share/activemq/bin/activemq.jar ] && [ -f /usr/share/java/jolokia-core.jar ] \
-		&& [ -f /usr/share/java/jetty9-server.jar ]; then :; else \
+		&& [ -f /usr/share/java/jetty9-server.jar ] && command -v javac >/dev/null; then :; else \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROKER_PACKAGES) >/dev/null; \
