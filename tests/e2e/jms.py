@@ -14,7 +14,8 @@
 
 What each JVM prints is parsed into the same records as the STOMP clients' (``sent``:
 ``(queue, seq, at)``, ``received``: ``{"producer", "queue", "seq", "at"}``, ``switches``:
-``(at, where)``), so ``scenario.count`` counts both alike.
+``(at, where)``, here ``where`` = ``"<connected URI> <broker name> #<connection number>"``), so
+``scenario.count`` counts both alike.
 """
 
 from __future__ import annotations
