@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from mq_cutover.errors import MetricsSourceFailed
 from mq_cutover.metrics_bridge import Source, SourceType, sample
 from mq_cutover.plan import QueueMetrics
 from mq_cutover_cli.harness import Emulator, boto3_client
@@ -327,8 +326,8 @@ class Bridge:
                 sample(
                     self.source, self.metrics, cloudwatch, datetime.now(UTC), high_resolution=True
                 )
-            except MetricsSourceFailed:
-                self.failures += 1  # the broker is down: the workflow sees stale data
+            except Exception:  # MetricsSourceFailed: the broker is down. Stale data follows.
+                self.failures += 1
             self.stop.wait(1.0)
 
 
@@ -373,7 +372,23 @@ def run_cutover(
     ]
     drains: list[dict[str, Any]] = []
 
+    def shutdown() -> None:
+        """Clients and bridges stop while moto still runs: after it, their boto3 calls would
+        go to the real AWS endpoints. Idempotent."""
+        clients.stop()
+        stop.set()
+        for bridge in bridges:
+            if bridge.thread.ident is not None:  # started (the run may have failed before)
+                bridge.thread.join(timeout=30)
+
     def start_clients(emulator: Emulator) -> None:
+        try:
+            start_traffic(emulator)
+        except BaseException:
+            shutdown()
+            raise
+
+    def start_traffic(emulator: Emulator) -> None:
         # The world's simulated on-prem queues would publish made-up depths next to the real
         # bridge's: off. Every metric the workflow reads comes from a real broker.
         world.queues.clear()
@@ -409,37 +424,35 @@ def run_cutover(
     try:
         with live_run(document, world, before_start=start_clients, real_time=True) as run:
             try:
-                status = run.wait_until_done(timeout=timeout)
-            except TimeoutError:
-                status = run.status()  # reported by the test, with the drain's summaries
-            states = run.entered()
-            entered_at = [
-                (event["timestamp"].timestamp(), event["stateEnteredEventDetails"]["name"])
-                for event in run.emulator.history(run.arn)
-                if "stateEnteredEventDetails" in event
-            ]
-            before, after = run.initial, run.parameter_values()
-            # The clients keep going on the emulator until every message is accounted for.
-            clients.wait_producers(timeout=120)
-            expected = sum(len(p.sent) for p in clients.producers)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                unique = {
-                    (r["producer"], r["queue"], r["seq"])
-                    for c in clients.consumers
-                    for r in list(c.received)
-                }
-                if len(unique) >= expected:
-                    break
-                time.sleep(0.2)
-            time.sleep(1.0)  # late redeliveries are duplicates: let them show
-            clients.stop()
+                try:
+                    status = run.wait_until_done(timeout=timeout)
+                except TimeoutError:
+                    status = run.status()  # reported by the test, with the drain's summaries
+                states = run.entered()
+                entered_at = [
+                    (event["timestamp"].timestamp(), event["stateEnteredEventDetails"]["name"])
+                    for event in run.emulator.history(run.arn)
+                    if "stateEnteredEventDetails" in event
+                ]
+                before, after = run.initial, run.parameter_values()
+                # The clients keep going on the emulator until every message is accounted for.
+                clients.wait_producers(timeout=120)
+                expected = sum(len(p.sent) for p in clients.producers)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    unique = {
+                        (r["producer"], r["queue"], r["seq"])
+                        for c in clients.consumers
+                        for r in list(c.received)
+                    }
+                    if len(unique) >= expected:
+                        break
+                    time.sleep(0.2)
+                time.sleep(1.0)  # late redeliveries are duplicates: let them show
+            finally:
+                shutdown()
     finally:
-        clients.stop()
-        stop.set()
-        for bridge in bridges:
-            if bridge.thread.ident is not None:  # started (the run may have failed before)
-                bridge.thread.join(timeout=30)
+        shutdown()
     seconds = time.monotonic() - began
     if onprem.process is None or onprem.process.poll() is not None:
         onprem.start()  # stopped by Stop On-Prem: what is left is on its disk
