@@ -263,6 +263,7 @@ class Simulation:
             "approvals": sorted(approvals, key=lambda a: str(a.get("createdAt"))),
             "approverActions": approver.decided,
             "notifications": [m["subject"] for m in emulator.inbox("NotificationTopic")],
+            "notificationMessages": [m["message"] for m in emulator.inbox("NotificationTopic")],
             "approvalEmails": emulator.inbox("ApprovalTopic"),
             "labels": {"pre": pre_label(plan.migration_id), "own": own_label(plan.migration_id)}
             if plan

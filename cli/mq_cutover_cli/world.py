@@ -16,6 +16,16 @@ A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. F
                       straggler producer still sending to the old broker after the drain began
   brokerCreationPolls how many broker checks see CREATION_IN_PROGRESS first (default 2)
   visibilityDelaySeconds  how long a published datapoint takes to be readable (default 0)
+  amazonMqEnqueuePerMinute  messages a minute each queue receives on Amazon MQ while any producer
+                      points there (default 600); consumers on Amazon MQ drain them at the
+                      queue's drainPerMinute
+
+Where clients are is read from their parameters (what the workflow wrote): a consumer with the
+on-prem URL, or a widened URL listing an on-prem member first (randomize=false connects to the
+first member), is on-prem; any other URL of this migration puts it on Amazon MQ. The simulated
+Amazon MQ broker publishes its own per-queue metrics (`AWS/AmazonMQ`, `Broker` = `<name>-1`, as
+Amazon MQ does every minute) with ConsumerCount = consumers placed there; the on-prem bridge
+publishes ConsumerCount = consumers placed on-prem.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.mq.models import mq_backends
 
 from mq_cutover.metrics_bridge import QueueStats, metric_data, put
-from mq_cutover.plan import MigrationPlan
+from mq_cutover.plan import MigrationPlan, QueueMetrics
 from mq_cutover_cli.fast_metrics import prune
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 
@@ -90,6 +100,8 @@ class World:
     drain_started: datetime | None = None
     broker_checks: int = 0
     metrics_published: int = 0
+    amazon_mq_enqueue_per_minute: int = 600
+    amazon_mq: dict[str, list[float]] = field(default_factory=dict)  # queue -> [messages, enqueued]
     plan: MigrationPlan | None = field(default=None, repr=False)
 
     @classmethod
@@ -109,6 +121,7 @@ class World:
             ],
             broker_creation_polls=int(document.get("brokerCreationPolls", 2)),
             visibility_delay_seconds=float(document.get("visibilityDelaySeconds", 0)),
+            amazon_mq_enqueue_per_minute=int(document.get("amazonMqEnqueuePerMinute", 600)),
         )
 
     @classmethod
@@ -257,6 +270,8 @@ class World:
             epoch = int(self.drain_started.timestamp())
             moment = datetime.fromtimestamp(epoch - epoch % step, tz=UTC) - 3 * period
         cloudwatch = boto3_client("cloudwatch")
+        placed = self._placement()
+        amazon_mq = self._amazon_mq_metrics()
         while moment <= visible:
             elapsed = (moment - self.drain_started).total_seconds()
             stats = []
@@ -270,13 +285,15 @@ class World:
                         in_flight=in_flight,
                         enqueued=enqueued,
                         dequeued=max(0, enqueued - messages),
-                        consumers=1 if queue.drain_per_minute else 0,
+                        consumers=placed["onPrem"] if queue.drain_per_minute else 0,
                     )
                 )
             # The product's bridge code formats and publishes; only the broker is simulated.
             data = metric_data(stats, metrics, moment, high_resolution=step < 60)
             put(cloudwatch, metrics.namespace, data)
             self.metrics_published += len(data)
+            if amazon_mq is not None:
+                self._amazon_mq_sample(cloudwatch, amazon_mq, moment, step, placed)
             self.published_until = moment
             moment += period
         if self.retain_seconds and (
@@ -287,6 +304,75 @@ class World:
                 cloudwatch_backends[ACCOUNT][REGION], now - timedelta(seconds=self.retain_seconds)
             )
             self.pruned_at = now
+
+    def _placement(self) -> dict[str, int]:
+        """Consumers on each broker and producers on Amazon MQ, from their parameters now."""
+        placed = {"onPrem": 0, "amazonMq": 0, "producersOnAmazonMq": 0}
+        if self.plan is None:
+            return placed
+        from mq_cutover.client_urls import failover_members
+        from mq_cutover.rollback import current_values
+
+        ssm = boto3_client("ssm")
+        on_prem = set(failover_members(self.plan.on_prem.url)) | {self.plan.on_prem.url}
+        values = current_values(ssm, self.plan.all_parameters)
+        for name in self.plan.consumers.parameters:
+            value = values.get(name) or self.plan.on_prem.url
+            first = failover_members(value)[0]
+            placed["onPrem" if value in on_prem or first in on_prem else "amazonMq"] += 1
+        placed["producersOnAmazonMq"] = sum(
+            1
+            for name in self.plan.producers.parameters
+            if (values.get(name) or self.plan.on_prem.url) not in on_prem
+        )
+        return placed
+
+    def _amazon_mq_metrics(self) -> QueueMetrics | None:
+        """Amazon MQ's own metrics for the broker the run created (None before it exists)."""
+        if self.plan is None:
+            return None
+        brokers = list(mq_backends[ACCOUNT][REGION].brokers.values())
+        if not brokers:
+            return None
+        metrics = self.plan.target.metrics
+        dimensions = {"Broker": f"{brokers[-1].name}-1", **metrics.dimensions}
+        return metrics.model_copy(update={"dimensions": dimensions})
+
+    def _amazon_mq_sample(
+        self,
+        cloudwatch: Any,
+        metrics: QueueMetrics,
+        moment: datetime,
+        step: int,
+        placed: dict[str, int],
+    ) -> None:
+        """One period on the simulated Amazon MQ broker: producers pointed there add messages,
+        consumers placed there take them."""
+        stats = []
+        for queue in self.queues:
+            state = self.amazon_mq.setdefault(queue.name, [0.0, 0.0])
+            if placed["producersOnAmazonMq"]:
+                added = self.amazon_mq_enqueue_per_minute * step / 60
+                state[0] += added
+                state[1] += added
+            if placed["amazonMq"] and queue.drain_per_minute:
+                state[0] = max(0.0, state[0] - queue.drain_per_minute * step / 60)
+            messages = int(state[0] + 0.999999)
+            stats.append(
+                QueueStats(
+                    queue=queue.name,
+                    messages=messages,
+                    in_flight=0,
+                    enqueued=int(state[1]),
+                    dequeued=int(state[1]) - messages,
+                    consumers=placed["amazonMq"] if queue.drain_per_minute else 0,
+                )
+            )
+        # Amazon MQ publishes once a minute; the simulation publishes every period it is read at.
+        if int(moment.timestamp()) % metrics.period_seconds == 0:
+            data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
+            put(cloudwatch, metrics.namespace, data)
+            self.metrics_published += len(data)
 
 
 def default_world(plan: MigrationPlan) -> World:

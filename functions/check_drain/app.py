@@ -1,13 +1,24 @@
-"""Readings of the on-prem queues' depth for up to `drain.maxSecondsPerCheck`, folded into the
-previous drain summary. Returns as soon as the queues are drained or the deadline passes."""
+"""Readings of a broker's queues for up to `drain.maxSecondsPerCheck`, folded into the previous
+summary. Returns as soon as the purpose's condition held K times or the deadline passes.
 
+Event: `purpose` drain (default) | fence | placement; `side` onPrem (default) | amazonMq;
+`metricBrokers` the Amazon MQ broker's instance names for its own metrics (`<name>-1`, ...)."""
+
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
-from mq_cutover.drain import CALL_RESERVE_SECONDS, watch_drain
+from mq_cutover.drain import (
+    CALL_RESERVE_SECONDS,
+    Purpose,
+    SideName,
+    amazon_mq_side,
+    side_of,
+    watch_drain,
+)
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.plan import parse_plan
 
@@ -23,6 +34,7 @@ def _progress(summary: dict[str, Any]) -> None:
             "missing": summary["missingCount"],
             "stale": summary["staleCount"],
             "stillReceiving": summary["stillReceivingCount"],
+            "neverDrain": summary["neverDrainCount"],
         },
     )
 
@@ -36,6 +48,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         plan.drain.max_seconds_per_check,
         context.get_remaining_time_in_millis() / 1000 - CALL_RESERVE_SECONDS,
     )
+    purpose = Purpose(event.get("purpose") or Purpose.DRAIN)
+    brokers = event.get("metricBrokers")
+    side = side_of(plan, event.get("side") or SideName.ON_PREM, brokers)
+    if event.get("producersQuiet") is False:  # a rollback's on-prem drain (mq_cutover.rollback)
+        side = replace(side, require_quiet=False)
     result = watch_drain(
         plan,
         cloudwatch,
@@ -44,7 +61,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         now=clock.utcnow,
         sleep=clock.sleep,
         progress=_progress,
+        purpose=purpose,
+        side=side,
+        other=amazon_mq_side(plan, brokers) if purpose == Purpose.PLACEMENT else None,
     )
-    metrics.add_metric("MessagesLeftOnPrem", MetricUnit.Count, result["messagesLeft"])
+    if side.name == SideName.ON_PREM:
+        metrics.add_metric("MessagesLeftOnPrem", MetricUnit.Count, result["messagesLeft"])
+    else:
+        metrics.add_metric("MessagesLeftOnAmazonMq", MetricUnit.Count, result["messagesLeft"])
     logger.info("drain summary", extra={"drain": result})
     return result

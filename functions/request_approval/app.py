@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approvals import request_approval
-from mq_cutover.gate_facts import gate_facts
+from mq_cutover.gate_facts import EXTENDABLE_GATES, gate_facts
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
 from mq_cutover.settings import Settings
@@ -27,7 +27,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     plan = parse_plan(event["plan"])
     gate = str(event["gate"])
     drain = event.get("drain") or {}
-    can_extend = gate == "drainTimeout" and int(drain.get("extensionsLeft", 0)) > 0
+    can_extend = gate in EXTENDABLE_GATES and int(drain.get("extensionsLeft", 0)) > 0
     result = request_approval(
         table,
         sns,

@@ -13,6 +13,14 @@ One Lambda call takes several readings, `pollIntervalSeconds` apart, for up to
 `maxSecondsPerCheck` (that keeps a 12-hour drain to a few hundred state transitions). The state
 machine keeps only the summary this returns, never the per-queue series (256 KB payload limit).
 The drain's deadline is a time, not a count: an approver may extend it at the drainTimeout gate.
+
+The same readings answer three more questions (`Purpose`), on either broker (`Side`):
+- placement (unordered mode, before the first producer moves): every watched queue has at least
+  one consumer on the on-prem broker *and* on Amazon MQ;
+- fence (before the on-prem broker stops): drained, and no consumer left connected on-prem;
+- a rollback's drains: the on-prem broker (ordered: the backlog before consumers move to Amazon
+  MQ) and Amazon MQ (every message that reached it is consumed before consumers move back).
+A queue with messages and no consumer on that broker is reported as *will never drain*.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,6 +41,68 @@ from mq_cutover.plan import MigrationPlan, QueueMetrics
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit
 REPORT_LIMIT = 20  # queues listed by name in the summary; the rest are counted
 CALL_RESERVE_SECONDS = 30  # left of a Lambda call's time after its last reading
+
+
+class Purpose(StrEnum):
+    DRAIN = "drain"  # 0 messages, 0 in flight, producers quiet
+    FENCE = "fence"  # drained, and no consumer connected (on-prem, before the stop)
+    PLACEMENT = "placement"  # a consumer on each broker for every queue (unordered mode)
+
+
+class SideName(StrEnum):
+    ON_PREM = "onPrem"
+    AMAZON_MQ = "amazonMq"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One broker's queue metrics: where they are, which queues, which to ignore. Amazon MQ's
+    own metrics carry one `Broker` dimension per instance (`<name>-1`, `-2`): each is read and
+    the freshest instance counts (the active one publishes)."""
+
+    name: SideName
+    metrics: QueueMetrics
+    listed: list[str]
+    ignore: list[str]
+    instances: list[dict[str, str]] = field(default_factory=lambda: [{}])
+    require_quiet: bool = True
+
+    @property
+    def discovery_dimensions(self) -> dict[str, str]:
+        return {**self.metrics.dimensions, **self.instances[0]}
+
+
+def on_prem_side(plan: MigrationPlan) -> Side:
+    return Side(
+        SideName.ON_PREM,
+        plan.on_prem.metrics,
+        plan.on_prem.queues,
+        plan.on_prem.ignore_queues,
+        require_quiet=plan.drain.require_producers_quiet,
+    )
+
+
+def amazon_mq_side(plan: MigrationPlan, metric_brokers: list[str] | None) -> Side:
+    """The Amazon MQ broker, read through `target.metrics` (AWS/AmazonMQ by default); the
+    same queues as on-prem. `metric_brokers` are its instances' `Broker` dimension values."""
+    metrics = plan.target.metrics
+    instances: list[dict[str, str]] = [{}]
+    if "Broker" not in metrics.dimensions and metric_brokers:
+        instances = [{"Broker": name} for name in metric_brokers]
+    return Side(
+        SideName.AMAZON_MQ,
+        metrics,
+        plan.on_prem.queues,
+        plan.on_prem.ignore_queues,
+        instances,
+        require_quiet=plan.drain.require_producers_quiet,
+    )
+
+
+def side_of(plan: MigrationPlan, name: str, metric_brokers: list[str] | None = None) -> Side:
+    if SideName(name) == SideName.AMAZON_MQ:
+        return amazon_mq_side(plan, metric_brokers)
+    return on_prem_side(plan)
 
 
 def _align(moment: datetime, period: int) -> datetime:
@@ -47,15 +118,21 @@ def is_ignored(queue: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(queue, pattern) for pattern in patterns)
 
 
-def _dimensions(metrics: QueueMetrics, queue: str | None) -> list[dict[str, str]]:
-    dims = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
+def _dimensions(
+    metrics: QueueMetrics, queue: str | None, instance: dict[str, str] | None = None
+) -> list[dict[str, str]]:
+    fixed = {**metrics.dimensions, **(instance or {})}
+    dims = [{"Name": k, "Value": v} for k, v in sorted(fixed.items())]
     if queue is not None:
         dims.append({"Name": metrics.queue_dimension, "Value": queue})
     return dims
 
 
-def discover_queues(cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
+def discover_queues(
+    cloudwatch: Any, metrics: QueueMetrics, dimensions: dict[str, str] | None = None
+) -> list[str]:
     """Queue names that have the messages metric in the plan's namespace and dimensions."""
+    fixed = metrics.dimensions if dimensions is None else dimensions
     queues: set[str] = set()
     kwargs: dict[str, Any] = {
         "Namespace": metrics.namespace,
@@ -63,7 +140,7 @@ def discover_queues(cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
         # A queue deleted on-prem stops reporting; it must not hold the drain for 14 days.
         "RecentlyActive": "PT3H",
         "Dimensions": [{"Name": metrics.queue_dimension}]
-        + [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())],
+        + [{"Name": k, "Value": v} for k, v in sorted(fixed.items())],
     }
     try:
         for page in cloudwatch.get_paginator("list_metrics").paginate(**kwargs):
@@ -81,14 +158,19 @@ def _is_pattern(entry: str) -> bool:
     return any(char in entry for char in "*?[")
 
 
-def watched_queues(listed: list[str], cloudwatch: Any, metrics: QueueMetrics) -> list[str]:
+def watched_queues(
+    listed: list[str],
+    cloudwatch: Any,
+    metrics: QueueMetrics,
+    dimensions: dict[str, str] | None = None,
+) -> list[str]:
     """The plan's queue names, plus every discovered queue matching one of its glob patterns
     (an empty list watches every discovered queue). A listed name with no metrics is kept: it
     shows as missing, never as empty."""
     names = [q for q in listed if not _is_pattern(q)]
     patterns = [q for q in listed if _is_pattern(q)] if listed else ["*"]
     if patterns:
-        found = discover_queues(cloudwatch, metrics)
+        found = discover_queues(cloudwatch, metrics, dimensions)
         names += [q for q in found if q not in names and is_ignored(q, patterns)]
     return names
 
@@ -136,15 +218,19 @@ def _series(
 
 @dataclass
 class Reading:
-    """One look at every queue's newest datapoints."""
+    """One look at every queue's newest datapoints (on one broker, or both for placement)."""
 
     at: datetime
+    purpose: Purpose = Purpose.DRAIN
     watched: int = 0
     with_messages: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     stale: list[dict[str, Any]] = field(default_factory=list)
     receiving: list[dict[str, Any]] = field(default_factory=list)  # enqueues in newest period
     ignored: list[dict[str, Any]] = field(default_factory=list)
+    never_drain: list[dict[str, Any]] = field(default_factory=list)  # messages, no consumer
+    connected: list[dict[str, Any]] = field(default_factory=list)  # consumers still there
+    unplaced: list[dict[str, Any]] = field(default_factory=list)  # no consumer on a broker
     messages_left: int = 0
     newest_at: datetime | None = None  # the oldest of the queues' newest datapoints
     enqueue_total: float | None = None  # sum of the queues' newest enqueue counters
@@ -155,79 +241,173 @@ class Reading:
             self.missing or self.stale or self.with_messages or self.receiving
         )
 
+    @property
+    def met(self) -> bool:
+        """The purpose's condition holds in this reading."""
+        if self.purpose == Purpose.PLACEMENT:
+            return bool(self.watched) and not (self.missing or self.stale or self.unplaced)
+        if self.purpose == Purpose.FENCE:
+            return self.empty and not self.connected
+        return self.empty
 
-def stale_after_seconds(plan: MigrationPlan) -> int:
-    metrics = plan.on_prem.metrics
+
+def stale_after_seconds(plan: MigrationPlan, metrics: QueueMetrics | None = None) -> int:
+    metrics = metrics or plan.on_prem.metrics
     return metrics.stale_after_seconds or max(3 * metrics.period_seconds, 30)
 
 
-def read_queues(
-    plan: MigrationPlan, cloudwatch: Any, now: datetime, queues: list[str] | None = None
-) -> Reading:
-    """One reading of every queue (listed in the plan, or discovered in CloudWatch; pass
-    `queues` to reuse a discovery)."""
-    on_prem = plan.on_prem
-    metrics = on_prem.metrics
-    if queues is None:
-        queues = watched_queues(on_prem.queues, cloudwatch, metrics)
-    quiet_needed = plan.drain.require_producers_quiet and metrics.enqueue_metric is not None
+@dataclass
+class _QueueNow:
+    """One queue's newest figures on one broker (None: missing; `age`: stale)."""
+
+    messages: int = 0
+    in_flight: int = 0
+    consumers: int | None = None
+    enqueues: list[float] = field(default_factory=list)
+    stamp: datetime | None = None
+    missing: bool = False
+    stale_age: int | None = None
+
+
+def _read_side(
+    side: Side, cloudwatch: Any, now: datetime, queues: list[str], purpose: Purpose, quiet: bool
+) -> dict[str, _QueueNow]:
+    """Every watched (not ignored) queue's newest figures on one broker; ignored queues get
+    only their message count."""
+    metrics = side.metrics
     kinds = {"m": metrics.messages_metric, "f": metrics.in_flight_metric}
-    if quiet_needed:
+    if quiet:
         kinds["e"] = metrics.enqueue_metric
+    kinds["c"] = metrics.consumers_metric
+    required = {"m", "f", "e"}
+    if purpose != Purpose.DRAIN:
+        required.add("c")  # placement and the fence are about consumers
     period = metrics.period_seconds
     stat: dict[str, Any] = {"Period": period, "Stat": "Maximum"}
     queries: list[dict[str, Any]] = []
     for index, queue in enumerate(queues):
         for kind, metric_name in kinds.items():
-            if metric_name is None or (kind != "m" and is_ignored(queue, on_prem.ignore_queues)):
+            if metric_name is None or (kind != "m" and is_ignored(queue, side.ignore)):
                 continue
-            metric = {
-                "Namespace": metrics.namespace,
-                "MetricName": metric_name,
-                "Dimensions": _dimensions(metrics, queue),
-            }
-            queries.append({"Id": f"{kind}{index}", "MetricStat": {"Metric": metric, **stat}})
+            for number, instance in enumerate(side.instances):
+                metric = {
+                    "Namespace": metrics.namespace,
+                    "MetricName": metric_name,
+                    "Dimensions": _dimensions(metrics, queue, instance),
+                }
+                queries.append(
+                    {"Id": f"{kind}{index}i{number}", "MetricStat": {"Metric": metric, **stat}}
+                )
     # Windows aligned to the period, as CloudWatch aligns its buckets: the same bucket read twice
     # has the same timestamp and so is not a new reading. The window ends after the current,
     # partial period and looks back twice the stale limit (older than that is missing).
-    stale_after = stale_after_seconds(plan)
+    stale_after = metrics.stale_after_seconds or max(3 * period, 30)
     end = _align(now, period) + timedelta(seconds=period)
     periods = -(-2 * stale_after // period) + 1
     start = end - timedelta(seconds=periods * period)
     series = _series(cloudwatch, queries, start, end)
 
-    reading = Reading(at=now)
+    def freshest(kind: str, index: int) -> list[tuple[datetime, float]]:
+        found = [series.get(f"{kind}{index}i{n}") or [] for n in range(len(side.instances))]
+        return max(
+            found, key=lambda points: points[0][0] if points else datetime.min.replace(tzinfo=UTC)
+        )
+
+    figures: dict[str, _QueueNow] = {}
+    for index, queue in enumerate(queues):
+        points = {kind: freshest(kind, index) for kind in kinds if kinds[kind]}
+        now_q = _QueueNow()
+        figures[queue] = now_q
+        if is_ignored(queue, side.ignore):
+            now_q.messages = int(points["m"][0][1]) if points["m"] else -1
+            continue
+        if any(not points[kind] for kind in points if kind in required):
+            now_q.missing = True
+            continue
+        stamp = min(points[kind][0][0] for kind in points if kind in required)
+        age = (now - stamp).total_seconds()
+        if age > stale_after:
+            now_q.stale_age = int(age)
+            continue
+        now_q.stamp = stamp
+        now_q.messages = int(points["m"][0][1])
+        now_q.in_flight = int(points["f"][0][1]) if "f" in points else 0
+        if points.get("c"):
+            now_q.consumers = int(points["c"][0][1])
+        if "e" in points:
+            now_q.enqueues = [value for _, value in points["e"][:2]]
+    return figures
+
+
+def read_queues(
+    plan: MigrationPlan,
+    cloudwatch: Any,
+    now: datetime,
+    queues: list[str] | None = None,
+    *,
+    side: Side | None = None,
+    purpose: Purpose = Purpose.DRAIN,
+    other: Side | None = None,
+) -> Reading:
+    """One reading of every queue (listed in the plan, or discovered in CloudWatch; pass
+    `queues` to reuse a discovery) on `side` (on-prem by default). Placement also reads
+    `other` (the second broker) for its consumers."""
+    side = side or on_prem_side(plan)
+    if queues is None:
+        queues = watched_queues(side.listed, cloudwatch, side.metrics, side.discovery_dimensions)
+    quiet_needed = (
+        purpose != Purpose.PLACEMENT
+        and side.require_quiet
+        and side.metrics.enqueue_metric is not None
+    )
+    here = _read_side(side, cloudwatch, now, queues, purpose, quiet_needed)
+    there = _read_side(other, cloudwatch, now, queues, purpose, False) if other else {}
+
+    reading = Reading(at=now, purpose=purpose)
     newest: list[datetime] = []
     enqueued: list[float] = []
-    for index, queue in enumerate(queues):
-        messages = series.get(f"m{index}") or []
-        if is_ignored(queue, on_prem.ignore_queues):
-            count = int(messages[0][1]) if messages else None
+    for queue in queues:
+        figures = here[queue]
+        if is_ignored(queue, side.ignore):
+            count = figures.messages if figures.messages >= 0 else None
             reading.ignored.append({"queue": queue, "messages": count})
             continue
         reading.watched += 1
-        points = {kind: series.get(f"{kind}{index}") or [] for kind in kinds if kinds[kind]}
-        if any(not found for found in points.values()):
+        elsewhere = there.get(queue)
+        if figures.missing or (elsewhere is not None and elsewhere.missing):
             reading.missing.append(queue)
             continue
-        stamp = min(found[0][0] for found in points.values())
-        age = (now - stamp).total_seconds()
-        if age > stale_after:
-            reading.stale.append({"queue": queue, "ageSeconds": int(age)})
+        age = figures.stale_age or (elsewhere.stale_age if elsewhere is not None else None)
+        if age is not None:
+            reading.stale.append({"queue": queue, "ageSeconds": age})
             continue
-        newest.append(stamp)
-        left = int(points["m"][0][1])
-        in_flight = int(points["f"][0][1]) if "f" in points else 0
+        if figures.stamp is not None:
+            newest.append(figures.stamp)
+        if elsewhere is not None and elsewhere.stamp is not None:
+            newest.append(elsewhere.stamp)
+        left, in_flight = figures.messages, figures.in_flight
         # ActiveMQ's QueueSize and RabbitMQ's messages already include unacknowledged ones.
         reading.messages_left += max(left, in_flight)
         if left or in_flight:
             reading.with_messages.append({"queue": queue, "messages": left, "inFlight": in_flight})
-        if "e" in points:
-            enqueues = points["e"]
-            enqueued.append(enqueues[0][1])
+            if figures.consumers == 0:
+                reading.never_drain.append({"queue": queue, "messages": max(left, in_flight)})
+        if figures.consumers:
+            reading.connected.append({"queue": queue, "consumers": figures.consumers})
+        if elsewhere is not None and not (figures.consumers and elsewhere.consumers):
+            reading.unplaced.append(
+                {
+                    "queue": queue,
+                    side.name.value: figures.consumers or 0,
+                    other.name.value if other else "other": elsewhere.consumers or 0,
+                }
+            )
+        if quiet_needed:
+            enqueues = figures.enqueues
+            enqueued.append(enqueues[0])
             # Quiet = the counter did not move over its newest period. A single datapoint proves
             # nothing yet; a counter that went down was reset (the broker restarted): not quiet.
-            moved = None if len(enqueues) < 2 else enqueues[0][1] - enqueues[1][1]
+            moved = None if len(enqueues) < 2 else enqueues[0] - enqueues[1]
             if moved is None or moved != 0:
                 reading.receiving.append({"queue": queue, "enqueued": moved})
     reading.newest_at = min(newest) if newest else None
@@ -236,13 +416,21 @@ def read_queues(
     return reading
 
 
+def _timeout_minutes(plan: MigrationPlan, purpose: Purpose) -> int:
+    if purpose == Purpose.PLACEMENT:
+        return plan.drain.placement_timeout_minutes
+    if purpose == Purpose.FENCE:
+        return plan.drain.fence_timeout_minutes
+    return plan.drain.timeout_minutes
+
+
 def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading) -> dict[str, Any]:
-    """The drain summary after one more reading (small: the state machine carries it)."""
+    """The summary after one more reading (small: the state machine carries it)."""
     previous = previous or {}
     now = reading.at
     started = previous.get("startedAt") or _iso(now)
     deadline = previous.get("deadlineAt") or _iso(
-        datetime.fromisoformat(started) + timedelta(minutes=plan.drain.timeout_minutes)
+        datetime.fromisoformat(started) + timedelta(minutes=_timeout_minutes(plan, reading.purpose))
     )
     extensions = int(previous.get("extensions", 0))
     extend = previous.get("extendMinutes")
@@ -253,29 +441,37 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
     # Producers quiet also *between* readings: the sum of the enqueue counters must not have
     # moved since the previous reading (a bucket still filling hides late enqueues from the
     # newest-two-buckets check; the sum does not). The first reading has nothing to compare.
-    quiet_needed = plan.drain.require_producers_quiet and reading.enqueue_total is not None
+    quiet_needed = reading.enqueue_total is not None
     before = previous.get("enqueueTotal")
     moved_since = quiet_needed and (before is None or before != reading.enqueue_total)
     consecutive = int(previous.get("consecutiveEmpty", 0))
-    if not reading.empty or moved_since:
+    if not reading.met or moved_since:
         consecutive = 0
     elif reading_at is not None and reading_at != previous.get("lastReadingAt"):
         consecutive += 1
     required = plan.drain.consecutive_empty_readings
-    drained = consecutive >= required
-    timed_out = (not drained) and now >= datetime.fromisoformat(deadline)
+    done = consecutive >= required
+    timed_out = (not done) and now >= datetime.fromisoformat(deadline)
     with_messages = sorted(reading.with_messages, key=lambda q: -(q["messages"] + q["inFlight"]))
-    return {
-        "drained": drained,
+    summary: dict[str, Any] = {
+        "purpose": reading.purpose.value,
+        "done": done,
         "timedOut": timed_out,
         "consecutiveEmpty": consecutive,
         "requiredEmpty": required,
         "polls": int(previous.get("polls", 0)),
         "readings": int(previous.get("readings", 0)) + 1,
         "messagesLeft": reading.messages_left,
+        # What the broker held at the first reading (e.g. the backlog when the cutover began).
+        "initialMessagesLeft": previous.get("initialMessagesLeft", reading.messages_left),
+        "initialQueuesWithMessages": previous.get(
+            "initialQueuesWithMessages", with_messages[:REPORT_LIMIT]
+        ),
         "watchedQueues": reading.watched,
         "queuesWithMessages": with_messages[:REPORT_LIMIT],
         "queuesWithMessagesCount": len(with_messages),
+        "neverDrain": reading.never_drain[:REPORT_LIMIT],
+        "neverDrainCount": len(reading.never_drain),
         "missing": reading.missing[:REPORT_LIMIT],
         "missingCount": len(reading.missing),
         "stale": reading.stale[:REPORT_LIMIT],
@@ -293,6 +489,15 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
         "extensions": extensions,
         "extensionsLeft": max(0, plan.drain.max_extensions - extensions),
     }
+    if reading.purpose == Purpose.FENCE:
+        summary["connected"] = reading.connected[:REPORT_LIMIT]
+        summary["connectedCount"] = len(reading.connected)
+    if reading.purpose == Purpose.PLACEMENT:
+        summary["unplaced"] = reading.unplaced[:REPORT_LIMIT]
+        summary["unplacedCount"] = len(reading.unplaced)
+    else:
+        summary["drained"] = done
+    return summary
 
 
 def check_drain(
@@ -313,16 +518,28 @@ def watch_drain(
     now: Callable[[], datetime],
     sleep: Callable[[float], None],
     progress: Callable[[dict[str, Any]], None] | None = None,
+    purpose: Purpose = Purpose.DRAIN,
+    side: Side | None = None,
+    other: Side | None = None,
 ) -> dict[str, Any]:
     """Readings every `pollIntervalSeconds` for up to `budget_seconds`, stopping as soon as the
-    queues are drained or the deadline passes. One state machine poll, many readings."""
+    purpose's condition held K times or the deadline passes. One state machine poll, many
+    readings."""
+    side = side or on_prem_side(plan)
     interval = plan.drain.poll_interval_seconds
     began = now()
-    queues = watched_queues(plan.on_prem.queues, cloudwatch, plan.on_prem.metrics)
-    summary = fold(plan, previous, read_queues(plan, cloudwatch, began, queues))
+    queues = watched_queues(side.listed, cloudwatch, side.metrics, side.discovery_dimensions)
+
+    def one(previous: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
+        reading = read_queues(plan, cloudwatch, at, queues, side=side, purpose=purpose, other=other)
+        summary = fold(plan, previous, reading)
+        summary["side"] = side.name.value
+        return summary
+
+    summary = one(previous, began)
     took = (now() - began).total_seconds()
     readings = 1
-    while not (summary["drained"] or summary["timedOut"]):
+    while not (summary["done"] or summary["timedOut"]):
         due = began + timedelta(seconds=readings * interval)
         # Budget by the clock: the next reading must end within the budget, however long the
         # last one took (1,000 queues can take seconds), or the Lambda would time out.
@@ -336,8 +553,30 @@ def watch_drain(
         if pause > 0:
             sleep(pause)
         started = now()
-        summary = fold(plan, summary, read_queues(plan, cloudwatch, started, queues))
+        summary = one(summary, started)
         took = (now() - started).total_seconds()
         readings += 1
     summary["polls"] += 1
     return summary
+
+
+def broker_counts(
+    plan: MigrationPlan, cloudwatch: Any, now: datetime, side: Side
+) -> dict[str, Any]:
+    """One reading of one broker for a report: messages left per queue, and what could not be
+    read (missing or stale: unknown, never zero)."""
+    reading = read_queues(plan, cloudwatch, now, side=side)
+    with_messages = sorted(reading.with_messages, key=lambda q: -(q["messages"] + q["inFlight"]))
+    known = not (reading.missing or reading.stale)
+    return {
+        "side": side.name.value,
+        "messagesLeft": reading.messages_left if known else None,
+        "messagesLeftAtLeast": reading.messages_left,
+        "queuesWithMessages": with_messages[:REPORT_LIMIT],
+        "queuesWithMessagesCount": len(with_messages),
+        "missing": reading.missing[:REPORT_LIMIT],
+        "missingCount": len(reading.missing),
+        "stale": reading.stale[:REPORT_LIMIT],
+        "staleCount": len(reading.stale),
+        "readAt": _iso(now),
+    }

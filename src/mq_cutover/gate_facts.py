@@ -16,7 +16,13 @@ GATE_TITLES = {
     "drainTimeout": "The on-prem broker did not drain in time: proceed anyway?",
     "stopOnPrem": "Stop the on-prem broker (the point of no return)",
     "confirmOnPremStopped": "Confirm that you stopped the on-prem broker",
+    "placementTimeout": "Consumers are not on both brokers for every queue: move producers anyway?",
+    "fenceTimeout": "Clients are still on the on-prem broker: stop it anyway?",
+    "rollbackDrainTimeout": "The rollback cannot bring every message home in time: go on anyway?",
 }
+# Gates that may also be answered "wait longer" (drain.extendMinutes, drain.maxExtensions).
+EXTENDABLE_GATES = ("drainTimeout", "placementTimeout", "fenceTimeout", "rollbackDrainTimeout")
+SIDE_NAMES = {"onPrem": "On-prem", "amazonMq": "Amazon MQ"}
 HIDDEN = "(SecureString: value not shown)"
 LISTED = 50  # parameters listed by name in an email; the rest are counted
 
@@ -44,10 +50,14 @@ def _changes(
     when: str,
 ) -> list[dict[str, str]]:
     group = plan.producers if step == ClientStep.PRODUCERS else plan.consumers
-    to = target_value(step, plan, broker)
     return [
-        {"parameter": name, "from": current.get(name, "(missing)"), "to": to, "when": when}
-        for name in group.parameters
+        {
+            "parameter": name,
+            "from": current.get(name, "(missing)"),
+            "to": target_value(step, plan, broker, index),
+            "when": when,
+        }
+        for index, name in enumerate(group.parameters)
     ]
 
 
@@ -67,8 +77,10 @@ def _client_changes(
             (ClientStep.PRODUCERS, "now, one at a time"),
         ]
         # Narrowing comes after drain and starts from the widened value.
-        widened = target_value(ClientStep.WIDEN_CONSUMERS, plan, broker)
-        later = dict.fromkeys(plan.consumers.parameters, widened)
+        later = {
+            name: target_value(ClientStep.WIDEN_CONSUMERS, plan, broker, index)
+            for index, name in enumerate(plan.consumers.parameters)
+        }
         changes = [c for step, when in steps for c in _changes(plan, broker, step, current, when)]
         return changes + _changes(plan, broker, ClientStep.NARROW_CONSUMERS, later, "after drain")
     else:
@@ -97,6 +109,33 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
             "Reject: every client parameter is rolled back to its value before the migration.",
             f"Extend (if offered): keep checking the drain for {plan.drain.extend_minutes} more "
             f"minutes (at most {plan.drain.max_extensions} times); nothing else changes.",
+        ]
+    extend = (
+        f"Extend (if offered): keep checking for {plan.drain.extend_minutes} more minutes (at "
+        f"most {plan.drain.max_extensions} times); nothing else changes."
+    )
+    if gate == "placementTimeout":
+        return [
+            "Approve: producers move anyway. A queue without a consumer on Amazon MQ (below) "
+            "waits there until consumers are narrowed; one without a consumer on-prem keeps its "
+            "on-prem backlog until the drain times out.",
+            "Reject: every client parameter is rolled back to its value before the migration.",
+            extend,
+        ]
+    if gate == "fenceTimeout":
+        return [
+            "Approve: go on to stop the on-prem broker although clients (below) are still "
+            "connected to it or sending to it: their messages there would be lost with it.",
+            "Reject: roll back (producers back on-prem, Amazon MQ drained, consumers back).",
+            extend,
+        ]
+    if gate == "rollbackDrainTimeout":
+        return [
+            "Approve: the rollback goes on; the messages still on this broker (below) stay "
+            "there, counted in the rollback report. Do not delete a broker that holds messages.",
+            "Reject: the rollback stops here and clients stay where they are, for a person to "
+            "finish by hand (see the README, When things go wrong).",
+            extend,
         ]
     if gate == "stopOnPrem":
         how = {
@@ -150,6 +189,10 @@ def gate_facts(
             "deadlineAt": drain.get("deadlineAt"),
             "extensionsLeft": drain.get("extensionsLeft"),
             "ignored": drain.get("ignored", []),
+            "side": drain.get("side", "onPrem"),
+            "neverDrain": drain.get("neverDrain", []),
+            "connected": drain.get("connected", []),
+            "unplaced": drain.get("unplaced", []),
         }
     return facts
 
@@ -179,9 +222,10 @@ def render_facts(facts: dict[str, Any]) -> list[str]:
             lines.append(f"  ... and {facts['changesNotListed']} more")
     on_prem = facts.get("onPrem")
     if on_prem:
+        where = SIDE_NAMES.get(str(on_prem.get("side")), "On-prem")
         lines += [
             "",
-            f"On-prem messages left: {on_prem.get('messagesLeft')} "
+            f"{where} messages left: {on_prem.get('messagesLeft')} "
             f"(empty readings {on_prem.get('consecutiveEmptyReadings')}"
             f"/{on_prem.get('requiredEmptyReadings')})",
         ]
@@ -200,6 +244,18 @@ def render_facts(facts: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {queue['queue']}: STILL RECEIVING on-prem ({queue['enqueued']} enqueued in the "
                 "newest period): a producer has not moved"
+            )
+        for queue in on_prem.get("neverDrain") or []:
+            lines.append(
+                f"  {queue['queue']}: WILL NEVER DRAIN ({queue['messages']} messages and no "
+                f"consumer on this broker)"
+            )
+        for queue in on_prem.get("connected") or []:
+            lines.append(f"  {queue['queue']}: {queue['consumers']} consumer(s) STILL CONNECTED")
+        for queue in on_prem.get("unplaced") or []:
+            lines.append(
+                f"  {queue['queue']}: consumers on-prem {queue.get('onPrem')}, on Amazon MQ "
+                f"{queue.get('amazonMq')} (needs at least 1 on each)"
             )
         for queue in on_prem.get("ignored") or []:
             lines.append(f"  {queue['queue']}: {queue['messages']} (ignored, e.g. a DLQ)")

@@ -216,7 +216,7 @@ def metric_data(
             metrics.in_flight_metric: queue.in_flight,
             metrics.enqueue_metric: queue.enqueued,
             "DequeueCount": queue.dequeued,
-            "ConsumerCount": queue.consumers,
+            metrics.consumers_metric or "ConsumerCount": queue.consumers,
         }
         dims = [*base, {"Name": metrics.queue_dimension, "Value": queue.queue}]
         data.extend(

@@ -196,10 +196,13 @@ def repoint_clients(
     time_left_ms: TimeLeft | None = None,
     start: int = 0,
     index: int | None = None,
+    skip_conflicts: bool = False,
 ) -> dict[str, Any]:
     """Point one client group (or the one parameter `only`, or the group's `index`th) at the
     step's URL, from position `start`, as many as the time allows (at least one). `next` is
-    where the following call starts; `done` says whether the whole group is."""
+    where the following call starts; `done` says whether the whole group is. With
+    `skip_conflicts` (a rollback moving clients) a parameter someone else changed is reported
+    in `conflicts` and left alone instead of failing the step."""
     group = plan.producers if step == ClientStep.PRODUCERS else plan.consumers
     names = list(group.parameters)
     if index is not None:
@@ -217,7 +220,12 @@ def repoint_clients(
         if not _enough_time(time_left_ms, bool(results)):
             break
         value = target_value(step, plan, broker, position[name])
-        results.append(set_parameter(ssm, name, value, plan.migration_id, ours))
+        try:
+            results.append(set_parameter(ssm, name, value, plan.migration_id, ours))
+        except ParameterConflict as exc:
+            if not skip_conflicts:
+                raise
+            results.append({"name": name, "changed": False, "conflict": str(exc)})
     changed = [r["name"] for r in results if r["changed"]]
     command_id = None
     if changed and group.restart_hook is not None:
@@ -227,7 +235,10 @@ def repoint_clients(
     return {
         "step": step.value,
         "changed": changed,
-        "unchanged": [r["name"] for r in results if not r["changed"]],
+        "unchanged": [r["name"] for r in results if not r["changed"] and "conflict" not in r],
+        "conflicts": [
+            {"name": r["name"], "reason": r["conflict"]} for r in results if "conflict" in r
+        ],
         "restartCommandId": command_id,
         "next": start + len(results),
         "done": start + len(results) >= len(names),
@@ -241,9 +252,10 @@ def rollback_parameters(
     broker: dict[str, Any] | None = None,
     time_left_ms: TimeLeft | None = None,
     start: int = 0,
+    groups: tuple[str, ...] = ("producers", "consumers"),
 ) -> dict[str, Any]:
-    """Put every parameter this migration changed back to its `pre-` value, then restart the
-    clients whose URL was restored (they read it when they start).
+    """Put every parameter this migration changed (of `groups`) back to its `pre-` value, then
+    restart the clients whose URL was restored (they read it when they start).
 
     Producers go back first, so that no new message is sent to Amazon MQ while consumers are
     still reading there; then consumers. A parameter someone else changed is left as it is.
@@ -256,8 +268,13 @@ def rollback_parameters(
     restart_commands: dict[str, str] = {}
     handled = 0
     position = 0
-    total = len(plan.all_parameters)
-    for group_name, group in (("producers", plan.producers), ("consumers", plan.consumers)):
+    chosen = [
+        (name, group)
+        for name, group in (("producers", plan.producers), ("consumers", plan.consumers))
+        if name in groups
+    ]
+    total = sum(len(group.parameters) for _, group in chosen)
+    for group_name, group in chosen:
         restored_here = []
         for name in reversed(group.parameters):
             position += 1

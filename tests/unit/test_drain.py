@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from mq_cutover.drain import check_drain, watch_drain
+from mq_cutover.drain import (
+    Purpose,
+    amazon_mq_side,
+    check_drain,
+    on_prem_side,
+    read_queues,
+    watch_drain,
+)
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import MigrationPlan, parse_plan
 
@@ -32,22 +39,27 @@ def publish(
     at: datetime,
     depths: dict[str, tuple[int, int]],
     enqueued: dict[str, int] | None = None,
+    consumers: dict[str, int] | None = None,
+    *,
+    namespace: str | None = None,
+    broker: str = "onprem-1",
 ) -> None:
-    """What the metrics bridge publishes for one period."""
+    """What the metrics bridge (or Amazon MQ itself) publishes for one period."""
     metrics = plan.on_prem.metrics
     data = []
     for queue, (messages, in_flight) in depths.items():
-        dims = [{"Name": "Broker", "Value": "onprem-1"}, {"Name": "Queue", "Value": queue}]
+        dims = [{"Name": "Broker", "Value": broker}, {"Name": "Queue", "Value": queue}]
         values = {
             "QueueSize": messages,
             "InFlightCount": in_flight,
             "EnqueueCount": (enqueued or {}).get(queue, ENQUEUED),
+            "ConsumerCount": (consumers or {}).get(queue, 1),
         }
         data.extend(
             {"MetricName": name, "Dimensions": dims, "Timestamp": at, "Value": value}
             for name, value in values.items()
         )
-    cw.put_metric_data(Namespace=metrics.namespace, MetricData=data)
+    cw.put_metric_data(Namespace=namespace or metrics.namespace, MetricData=data)
 
 
 ALL_EMPTY = {"orders.created": (0, 0), "orders.paid": (0, 0), "orders.shipped": (0, 0)}
@@ -250,7 +262,7 @@ def test_queues_are_discovered_or_matched_by_pattern(
 
 
 def test_many_queues_are_batched_500_queries_a_call(aws: Any, ordered_plan: dict[str, Any]) -> None:
-    queues = [f"q{i:04d}" for i in range(300)]  # 3 metrics each: 900 queries, two calls
+    queues = [f"q{i:04d}" for i in range(300)]  # 4 metrics each: 1,200 queries, three calls
     ordered_plan["onPrem"]["queues"] = queues
     plan = parse_plan(ordered_plan)
     cw = aws("cloudwatch")
@@ -266,7 +278,7 @@ def test_many_queues_are_batched_500_queries_a_call(aws: Any, ordered_plan: dict
 
     cw.get_metric_data = counting
     result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
-    assert calls == [500, 400]
+    assert calls == [500, 500, 200]
     # QueueSize already includes the unacknowledged: 5 left (1 of them in flight).
     assert result["messagesLeft"] == 5 and result["queuesWithMessagesCount"] == 1
 
@@ -355,3 +367,99 @@ def test_slow_readings_still_end_within_the_budget(aws: Any, ordered_plan: dict[
     result = watch_drain(plan, cw, None, budget_seconds=45, now=lambda: fake.now, sleep=fake.sleep)
     assert (fake.now - T0).total_seconds() <= 45
     assert result["readings"] == 7 and fake.slept == []  # back to back, and no further
+
+
+def test_a_queue_with_messages_and_no_consumer_will_never_drain(
+    aws: Any, plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    depths = ALL_EMPTY | {"orders.paid": (40, 0)}
+    publish(cw, plan, T0 - timedelta(minutes=1), depths, consumers={"orders.paid": 0})
+    publish(cw, plan, T0, depths, consumers={"orders.paid": 0})
+    result = check_drain(plan, cw, None, T0 + timedelta(seconds=5))
+    assert result["neverDrain"] == [{"queue": "orders.paid", "messages": 40}]
+    assert result["neverDrainCount"] == 1 and not result["drained"]
+
+
+def test_the_fence_waits_for_every_consumer_to_leave(aws: Any, plan: MigrationPlan) -> None:
+    cw = aws("cloudwatch")
+    history(cw, plan, T0 - timedelta(minutes=1))
+    connected = {"orders.created": 2, "orders.paid": 0, "orders.shipped": 0}
+    publish(cw, plan, T0 - timedelta(minutes=1), ALL_EMPTY, consumers=connected)
+    publish(cw, plan, T0, ALL_EMPTY, consumers=connected)
+    fence = watch_drain(
+        plan, cw, None, budget_seconds=0, now=lambda: T0 + timedelta(seconds=5),
+        sleep=lambda _: None, purpose=Purpose.FENCE,
+    )  # fmt: skip
+    # Drained, but a consumer is still connected on-prem: not fenced, and it is named.
+    assert fence["connected"] == [{"queue": "orders.created", "consumers": 2}]
+    assert fence["consecutiveEmpty"] == 0 and not fence["done"]
+    gone = {q: 0 for q in ALL_EMPTY}
+    at = T0
+    for _ in range(3):
+        at += timedelta(minutes=1)
+        publish(cw, plan, at, ALL_EMPTY, consumers=gone)
+        fence = watch_drain(
+            plan, cw, fence, budget_seconds=0, now=lambda at=at: at + timedelta(seconds=5),
+            sleep=lambda _: None, purpose=Purpose.FENCE,
+        )  # fmt: skip
+    assert fence["done"] and fence["connectedCount"] == 0 and fence["side"] == "onPrem"
+
+
+def test_a_missing_consumer_count_is_not_zero_for_the_fence(aws: Any, plan: MigrationPlan) -> None:
+    cw = aws("cloudwatch")
+    data = [  # a bridge that publishes no ConsumerCount
+        {
+            "MetricName": name,
+            "Dimensions": [{"Name": "Broker", "Value": "onprem-1"}, {"Name": "Queue", "Value": q}],
+            "Timestamp": T0,
+            "Value": 0,
+        }
+        for q in ("late.queue",)
+        for name in ("QueueSize", "InFlightCount", "EnqueueCount")
+    ]
+    cw.put_metric_data(Namespace=plan.on_prem.metrics.namespace, MetricData=data)
+    side = on_prem_side(plan)
+    reading = read_queues(plan, cw, T0 + timedelta(seconds=5), ["late.queue"], side=side)
+    assert reading.missing == []  # the drain itself does not need consumers
+    fence = read_queues(
+        plan, cw, T0 + timedelta(seconds=5), ["late.queue"], side=side, purpose=Purpose.FENCE
+    )
+    assert fence.missing == ["late.queue"] and not fence.met
+
+
+def test_placement_needs_a_consumer_on_each_broker_for_every_queue(
+    aws: Any, plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    # Amazon MQ's own metrics: namespace AWS/AmazonMQ, Broker = <name>-1 (the active instance).
+    for at in (T0 - timedelta(minutes=1), T0):
+        publish(cw, plan, at, ALL_EMPTY, consumers={"orders.created": 1, "orders.paid": 2})
+        publish(
+            cw, plan, at, ALL_EMPTY, consumers={"orders.created": 1, "orders.paid": 0},
+            namespace="AWS/AmazonMQ", broker="amq-prod-1",
+        )  # fmt: skip
+    other = amazon_mq_side(plan, ["amq-prod-1", "amq-prod-2"])
+    reading = read_queues(
+        plan, cw, T0 + timedelta(seconds=5), list(ALL_EMPTY), purpose=Purpose.PLACEMENT,
+        other=other,
+    )  # fmt: skip
+    # orders.created and orders.shipped have a reader on each broker; orders.paid does not.
+    assert reading.unplaced == [{"queue": "orders.paid", "onPrem": 2, "amazonMq": 0}]
+    assert not reading.met
+
+
+def test_amazon_mq_side_reads_the_freshest_instance(aws: Any, plan: MigrationPlan) -> None:
+    cw = aws("cloudwatch")
+    # The standby (-2) took over: -1 stopped publishing a few minutes ago, -2 is fresh.
+    publish(cw, plan, T0 - timedelta(minutes=4), ALL_EMPTY, namespace="AWS/AmazonMQ",
+            broker="amq-prod-1")  # fmt: skip
+    for at in (T0 - timedelta(minutes=1), T0):
+        publish(
+            cw, plan, at, ALL_EMPTY | {"orders.paid": (7, 0)}, namespace="AWS/AmazonMQ",
+            broker="amq-prod-2",
+        )  # fmt: skip
+    side = amazon_mq_side(plan, ["amq-prod-1", "amq-prod-2"])
+    reading = read_queues(plan, cw, T0 + timedelta(seconds=5), list(ALL_EMPTY), side=side)
+    assert reading.stale == [] and reading.missing == []
+    assert reading.messages_left == 7

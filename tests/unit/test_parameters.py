@@ -101,7 +101,7 @@ def test_rollback_restores_everything_and_is_idempotent(
     plan = parse_plan(ordered_plan)
     repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
     repoint_clients(plan, ssm, ClientStep.CONSUMERS, BROKER)
-    report = rollback_parameters(plan, ssm)
+    report = rollback_parameters(plan, ssm, BROKER)
     assert report["restored"] == [
         *reversed(plan.producers.parameters),
         *reversed(plan.consumers.parameters),
@@ -110,7 +110,7 @@ def test_rollback_restores_everything_and_is_idempotent(
     for name in plan.all_parameters:
         assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == ON_PREM
         assert _labels(ssm, name)[3] == ["rollback-orders-2026-12-01"]
-    again = rollback_parameters(plan, ssm)
+    again = rollback_parameters(plan, ssm, BROKER)
     assert again["restored"] == [] and sorted(again["untouched"]) == sorted(plan.all_parameters)
 
 
@@ -121,7 +121,7 @@ def test_rollback_leaves_a_hand_edited_parameter_alone(
     repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
     edited = plan.producers.parameters[0]
     ssm.put_parameter(Name=edited, Value="ssl://hotfix:61617", Type="String", Overwrite=True)
-    report = rollback_parameters(plan, ssm)
+    report = rollback_parameters(plan, ssm, BROKER)  # as the deployed function calls it
     assert [c["name"] for c in report["conflicts"]] == [edited]
     assert ssm.get_parameter(Name=edited)["Parameter"]["Value"] == "ssl://hotfix:61617"
     other = plan.producers.parameters[1]

@@ -106,7 +106,7 @@ def test_a_gate_nobody_decides_times_out_and_rolls_back(ordered_plan: dict[str, 
         assert "Nobody decided gate cutover within 2 minutes" in status["cause"]
         assert run.entered()[-4:] == [
             "Roll Back",
-            "Rolled Back Everything?",
+            "Rollback Next?",
             "Notify Rolled Back",
             "Rolled Back",
         ]

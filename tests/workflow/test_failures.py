@@ -127,7 +127,7 @@ def test_broker_creation_failure_rolls_back_and_keeps_the_broker(
     assert "Resolve Endpoints" not in states and "Approve Cutover" not in states
     assert states[-4:] == [
         "Roll Back",
-        "Rolled Back Everything?",
+        "Rollback Next?",
         "Notify Rolled Back",
         "Rolled Back",
     ]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mq_cutover.client_urls import failover_members
+from mq_cutover_cli.world import World
 from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
 
 pytestmark = pytest.mark.workflow
@@ -109,19 +110,28 @@ def test_unordered_widens_first_moves_producers_one_by_one_narrows_after_drain(
 
 
 @pytest.mark.parametrize(
-    ("plan_name", "gate", "last_client_state"),
+    ("plan_name", "gate", "actions"),
     [
-        ("ordered_plan", "cutover", None),
-        ("ordered_plan", "stopOnPrem", "Repoint Consumers"),
-        ("unordered_plan", "cutover", None),
-        ("unordered_plan", "stopOnPrem", "Narrow Consumers"),
+        ("ordered_plan", "cutover", ["done"]),
+        # Producers and consumers on Amazon MQ: the ordered procedure backwards.
+        ("ordered_plan", "stopOnPrem", ["producers-back", "drain", "consumers-back", "done"]),
+        ("unordered_plan", "cutover", ["done"]),
+        # Consumers narrowed to Amazon MQ: widened again, so they read both brokers while
+        # producers go back and Amazon MQ empties.
+        (
+            "unordered_plan",
+            "stopOnPrem",
+            ["widen-consumers", "producers-back", "drain", "consumers-back", "done"],
+        ),
     ],
 )
-def test_rejection_at_a_gate_rolls_every_parameter_back(
-    plan_name: str, gate: str, last_client_state: str | None, request: pytest.FixtureRequest
+def test_rejection_at_a_gate_rolls_back_clients_and_messages(
+    plan_name: str, gate: str, actions: list[str], request: pytest.FixtureRequest
 ) -> None:
     plan = request.getfixturevalue(plan_name)
-    sim = run(plan, approve=f"reject:{gate}")
+    # Producers on Amazon MQ send faster than its consumers take: messages wait there.
+    world = World.from_document({"amazonMqEnqueuePerMinute": 3000})
+    sim = run(plan, approve=f"reject:{gate}", world=world)
     report = sim.report
     execution = report["execution"]
     assert execution["status"] == "FAILED"
@@ -129,19 +139,32 @@ def test_rejection_at_a_gate_rolls_every_parameter_back(
     assert f"{gate} rejected by offline-approver" in execution["cause"]
     assert final_values(sim) == initial_values(sim)
     states = entered(sim)
-    assert states[-4:] == [
-        "Roll Back",
-        "Rolled Back Everything?",
-        "Notify Rolled Back",
-        "Rolled Back",
-    ]
+    assert states[-3:] == ["Rollback Next?", "Notify Rolled Back", "Rolled Back"]
     assert "Stop On-Prem" not in states
-    if last_client_state:
-        assert last_client_state in states  # clients had moved: the rollback undid it
-        (rollback,) = task_results(sim, "Roll Back")
-        assert sorted(rollback["restored"]) == sorted(report["parameters"])
+    steps = task_results(sim, "Roll Back")
+    assert [step["action"] for step in steps] == actions
+    finished = steps[-1]
+    assert finished["finished"] and finished["brokers"]["onPrem"]["side"] == "onPrem"
+    message = report["notificationMessages"][-1]
+    if "drain" in actions:
+        # Amazon MQ held messages (producers had sent there); they were consumed before the
+        # consumers went back, and the count says so.
+        (drain,) = [d for d in task_results(sim, "Check Rollback Drain") if d["done"]]
+        assert drain["side"] == "amazonMq" and drain["producersQuiet"]
+        assert drain["initialMessagesLeft"] > 0 and drain["messagesLeft"] == 0
+        assert finished["brokers"]["amazonMq"]["messagesLeft"] == 0
+        drained_at = states.index("Rollback Drain Done")
+        back = [i for i, s in enumerate(states) if s == "Roll Back"]
+        assert steps[actions.index("consumers-back")]["restored"]
+        assert back[actions.index("consumers-back")] > drained_at
+        assert sorted(r for s in steps for r in s["restored"]) == sorted(report["parameters"])
+        assert f"Drained Amazon MQ: {drain['initialMessagesLeft']} message(s)" in message
+        assert "Messages left on Amazon MQ: 0" in message
+        assert "it holds no messages" in message
     else:
         assert "Repoint Producers" not in states and "Widen Consumers" not in states
+        assert "Check Rollback Drain" not in states
+    assert "Cause: " in message and "left on Amazon MQ" in execution["cause"]
     # The broker is kept, and the notification says so.
     assert len(report["brokersCreated"]) == 1
     assert report["notifications"] == [f"[mq-cutover] {plan['migrationId']}: rolled back"]

@@ -1,0 +1,198 @@
+"""A rollback that brings the messages home, not only the URLs.
+
+Putting the parameters back is not enough once producers have sent to Amazon MQ: those messages
+would wait there with no consumer. So a rollback is the cutover run backwards, one action per
+call, each derived from where the clients point *now* (read from Parameter Store), so that a
+retried or resumed call picks up where the last one stopped:
+
+ordered mode (keeps FIFO order per producer and queue, at the cost of a second interruption):
+  producers on Amazon MQ, consumers on-prem  -> drain on-prem (the older backlog first), then
+                                                move consumers to Amazon MQ
+  producers and consumers on Amazon MQ       -> producers back to on-prem
+  producers on-prem, consumers on Amazon MQ  -> drain Amazon MQ, then consumers back to on-prem
+unordered mode (no interruption; consumers read both brokers while they are emptied):
+  producers on Amazon MQ                     -> consumers widened (again, if narrowed), then
+                                                producers back to on-prem
+  producers on-prem, consumers not           -> drain Amazon MQ, then consumers back to on-prem
+and nothing moved at all -> the consumers' parameters back (if any changed), done.
+
+A drain is the state machine's loop (the same rules as the forward drain: missing and stale are
+never zero, K readings, producers quiet on Amazon MQ); its timeout opens gate
+`rollbackDrainTimeout`, which shows the numbers. The on-prem drain of an ordered rollback does not
+wait for producers to be quiet: its point is that every message sent before a producer moved was
+consumed (a reading at 0 proves it), while a producer that never moved keeps sending on-prem,
+where consumers find its messages when they come back.
+
+Which values are "moved" is known without reading labels: a value this migration writes (the
+Amazon MQ URL, a widened or narrowed URL) is moved; anything else is on-prem or someone else's
+(a conflict the parameter restore reports and leaves alone).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mq_cutover.aws import raise_if_throttled
+from mq_cutover.client_urls import failover_members
+from mq_cutover.drain import SideName
+from mq_cutover.parameters import (
+    ClientStep,
+    TimeLeft,
+    migration_values,
+    repoint_clients,
+    rollback_parameters,
+)
+from mq_cutover.plan import MigrationPlan, Mode
+
+GET_PARAMETERS_BATCH = 10  # GetParameters' limit
+
+
+class Action(StrEnum):
+    DRAIN = "drain"
+    CONSUMERS_TO_AMAZON_MQ = "consumers-to-amazon-mq"
+    WIDEN_CONSUMERS = "widen-consumers"
+    PRODUCERS_BACK = "producers-back"
+    CONSUMERS_BACK = "consumers-back"
+    DONE = "done"
+
+
+def current_values(ssm: Any, names: list[str]) -> dict[str, str | None]:
+    """Every parameter's current value (None: it no longer exists), ten a call."""
+    values: dict[str, str | None] = dict.fromkeys(names)
+    for offset in range(0, len(names), GET_PARAMETERS_BATCH):
+        batch = names[offset : offset + GET_PARAMETERS_BATCH]
+        try:
+            found = ssm.get_parameters(Names=batch, WithDecryption=True)
+        except ClientError as exc:
+            raise_if_throttled(exc)
+            raise
+        for parameter in found.get("Parameters", []):
+            values[parameter["Name"]] = str(parameter["Value"])
+    return values
+
+
+def _is_widened(value: str | None, broker: dict[str, Any]) -> bool:
+    """Widened: a failover URL with Amazon MQ *and* another member."""
+    if not value or not value.startswith("failover:"):
+        return False
+    members = failover_members(value)
+    amazon_mq = set(broker.get("endpoints") or [])
+    return bool(amazon_mq & set(members)) and bool(set(members) - amazon_mq)
+
+
+def where_clients_are(
+    plan: MigrationPlan, ssm: Any, broker: dict[str, Any] | None, conflicts: set[str]
+) -> dict[str, dict[str, list[str]]]:
+    """Per group, the parameters that point at Amazon MQ only (`amazonMq`), at both brokers
+    (`widened`), elsewhere (`onPrem`: the original value), or that someone else changed
+    (`conflicts`, found by an earlier call: left alone)."""
+    ours = migration_values(plan, broker)
+    values = current_values(ssm, plan.all_parameters)
+    placed: dict[str, dict[str, list[str]]] = {}
+    for group_name, group in (("producers", plan.producers), ("consumers", plan.consumers)):
+        places: dict[str, list[str]] = {"amazonMq": [], "widened": [], "onPrem": []}
+        for name in group.parameters:
+            value = values[name]
+            if name in conflicts and value not in ours:
+                continue
+            if value not in ours or broker is None:
+                places["onPrem"].append(name)
+            elif _is_widened(value, broker):
+                places["widened"].append(name)
+            else:
+                places["amazonMq"].append(name)
+        placed[group_name] = places
+    return placed
+
+
+def next_action(
+    plan: MigrationPlan,
+    placed: dict[str, dict[str, list[str]]],
+    memo: dict[str, Any],
+) -> tuple[Action, SideName | None]:
+    """What the rollback does next, from where the clients point and what it has done."""
+    producers, consumers = placed["producers"], placed["consumers"]
+    drained = set(memo.get("drained") or [])
+    producers_out = bool(producers["amazonMq"] or producers["widened"])
+    consumers_out = bool(consumers["amazonMq"] or consumers["widened"])
+    if plan.mode == Mode.ORDERED:
+        if producers_out:
+            if not consumers["onPrem"]:
+                return Action.PRODUCERS_BACK, None
+            if consumers_out or SideName.ON_PREM.value in drained:
+                return Action.CONSUMERS_TO_AMAZON_MQ, None
+            return Action.DRAIN, SideName.ON_PREM
+    elif producers_out:
+        if consumers["amazonMq"] or consumers["onPrem"]:
+            return Action.WIDEN_CONSUMERS, None
+        return Action.PRODUCERS_BACK, None
+    if consumers_out:
+        if memo.get("producersMoved") and SideName.AMAZON_MQ.value not in drained:
+            return Action.DRAIN, SideName.AMAZON_MQ
+        return Action.CONSUMERS_BACK, None
+    return Action.DONE, None
+
+
+def roll_back_step(
+    plan: MigrationPlan,
+    ssm: Any,
+    broker: dict[str, Any] | None,
+    memo: dict[str, Any] | None,
+    cursor: dict[str, Any] | None = None,
+    time_left_ms: TimeLeft | None = None,
+) -> dict[str, Any]:
+    """One rollback action (or as much of it as the Lambda's time allows). Returns the action,
+    what changed, the memo to pass back (producers ever moved, sides drained) and the cursor."""
+    memo = dict(memo or {})
+    placed = where_clients_are(plan, ssm, broker, set(memo.get("conflicts") or []))
+    producers_out = placed["producers"]["amazonMq"] or placed["producers"]["widened"]
+    memo["producersMoved"] = bool(memo.get("producersMoved") or producers_out)
+    memo.setdefault("drained", [])
+    action, side = next_action(plan, placed, memo)
+    start = int((cursor or {}).get("next", 0)) if (cursor or {}).get("action") == action else 0
+    result: dict[str, Any] = {
+        "action": action.value,
+        "side": side.value if side else None,
+        "finished": action == Action.DONE,
+        "restored": [],
+        "conflicts": [],
+        "moved": [],
+        "restartCommandIds": {},
+        "memo": memo,
+        "cursor": {"action": action.value, "next": 0},
+        "where": {
+            group: {place: len(names) for place, names in places.items()}
+            for group, places in placed.items()
+        },
+    }
+    if action in (Action.CONSUMERS_TO_AMAZON_MQ, Action.WIDEN_CONSUMERS):
+        assert broker is not None  # clients point at Amazon MQ: the broker is known
+        step = (
+            ClientStep.CONSUMERS
+            if action == Action.CONSUMERS_TO_AMAZON_MQ
+            else ClientStep.WIDEN_CONSUMERS
+        )
+        moved = repoint_clients(
+            plan, ssm, step, broker, time_left_ms=time_left_ms, start=start, skip_conflicts=True
+        )
+        result["moved"] = moved["changed"]
+        result["conflicts"] = moved["conflicts"]
+        result["restartCommandIds"] = (
+            {"consumers": moved["restartCommandId"]} if moved["restartCommandId"] else {}
+        )
+        result["cursor"]["next"] = 0 if moved["done"] else moved["next"]
+    elif action in (Action.PRODUCERS_BACK, Action.CONSUMERS_BACK):
+        group = "producers" if action == Action.PRODUCERS_BACK else "consumers"
+        restored = rollback_parameters(
+            plan, ssm, broker, time_left_ms=time_left_ms, start=start, groups=(group,)
+        )
+        result["restored"] = restored["restored"]
+        result["conflicts"] = restored["conflicts"]
+        result["restartCommandIds"] = restored["restartCommandIds"]
+        result["cursor"]["next"] = 0 if restored["done"] else restored["next"]
+    known = set(memo.get("conflicts") or [])
+    memo["conflicts"] = sorted(known | {c["name"] for c in result["conflicts"]})
+    return result
