@@ -23,6 +23,11 @@ GATE_TITLES = {
 # Gates that may also be answered "wait longer" (drain.extendMinutes, drain.maxExtensions).
 EXTENDABLE_GATES = ("drainTimeout", "placementTimeout", "fenceTimeout", "rollbackDrainTimeout")
 SIDE_NAMES = {"onPrem": "On-prem", "amazonMq": "Amazon MQ"}
+ROLL_BACK = (
+    "Reject: roll back - the procedure backwards: every message already on Amazon MQ is "
+    "consumed before consumers return, and every client parameter goes back to its value "
+    "before the migration."
+)
 HIDDEN = "(SecureString: value not shown)"
 LISTED = 50  # parameters listed by name in an email; the rest are counted
 
@@ -106,7 +111,7 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
     if gate == "drainTimeout":
         return [
             "Approve: move on as if drained. Messages still on-prem (below) may be stranded.",
-            "Reject: every client parameter is rolled back to its value before the migration.",
+            ROLL_BACK,
             f"Extend (if offered): keep checking the drain for {plan.drain.extend_minutes} more "
             f"minutes (at most {plan.drain.max_extensions} times); nothing else changes.",
         ]
@@ -119,7 +124,7 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
             "Approve: producers move anyway. A queue without a consumer on Amazon MQ (below) "
             "waits there until consumers are narrowed; one without a consumer on-prem keeps its "
             "on-prem backlog until the drain times out.",
-            "Reject: every client parameter is rolled back to its value before the migration.",
+            ROLL_BACK,
             extend,
         ]
     if gate == "fenceTimeout":
@@ -145,11 +150,11 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
         return [
             f"Approve: the on-prem broker is stopped ({how}). There is no automatic rollback "
             "after this.",
-            "Reject: every client parameter is rolled back to its value before the migration.",
+            ROLL_BACK,
         ]
     return [
         "Stop the on-prem broker yourself, then approve here to finish the migration.",
-        "Reject: every client parameter is rolled back to its value before the migration.",
+        ROLL_BACK,
     ]
 
 
