@@ -73,9 +73,22 @@ class Approver:
 Printer = Callable[[str], None]
 
 
+SIDES = {"onPrem": "on-prem", "amazonMq": "on Amazon MQ"}
+
+
 def _drain_line(output: dict[str, Any]) -> str:
+    where = SIDES.get(str(output.get("side")), "on-prem")
+    purpose = output.get("purpose", "drain")
+    label = {"placement": "placement: ", "fence": "fence: "}.get(purpose, "")
+    head = f"messages left {where}: {output.get('messagesLeft')}"
+    if purpose == "placement":
+        head = (
+            "a consumer on each broker for every queue"
+            if not output.get("unplacedCount")
+            else f"{output['unplacedCount']} queue(s) without a consumer on each broker"
+        )
     line = (
-        f"messages left on-prem: {output.get('messagesLeft')} "
+        f"{label}{head} "
         f"(empty readings {output.get('consecutiveEmpty')}/{output.get('requiredEmpty')}, "
         f"reading {output.get('readings')}, call {output.get('polls')}, "
         f"deadline {output.get('deadlineAt')})"
@@ -88,9 +101,41 @@ def _drain_line(output: dict[str, Any]) -> str:
     if output.get("stillReceivingCount"):
         receiving = ", ".join(q["queue"] for q in output["stillReceiving"])
         line += f", STILL RECEIVING on-prem: {receiving}"
+    if output.get("neverDrainCount"):
+        never = ", ".join(f"{q['queue']} ({q['messages']})" for q in output["neverDrain"])
+        line += f", WILL NEVER DRAIN (no consumer {where}): {never}"
+    if output.get("unplacedCount"):
+        unplaced = ", ".join(
+            f"{q['queue']} (on-prem {q.get('onPrem')}, Amazon MQ {q.get('amazonMq')})"
+            for q in output["unplaced"]
+        )
+        line += f", consumers not on both brokers: {unplaced}"
+    if output.get("connectedCount"):
+        connected = ", ".join(f"{q['queue']} ({q['consumers']})" for q in output["connected"])
+        line += f", consumers STILL CONNECTED on-prem: {connected}"
     if output.get("ignoredCount"):
         ignored = ", ".join(f"{q['queue']}={q['messages']}" for q in output.get("ignored", []))
         line += f", ignored: {ignored}"
+    return line
+
+
+def _rollback_line(output: dict[str, Any]) -> str:
+    action = output["action"]
+    if action == "drain":
+        return f"rollback: drain {SIDES.get(str(output.get('side')), output.get('side'))} first"
+    if action == "done":
+        brokers = output.get("brokers") or {}
+        left = ", ".join(
+            f"{SIDES.get(side, side)} {info.get('messagesLeft', 'unknown')}"
+            for side, info in brokers.items()
+        )
+        return f"rollback finished; messages left: {left}"
+    moved = output.get("restored") or output.get("moved") or []
+    line = f"rollback: {action}: {len(moved)} parameter(s)"
+    if output.get("conflicts"):
+        line += (
+            f", left alone (changed by someone else): {[c['name'] for c in output['conflicts']]}"
+        )
     return line
 
 
@@ -201,6 +246,8 @@ class Simulation:
                 say("   " + _drain_line(payload))
             elif isinstance(payload, dict) and "changed" in payload and "step" in payload:
                 say(f"   {payload['step']}: changed {payload['changed']}")
+            elif isinstance(payload, dict) and "action" in payload and "memo" in payload:
+                say("   " + _rollback_line(payload))
             elif isinstance(payload, dict) and "state" in payload and "brokerId" in payload:
                 say(f"   broker {payload['brokerId']} is {payload['state']}")
         elif kind == "TaskFailed":
