@@ -50,3 +50,13 @@ class MigrationAlreadyRunning(MigrationError):
 
 class MetricsSourceFailed(MigrationError):
     """The metrics bridge could not read the on-prem broker's HTTP API (Jolokia, management)."""
+
+
+class RestartHookFailed(MigrationError):
+    """A client restart hook (SSM Run Command) failed, reached no host, or did not finish in
+    time; the message names each host that did not succeed and its status."""
+
+
+class LeaseLost(MigrationError):
+    """This execution no longer holds the migration's lease (a later attempt took it, e.g. while
+    this one had failed and was then redriven). Raised before any change."""

@@ -264,6 +264,14 @@ class RestartHook(_Model):
         Field(default_factory=list)
     )
     target_tags: dict[str, list[str]] = Field(default_factory=dict)
+    # The workflow waits for the command on every host (a Wait/Choice loop): a host that fails,
+    # or any host still running after timeoutSeconds, fails the step.
+    timeout_seconds: int = Field(default=300, ge=30, le=3600)
+    poll_interval_seconds: int = Field(default=10, ge=5, le=300)
+
+    def polls(self) -> int:
+        """The most checks one wait for this hook takes (the first one comes at once)."""
+        return 1 + -(-self.timeout_seconds // self.poll_interval_seconds)
 
     @model_validator(mode="after")
     def _has_target(self) -> RestartHook:
@@ -413,12 +421,25 @@ class MigrationPlan(_Model):
         if self.mode == Mode.UNORDERED:
             # Producers move one Map iteration each: about 7 events, 9 events a poll.
             polls["unorderedProducers"] = -(-7 * len(self.producers.parameters) // 9)
+        # A restart hook is waited for after each client step that sent it: producers once
+        # (unordered: once per producer) and once when the rollback moves them back; consumers
+        # once (unordered: widened, narrowed) and twice in a rollback (moved on, moved back).
+        restarts = 0
+        if self.producers.restart_hook is not None:
+            producer_waits = len(self.producers.parameters) if self.mode == Mode.UNORDERED else 1
+            restarts += (producer_waits + 1) * self.producers.restart_hook.polls()
+        if self.consumers.restart_hook is not None:
+            consumer_waits = 2 if self.mode == Mode.UNORDERED else 1
+            restarts += (consumer_waits + 2) * self.consumers.restart_hook.polls()
+        if restarts:
+            polls["restartHooks"] = restarts
         if sum(polls.values()) > MAX_POLLS:
             detail = ", ".join(f"{name}: {count}" for name, count in polls.items())
             raise ValueError(
                 f"the polling loops could take {sum(polls.values())} polls ({detail}); at most "
                 f"{MAX_POLLS} fit in one execution's history: raise a pollIntervalSeconds or "
-                "drain.maxSecondsPerCheck, or lower a timeoutMinutes or drain.maxExtensions"
+                "drain.maxSecondsPerCheck, or lower a timeoutMinutes, timeoutSeconds or "
+                "drain.maxExtensions"
             )
         return self
 
