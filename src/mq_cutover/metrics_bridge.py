@@ -7,7 +7,8 @@ The on-prem broker has no CloudWatch metrics of its own. The same code runs
 
 Sources:
 - ActiveMQ: Jolokia (`http://HOST:8161/api/jolokia`), one wildcard read of every queue's MBean
-  per sample: QueueSize, InFlightCount, EnqueueCount, DequeueCount, ConsumerCount. Queues are
+  per sample: QueueSize, InFlightCount, EnqueueCount, DequeueCount, ConsumerCount, ExpiredCount
+  (for the count reconciliation). Queues are
   discovered by the wildcard, so new ones appear without configuration.
 - RabbitMQ: the management API (`http://HOST:15672`), `GET /api/queues/{vhost}` paged:
   messages, messages_unacknowledged, message_stats.publish / deliver_get, consumers. (Its
@@ -41,7 +42,14 @@ from mq_cutover.plan import QueueMetrics
 MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limit (and well under its 1 MB)
 HTTP_TIMEOUT_SECONDS = 10
 RABBITMQ_PAGE_SIZE = 500
-JOLOKIA_ATTRIBUTES = ["QueueSize", "InFlightCount", "EnqueueCount", "DequeueCount", "ConsumerCount"]
+JOLOKIA_ATTRIBUTES = [
+    "QueueSize",
+    "InFlightCount",
+    "EnqueueCount",
+    "DequeueCount",
+    "ConsumerCount",
+    "ExpiredCount",
+]
 
 
 class SourceType(StrEnum):
@@ -70,6 +78,7 @@ class QueueStats:
     enqueued: int
     dequeued: int
     consumers: int
+    expired: int | None = None  # ActiveMQ only (RabbitMQ's API has no such counter)
 
 
 Fetch = Callable[[urllib.request.Request], Any]
@@ -151,6 +160,11 @@ def read_activemq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]
                 enqueued=int(attributes["EnqueueCount"]),
                 dequeued=int(attributes["DequeueCount"]),
                 consumers=int(attributes["ConsumerCount"]),
+                expired=(
+                    int(attributes["ExpiredCount"])
+                    if attributes.get("ExpiredCount") is not None
+                    else None
+                ),
             )
         )
     return stats
@@ -218,6 +232,8 @@ def metric_data(
             "DequeueCount": queue.dequeued,
             metrics.consumers_metric or "ConsumerCount": queue.consumers,
         }
+        if queue.expired is not None:
+            values["ExpiredCount"] = queue.expired
         dims = [*base, {"Name": metrics.queue_dimension, "Value": queue.queue}]
         data.extend(
             {
