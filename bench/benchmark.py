@@ -48,8 +48,8 @@ PRICE_PUT_METRIC_DATA = 0.01 / 1000  # per request
 PRICE_METRIC_HOUR = 0.30 / 730  # a custom metric, prorated by the hour (first 10,000)
 LAMBDA_GB = 256 / 1024  # MemorySize in template.yaml
 BRIDGE_LAMBDA_SECONDS_PER_HOUR = 60 * 52  # one run a minute, 50 s of samples plus start-up
-METRICS_PER_QUEUE_READ = 3  # QueueSize, InFlightCount, EnqueueCount
-METRICS_PER_QUEUE_PUBLISHED = 5  # + DequeueCount, ConsumerCount
+METRICS_PER_QUEUE_READ = 4  # QueueSize, InFlightCount, EnqueueCount, ConsumerCount
+METRICS_PER_QUEUE_PUBLISHED = 6  # + DequeueCount, ExpiredCount
 
 
 @dataclass(frozen=True)
