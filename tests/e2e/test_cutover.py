@@ -49,6 +49,8 @@ def test_unordered_nothing_lost_no_interruption(fresh: list[Broker]) -> None:
     assert widened[0] == f"127.0.0.1:{onprem.stomp_port}"  # consumer 0: on-prem first
     assert widened[1].endswith(".amazonaws.com:61614")  # consumer 1: Amazon MQ first
     assert all(s[-1][1].endswith(".amazonaws.com:61614") for s in outcome.consumer_switches)
+    states = outcome.states
+    assert states.index("Check Placement") < states.index("Repoint Producers One By One")
 
 
 def test_on_prem_restart_during_the_drain_loses_nothing(fresh: list[Broker]) -> None:

@@ -70,7 +70,11 @@ def test_jms_ordered_nothing_lost_order_kept(
     # Every client really moved, over TLS, to the stand-in under Amazon MQ's host name.
     assert all(map(ends_on_amazonmq, outcome.producer_switches)), outcome.producer_switches
     assert all(map(ends_on_amazonmq, outcome.consumer_switches)), outcome.consumer_switches
-    assert outcome.states.index("Repoint Consumers") > outcome.states.index("Check Drain")
+    states = outcome.states
+    assert states.index("Check Drain") < states.index("Repoint Consumers")
+    # The fence (no consumer, no enqueue left on-prem) comes before the on-prem broker stops.
+    assert states.index("Repoint Consumers") < states.index("Check Fence")
+    assert states.index("Check Fence") < states.index("Stop On-Prem")
 
 
 @pytest.mark.parametrize("run", range(1, 6))
@@ -94,7 +98,13 @@ def test_jms_unordered_nothing_lost_no_interruption(
         assert on_onprem(widened, onprem) if index % 2 == 0 else on_amazonmq(widened), switches
         assert ends_on_amazonmq(switches), switches
     assert all(map(ends_on_amazonmq, outcome.producer_switches)), outcome.producer_switches
-    assert outcome.states.index("Narrow Consumers") > outcome.states.index("Check Drain")
+    states = outcome.states
+    # Placement (a consumer on each broker for every queue) is checked before producers move.
+    assert states.index("Widen Consumers") < states.index("Check Placement")
+    assert states.index("Check Placement") < states.index("Repoint Producers One By One")
+    assert states.index("Check Drain") < states.index("Narrow Consumers")
+    assert states.index("Narrow Consumers") < states.index("Check Fence")
+    assert states.index("Check Fence") < states.index("Stop On-Prem")
 
 
 def test_jms_unordered_one_consumer_refused(
