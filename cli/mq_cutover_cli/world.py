@@ -7,6 +7,9 @@
   publishes their depth to CloudWatch (nothing publishes on-prem metrics in moto).
 - SSM Run Command and EC2 stops finish at once (moto runs nothing); a tagged EC2 instance
   stands in for the on-prem hosts that Run Command targets by tag.
+- The clients' hosts run a restart hook as `restartHosts` says (moto runs nothing and reports
+  Success at once), and ListCommandInvocations, which moto 5.2.5 does not implement, is
+  answered from moto's own command records.
 
 A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. Fields:
   parameters          {name: initial value}; default: every plan parameter = onPrem.url
@@ -19,6 +22,11 @@ A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. F
   amazonMqEnqueuePerMinute  messages a minute each queue receives on Amazon MQ while any producer
                       points there (default 600); consumers on Amazon MQ drain them at the
                       queue's drainPerMinute
+  restartHosts        {instance id, or "*" for every host: outcome} of a restart hook (SSM Run
+                      Command) on a client host: "Success" (the default), "Failed",
+                      "TimedOut", "Cancelled", "Undeliverable" (at once), "never" (still
+                      running, whatever the wait), or a number of seconds it runs before
+                      succeeding (simulated time, from the first check of the command)
 
 Where clients are is read from their parameters (what the workflow wrote): a consumer with the
 on-prem URL, or a widened URL listing an on-prem member first (randomize=false connects to the
@@ -35,9 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from moto.cloudwatch.models import cloudwatch_backends
+from moto.core.responses import ActionResult
 from moto.mq.models import mq_backends
+from moto.ssm.models import ssm_backends
+from moto.ssm.responses import SimpleSystemManagerResponse
 
 from mq_cutover.metrics_bridge import QueueStats, metric_data, put
 from mq_cutover.plan import MigrationPlan, QueueMetrics
@@ -102,6 +114,8 @@ class World:
     metrics_published: int = 0
     amazon_mq_enqueue_per_minute: int = 600
     amazon_mq: dict[str, list[float]] = field(default_factory=dict)  # queue -> [messages, enqueued]
+    restart_hosts: dict[str, str | float] = field(default_factory=dict)
+    restart_seen: dict[str, datetime] = field(default_factory=dict)  # command id -> first check
     plan: MigrationPlan | None = field(default=None, repr=False)
 
     @classmethod
@@ -122,6 +136,7 @@ class World:
             broker_creation_polls=int(document.get("brokerCreationPolls", 2)),
             visibility_delay_seconds=float(document.get("visibilityDelaySeconds", 0)),
             amazon_mq_enqueue_per_minute=int(document.get("amazonMqEnqueuePerMinute", 600)),
+            restart_hosts=dict(document.get("restartHosts", {})),
         )
 
     @classmethod
@@ -173,6 +188,14 @@ class World:
             self._on_prem_hosts(emulator, plan)
         emulator.hooks.append(self._on_invoke)
         emulator.ticks.append(self.tick)
+        patch = mock.patch.object(
+            SimpleSystemManagerResponse,
+            "list_command_invocations",
+            _list_command_invocations,
+            create=True,
+        )
+        patch.start()
+        emulator.cleanups.append(patch.stop)
 
     @staticmethod
     def _on_prem_hosts(emulator: Emulator, plan: MigrationPlan) -> None:
@@ -204,6 +227,40 @@ class World:
             self._broker_creation(event["brokerId"])
         elif function == "CheckDrainFunction":
             self._bridge_publish(self._emulator_now())
+        elif function == "CheckRestartFunction":
+            self._restart_hooks_run(self._emulator_now())
+
+    def _restart_hooks_run(self, now: datetime) -> None:
+        """Simulated client hosts: each restart command's invocations take the outcome
+        `restartHosts` gives their host (moto reports Success at once), and the command's
+        status follows them as SSM's does."""
+        for command in ssm_backends[ACCOUNT][REGION]._commands:
+            if not command.comment.startswith("mq-cutover ") or "stop on-prem" in command.comment:
+                continue
+            seen = self.restart_seen.setdefault(command.command_id, now)
+            running = (now - seen).total_seconds()
+            for invocation in command.invocations:
+                outcome = self.restart_hosts.get(
+                    invocation["InstanceId"], self.restart_hosts.get("*", "Success")
+                )
+                if outcome == "never" or (
+                    not isinstance(outcome, str) and running < float(outcome)
+                ):
+                    status, detail = "InProgress", "In Progress"
+                elif outcome == "Undeliverable":
+                    status, detail = "Failed", "Undeliverable"
+                elif isinstance(outcome, str):
+                    status, detail = outcome, outcome
+                else:
+                    status, detail = "Success", "Success"
+                invocation["Status"], invocation["StatusDetails"] = status, detail
+            statuses = {invocation["Status"] for invocation in command.invocations}
+            command.status = (
+                "InProgress"
+                if "InProgress" in statuses
+                else next((s for s in statuses if s != "Success"), "Success")
+            )
+            command.status_details = command.status
 
     def _emulator_now(self) -> datetime:
         from mq_cutover import clock  # the harness has pointed it at the simulated clock
@@ -373,6 +430,26 @@ class World:
             data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
             put(cloudwatch, metrics.namespace, data)
             self.metrics_published += len(data)
+
+
+def _list_command_invocations(response: SimpleSystemManagerResponse) -> ActionResult:
+    """ListCommandInvocations (moto 5.2.5 has none): one invocation per host of a command, from
+    moto's command record (as the world's simulated hosts left it). One page."""
+    command_id = response._get_param("CommandId")
+    commands = response.ssm_backend.list_commands(command_id, None)
+    keep = ("CommandId", "InstanceId", "Comment", "DocumentName", "Status", "StatusDetails")
+    return ActionResult(
+        {
+            "CommandInvocations": [
+                {
+                    **{key: invocation[key] for key in keep},
+                    "RequestedDateTime": command.requested_date_time,
+                }
+                for command in commands
+                for invocation in command.invocations
+            ]
+        }
+    )
 
 
 def default_world(plan: MigrationPlan) -> World:

@@ -2,13 +2,19 @@
 
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
 from mq_cutover.broker import provision_broker
+from mq_cutover.lease import verify_lease
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
+from mq_cutover.settings import Settings
 
+settings = Settings.from_environment()
+# Every change is made only by the execution holding the migration's lease (mq_cutover.lease).
+leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 mq = aws.client("mq")
 secrets = aws.client("secretsmanager")
 
@@ -16,6 +22,8 @@ secrets = aws.client("secretsmanager")
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = provision_broker(parse_plan(event["plan"]), mq, secrets)
+    plan = parse_plan(event["plan"])
+    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
+    result = provision_broker(plan, mq, secrets)
     logger.info("broker provisioned", extra={"broker": result})
     return result

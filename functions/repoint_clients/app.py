@@ -2,14 +2,20 @@
 
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
+from mq_cutover.lease import verify_lease
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.parameters import ClientStep, repoint_clients
 from mq_cutover.plan import parse_plan
+from mq_cutover.settings import Settings
 
+settings = Settings.from_environment()
+# Every change is made only by the execution holding the migration's lease (mq_cutover.lease).
+leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 ssm = aws.client("ssm")
 
 
@@ -17,8 +23,10 @@ ssm = aws.client("ssm")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event["plan"])
+    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
     result = repoint_clients(
-        parse_plan(event["plan"]),
+        plan,
         ssm,
         ClientStep(event["step"]),
         event["broker"],

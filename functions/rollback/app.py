@@ -1,17 +1,25 @@
 """One action of the rollback (see `mq_cutover.rollback`): move a client group, or ask the
 state machine to drain a broker first; when finished, count what is left on each broker."""
 
+from datetime import datetime
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
 from mq_cutover.drain import amazon_mq_side, broker_counts, on_prem_side
+from mq_cutover.lease import verify_lease
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.plan import parse_plan
+from mq_cutover.reconcile import reconcile
 from mq_cutover.rollback import roll_back_step
+from mq_cutover.settings import Settings
 
+settings = Settings.from_environment()
+# Every change is made only by the execution holding the migration's lease (mq_cutover.lease).
+leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 ssm = aws.client("ssm")
 cloudwatch = aws.client("cloudwatch")
 
@@ -21,6 +29,7 @@ cloudwatch = aws.client("cloudwatch")
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])
+    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
     broker = event.get("broker")
     result = roll_back_step(
         plan,
@@ -37,6 +46,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             side = amazon_mq_side(plan, list(broker["metricBrokers"]))
             counts.append(broker_counts(plan, cloudwatch, now, side))
         result["brokers"] = {count["side"]: count for count in counts}
+        if event.get("startedAt"):
+            sides = [on_prem_side(plan)]
+            if broker and broker.get("metricBrokers"):
+                sides.append(amazon_mq_side(plan, list(broker["metricBrokers"])))
+            began = datetime.fromisoformat(str(event["startedAt"]))
+            result["counts"] = reconcile(plan, cloudwatch, sides, began, now)
     metrics.add_metric("ParametersRestored", MetricUnit.Count, len(result["restored"]))
     metrics.add_metric("RollbackConflicts", MetricUnit.Count, len(result["conflicts"]))
     logger.warning("rollback step", extra={"rollback": result})

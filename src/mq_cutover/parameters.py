@@ -157,11 +157,18 @@ def set_parameter(
 
 
 def send_restart_hook(ssm: Any, hook: RestartHook, comment: str) -> str:
-    """Ask the clients' hosts to restart so they reconnect with their new URL."""
+    """Ask the clients' hosts to restart so they reconnect with their new URL. The workflow
+    waits for the result (`mq_cutover.restart_hooks`) for `timeoutSeconds`: a host that has not
+    received the command by then never runs it, and one still running it is stopped, so no
+    client restarts after the workflow has moved on (or started rolling back)."""
     request: dict[str, Any] = {
         "DocumentName": hook.document_name,
-        "Parameters": {"commands": list(hook.commands)},
+        "Parameters": {
+            "commands": list(hook.commands),
+            "executionTimeout": [str(hook.timeout_seconds)],
+        },
         "Comment": comment[:100],
+        "TimeoutSeconds": hook.timeout_seconds,
     }
     if hook.instance_ids:
         request["InstanceIds"] = list(hook.instance_ids)

@@ -1,0 +1,29 @@
+"""One look at the clients' restart hooks (SSM Run Command) for the state machine's Wait/Choice
+loop: done when every host succeeded; raises RestartHookFailed naming the hosts that failed, a
+command that reached no host, or the hosts still running once the hook's timeout has passed."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mq_cutover import aws, clock
+from mq_cutover.observability import logger, tracer
+from mq_cutover.plan import parse_plan
+from mq_cutover.restart_hooks import check_restart
+
+ssm = aws.client("ssm")
+
+
+@logger.inject_lambda_context(correlation_id_path="migrationId")
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = check_restart(
+        parse_plan(event["plan"]),
+        ssm,
+        list(event["commands"]),
+        event.get("previous"),
+        now=clock.utcnow(),
+        step=event.get("step"),
+    )
+    logger.info("restart hooks", extra={"restart": result})
+    return result
