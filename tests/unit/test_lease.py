@@ -1,4 +1,5 @@
-"""One run per migration: the lease is refused while its holder runs, taken over after."""
+"""One run per migration: the lease is refused while its holder runs, taken over after; only
+its holder may change anything."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from mq_cutover.errors import MigrationAlreadyRunning
-from mq_cutover.lease import take_lease
+from mq_cutover.errors import LeaseLost, MigrationAlreadyRunning
+from mq_cutover.lease import take_lease, verify_lease
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 FIRST = "arn:aws:states:us-east-1:123456789012:execution:Migration:m1"
@@ -54,3 +55,28 @@ def test_lease_is_taken_over_once_the_holder_ended(table: Any, ended: str) -> No
     lease = take_lease(table, sfn, migration_id="m1", execution_arn=SECOND, now=NOW)
     assert lease["tookOverFrom"] == "m1" and lease["holderStatus"] == ended
     assert table.get_item(Key={"migrationId": "m1"})["Item"]["executionArn"] == SECOND
+
+
+def test_the_holder_may_change_things(table: Any) -> None:
+    take_lease(table, Executions({}), migration_id="m1", execution_arn=FIRST, now=NOW)
+    assert verify_lease(table, migration_id="m1", execution_arn=FIRST)["executionArn"] == FIRST
+
+
+def test_an_older_attempt_redriven_after_a_later_one_took_over_is_refused(table: Any) -> None:
+    """A redrive resumes a failed run past Take Migration Lease: it must not touch the clients
+    the later attempt now owns."""
+    sfn = Executions({FIRST: "FAILED"})
+    take_lease(table, sfn, migration_id="m1", execution_arn=FIRST, now=NOW)
+    take_lease(table, sfn, migration_id="m1", execution_arn=SECOND, now=NOW)
+    with pytest.raises(LeaseLost) as lost:
+        verify_lease(table, migration_id="m1", execution_arn=FIRST)
+    assert str(lost.value).startswith(
+        "execution m1 no longer holds migration m1's lease: m1--2 holds it "
+        f"(since {NOW.isoformat()}); nothing was changed"
+    )
+    assert table.get_item(Key={"migrationId": "m1"})["Item"]["executionArn"] == SECOND
+
+
+def test_no_lease_at_all_is_refused(table: Any) -> None:
+    with pytest.raises(LeaseLost, match="nobody holds it"):
+        verify_lease(table, migration_id="m1", execution_arn=FIRST)

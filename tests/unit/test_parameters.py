@@ -139,6 +139,10 @@ def test_restart_hook_sends_a_command_only_when_something_changed(
     assert first["restartCommandId"]
     command = ssm.list_commands(CommandId=first["restartCommandId"])["Commands"][0]
     assert command["Parameters"]["commands"] == ["systemctl restart telemetry-consumers"]
+    # Not delivered by the hook's timeout: never run; still running then: stopped. No client
+    # restarts after the workflow stopped waiting for it.
+    assert command["TimeoutSeconds"] == 300
+    assert command["Parameters"]["executionTimeout"] == ["300"]
     second = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
     assert second["changed"] == [] and second["restartCommandId"] is None
 

@@ -222,3 +222,37 @@ def test_unordered_producers_count_towards_the_history_budget(
     unordered_plan["producers"]["parameters"] = [f"/mq-cutover/p/{i}" for i in range(2400)]
     (problem,) = _problems(unordered_plan)
     assert "unorderedProducers: 1867" in problem
+
+
+def test_restart_hook_waits_count_towards_the_history_budget(
+    unordered_plan: dict[str, Any],
+) -> None:
+    """Each wait for a restart hook may take timeoutSeconds / pollIntervalSeconds checks; in
+    unordered mode a producers' hook is waited for once per producer."""
+    hook = {"commands": ["systemctl restart collector"], "targetTags": {"role": ["collector"]}}
+    unordered_plan["producers"]["restartHook"] = hook
+    plan = parse_plan(unordered_plan)  # defaults: 300 s, every 10 s: 31 checks a wait
+    assert plan.producers.restart_hook is not None and plan.producers.restart_hook.polls() == 31
+    unordered_plan["producers"]["parameters"] = [f"/mq-cutover/p/{i}" for i in range(60)]
+    (problem,) = _problems(unordered_plan)
+    # 60 producers + the rollback's = 61 waits; consumers: widen, narrow + 2 in a rollback.
+    assert f"restartHooks: {61 * 31 + 4 * 31}" in problem
+    assert "timeoutSeconds" in problem
+    unordered_plan["producers"]["restartHook"] = {**hook, "pollIntervalSeconds": 60}
+    assert parse_plan(unordered_plan).producers.restart_hook is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("timeoutSeconds", 10, "greater than or equal to 30"),
+        ("timeoutSeconds", 7200, "less than or equal to 3600"),
+        ("pollIntervalSeconds", 1, "greater than or equal to 5"),
+    ],
+)
+def test_restart_hook_timing_is_validated(
+    unordered_plan: dict[str, Any], field: str, value: int, why: str
+) -> None:
+    unordered_plan["consumers"]["restartHook"][field] = value
+    (problem,) = _problems(unordered_plan)
+    assert problem.startswith(f"consumers.restartHook.{field}: Input should be {why}")

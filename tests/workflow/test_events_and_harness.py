@@ -10,7 +10,8 @@ from typing import Any
 import moto
 import pytest
 from moto.awslambda.models import LambdaFunction
-from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.models import Command, SimpleSystemManagerBackend, ssm_backends
+from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSecondsJSONata
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
@@ -22,7 +23,7 @@ from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from mq_cutover_cli.harness import load_template
+from mq_cutover_cli.harness import ACCOUNT, REGION, load_template
 from mq_cutover_cli.simulate import Simulation
 from tests.conftest import EVENTS, ROOT
 
@@ -52,6 +53,14 @@ def test_canary_moto_internals_the_harness_patches() -> None:
     ]
     # Simulated SSM throttling (faults.py) wraps the backend's put_parameter.
     assert callable(SimpleSystemManagerBackend.put_parameter)
+    # The world answers ListCommandInvocations from moto's command records: moto still has no
+    # handler for it (else drop world._list_command_invocations), and the records hold what
+    # the simulated hosts set.
+    assert not hasattr(SimpleSystemManagerResponse, "list_command_invocations")
+    command = Command(account_id=ACCOUNT, instance_ids=["i-0123456789abcdef0"])
+    assert command.status == "Success" and command.invocations[0]["Status"] == "Success"
+    assert {"InstanceId", "StatusDetails"} <= set(command.invocations[0])
+    assert isinstance(ssm_backends[ACCOUNT][REGION]._commands, list)
     # moto still drops the cause (else the patch can go) and the backend still takes one.
     assert "cause" not in inspect.getsource(StepFunctionResponse.send_task_failure)
     assert "cause" in inspect.signature(StepFunctionsParserBackend.send_task_failure).parameters
