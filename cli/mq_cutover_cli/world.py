@@ -48,7 +48,7 @@ from unittest import mock
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.responses import ActionResult
 from moto.mq.models import mq_backends
-from moto.ssm.models import ssm_backends
+from moto.ssm.models import Command, ssm_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from mq_cutover.metrics_bridge import QueueStats, metric_data, put
@@ -196,6 +196,14 @@ class World:
         )
         patch.start()
         emulator.cleanups.append(patch.stop)
+        # moto 5.2.5 adds every EC2 instance to a command sent to InstanceIds (it filters
+        # instances by the command's tag targets, and no filter matches all): a command goes
+        # only to the hosts it names, as on AWS.
+        targets = mock.patch.object(
+            Command, "_get_instance_ids_from_targets", _instance_ids_from_targets
+        )
+        targets.start()
+        emulator.cleanups.append(targets.stop)
 
     @staticmethod
     def _on_prem_hosts(emulator: Emulator, plan: MigrationPlan) -> None:
@@ -430,6 +438,13 @@ class World:
             data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
             put(cloudwatch, metrics.namespace, data)
             self.metrics_published += len(data)
+
+
+_moto_instance_ids_from_targets = Command._get_instance_ids_from_targets
+
+
+def _instance_ids_from_targets(command: Command) -> list[str]:
+    return _moto_instance_ids_from_targets(command) if command.targets else []
 
 
 def _list_command_invocations(response: SimpleSystemManagerResponse) -> ActionResult:

@@ -61,6 +61,10 @@ def test_canary_moto_internals_the_harness_patches() -> None:
     assert command.status == "Success" and command.invocations[0]["Status"] == "Success"
     assert {"InstanceId", "StatusDetails"} <= set(command.invocations[0])
     assert isinstance(ssm_backends[ACCOUNT][REGION]._commands, list)
+    # ... and moto still sends a command given InstanceIds to every EC2 instance as well (else
+    # drop world._instance_ids_from_targets).
+    source = inspect.getsource(Command._get_instance_ids_from_targets)
+    assert "all_reservations(filters=ec2_filters)" in source
     # moto still drops the cause (else the patch can go) and the backend still takes one.
     assert "cause" not in inspect.getsource(StepFunctionResponse.send_task_failure)
     assert "cause" in inspect.signature(StepFunctionsParserBackend.send_task_failure).parameters
