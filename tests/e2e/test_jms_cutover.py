@@ -9,6 +9,7 @@ where a consumer connects: with `randomize=false` the URL's member order decides
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,12 @@ PRODUCERS = 2
 MESSAGES = 1500  # per producer, over 3 queues
 RATE = 150.0  # per producer and second: sending lasts 10 s, across the whole cutover
 ENDPOINT = ".mq.us-east-1.amazonaws.com:61617"
+# What every client's parameter holds at the end: Amazon MQ's endpoint, in a failover: URL also
+# for a single-instance broker, with the plan's target.failoverOptions.
+FINAL_URL = re.compile(
+    r"failover:\(ssl://[A-Za-z0-9-]+-1\.mq\.us-east-1\.amazonaws\.com:61617\)"
+    r"\?maxReconnectDelay=1000"
+)
 
 
 def on_amazonmq(place: str) -> bool:
@@ -70,6 +77,8 @@ def test_jms_ordered_nothing_lost_order_kept(
     # Every client really moved, over TLS, to the stand-in under Amazon MQ's host name.
     assert all(map(ends_on_amazonmq, outcome.producer_switches)), outcome.producer_switches
     assert all(map(ends_on_amazonmq, outcome.consumer_switches)), outcome.consumer_switches
+    final = outcome.parameters_after
+    assert all(FINAL_URL.fullmatch(url) for url in final.values()), final
     states = outcome.states
     assert states.index("Check Drain") < states.index("Repoint Consumers")
     # The fence (no consumer, no enqueue left on-prem) comes before the on-prem broker stops.
@@ -98,6 +107,8 @@ def test_jms_unordered_nothing_lost_no_interruption(
         assert on_onprem(widened, onprem) if index % 2 == 0 else on_amazonmq(widened), switches
         assert ends_on_amazonmq(switches), switches
     assert all(map(ends_on_amazonmq, outcome.producer_switches)), outcome.producer_switches
+    final = outcome.parameters_after
+    assert all(FINAL_URL.fullmatch(url) for url in final.values()), final
     states = outcome.states
     # Placement (a consumer on each broker for every queue) is checked before producers move.
     assert states.index("Widen Consumers") < states.index("Check Placement")
