@@ -10,11 +10,11 @@ from unittest import mock
 import pytest
 
 from mq_cutover.errors import LeaseLost
-from mq_cutover_cli.harness import LambdaContext
+from mq_cutover_cli.harness import Emulator, LambdaContext
 from mq_cutover_cli.live import _drive_to_an_end as drive_to_an_end
 from mq_cutover_cli.live import live_run
 from tests.conftest import load_event
-from tests.workflow.conftest import run
+from tests.workflow.conftest import entered, run
 
 pytestmark = pytest.mark.workflow
 
@@ -133,6 +133,83 @@ def test_simulated_redrive_of_an_older_attempt_changes_nothing(
                 assert "Notify Not Ours" not in emulator.states_entered(second)
             finally:
                 drive_to_an_end(emulator, second)
+
+
+def test_simulated_redrive_rejected_at_a_gate_does_not_roll_back_the_later_attempt(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """The older attempt had moved every client and waits at stopOnPrem; a later attempt takes
+    the lease (simulated as above) and owns those clients now. A rejection of the old gate
+    must not roll them back: Roll Back refuses (LeaseLost) and the run ends at Not Ours."""
+    with live_run(ordered_plan) as first:
+        first.api.post(first.wait_for_gate("cutover").approve_link, APPROVE)
+        stop_gate = first.wait_for_gate("stopOnPrem")
+        emulator = first.emulator
+        moved = first.parameter_values()
+        assert moved != first.initial
+        sfn = emulator.handlers["TakeLeaseFunction"].sfn
+        real_describe = sfn.describe_execution
+
+        def first_failed(executionArn: str) -> dict[str, Any]:
+            status = dict(real_describe(executionArn=executionArn))
+            return {**status, "status": "FAILED"} if executionArn == first.arn else status
+
+        with mock.patch.object(sfn, "describe_execution", first_failed):
+            second = emulator.start(json.dumps(ordered_plan), name="orders-2026-12-01--2")
+            try:
+                first.wait_for_gate("cutover", nth=2)  # the later attempt holds the lease
+                first.api.post(stop_gate.reject_link, {**APPROVE, "decision": "reject"})
+                status = first.wait_until_done()
+                assert status["status"] == "FAILED" and status["error"] == "LeaseLost"
+                assert status["cause"].startswith("Stopped at Roll Back, nothing changed")
+                states = emulator.states_entered(first.arn)
+                assert states[-3:] == ["Roll Back", "Notify Not Ours", "Not Ours"]
+                assert first.parameter_values() == moved  # the later attempt's, as it found them
+            finally:
+                drive_to_an_end(emulator, second)
+
+
+def test_simulated_lease_loss_inside_the_unordered_map_stops_without_rollback(
+    unordered_plan: dict[str, Any],
+) -> None:
+    """The lease moves (simulated: its item is given to a later attempt) between the placement
+    check and the first producer: the Map's iteration refuses, the Map fails with LeaseLost,
+    and nothing is rolled back (the consumers stay widened, for the later attempt to find)."""
+
+    def lose_the_lease(emulator: Emulator) -> None:
+        def hook(function: str, event: dict[str, Any]) -> None:
+            if function == "CheckDrainFunction" and event.get("purpose") == "placement":
+                table = emulator.resources["MigrationsTable"]
+                emulator.client("dynamodb").put_item(
+                    TableName=table,
+                    Item={
+                        "migrationId": {"S": "telemetry-2026-12-01"},
+                        "executionArn": {
+                            "S": "arn:aws:states:::execution:m:telemetry-2026-12-01--2"
+                        },
+                        "since": {"S": "2026-12-01T02:00:00+00:00"},
+                    },
+                )
+
+        emulator.hooks.append(hook)
+
+    sim = run(unordered_plan, before_start=lose_the_lease)
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "LeaseLost"
+    assert execution["cause"].startswith("Stopped at Repoint Producers One By One, nothing changed")
+    assert "telemetry-2026-12-01--2 holds it" in execution["cause"]
+    states = entered(sim)
+    assert states[-4:] == [
+        "Repoint Producers One By One",
+        "Repoint Producer",
+        "Notify Not Ours",
+        "Not Ours",
+    ]
+    assert "Roll Back" not in states
+    for name in unordered_plan["producers"]["parameters"]:
+        assert sim.report["parameters"][name]["final"] == unordered_plan["onPrem"]["url"]
+    for name in unordered_plan["consumers"]["parameters"]:
+        assert "randomize=false" in sim.report["parameters"][name]["final"]  # still widened
 
 
 @pytest.mark.parametrize(
