@@ -419,8 +419,9 @@ class MigrationPlan(_Model):
         }
         polls = {name: -(-total // interval) for name, (total, interval) in loops.items()}
         if self.mode == Mode.UNORDERED:
-            # Producers move one Map iteration each: about 7 events, 9 events a poll.
-            polls["unorderedProducers"] = -(-7 * len(self.producers.parameters) // 9)
+            # Producers move one Map iteration each: 11 events (the task, then the choice
+            # whether a restart hook is to be waited for, and the end), 9 events a poll.
+            polls["unorderedProducers"] = -(-11 * len(self.producers.parameters) // 9)
         # A restart hook is waited for after each client step that sent it: producers once
         # (unordered: once per producer) and once when the rollback moves them back; consumers
         # once (unordered: widened, narrowed) and twice in a rollback (moved on, moved back).

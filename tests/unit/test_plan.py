@@ -221,7 +221,7 @@ def test_unordered_producers_count_towards_the_history_budget(
 ) -> None:
     unordered_plan["producers"]["parameters"] = [f"/mq-cutover/p/{i}" for i in range(2400)]
     (problem,) = _problems(unordered_plan)
-    assert "unorderedProducers: 1867" in problem
+    assert "unorderedProducers: 2934" in problem
 
 
 def test_restart_hook_waits_count_towards_the_history_budget(
