@@ -10,6 +10,7 @@ No value is ever returned or logged (parameters may be SecureStrings): only name
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -138,19 +139,24 @@ def set_parameter(
     version = int(current["Version"])
     pre = _get(ssm, f"{name}:{pre_label(migration_id)}")
     own = _get(ssm, f"{name}:{own_label(migration_id)}")
-    if pre is None or (version != int(pre["Version"]) and current["Value"] == pre["Value"]):
+    original_version = int(pre["Version"]) if pre is not None else version
+    if pre is None or (version != original_version and current["Value"] == pre["Value"]):
         # First change; or a later attempt after a rollback put the original value back: the
         # current version is the original (again), so the label moves to it.
         _label(ssm, name, version, pre_label(migration_id))
-    elif version not in {int(pre["Version"]), int(own["Version"]) if own else -1}:
-        if not _written_by_us(ssm, name, int(pre["Version"]), (ours or set()) | {value}):
+        original_version = version
+    elif version not in {original_version, int(own["Version"]) if own else -1}:
+        if not _written_by_us(ssm, name, original_version, (ours or set()) | {value}):
             raise ParameterConflict(
                 f"{name} was changed by someone else during migration {migration_id} "
                 f"(version {version} is neither the original nor ours)"
             )
         _label(ssm, name, version, own_label(migration_id))
     if current["Value"] == value:
-        return {"name": name, "changed": False, "version": version}
+        # Already at its target: written by this migration (an earlier try of this call, or an
+        # earlier attempt) unless the current version is the original one.
+        written = current.get("LastModifiedDate") if version != original_version else None
+        return {"name": name, "changed": False, "version": version, "writtenAt": written}
     written = _put(ssm, current, value)
     _label(ssm, name, written, own_label(migration_id))
     return {"name": name, "changed": True, "fromVersion": version, "version": written}
@@ -181,6 +187,49 @@ def send_restart_hook(ssm: Any, hook: RestartHook, comment: str) -> str:
     except ClientError as exc:
         raise_if_throttled(exc)
         raise
+
+
+def _restart_sent_since(ssm: Any, comment: str, since: datetime) -> str | None:
+    """The restart command with this comment sent after `since` (SendCommand has no
+    idempotency token, so the command's comment names the migration and the step)."""
+    after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        pages = ssm.get_paginator("list_commands").paginate(
+            Filters=[{"key": "InvokedAfter", "value": after}]
+        )
+        for page in pages:
+            for command in page.get("Commands", []):
+                if command.get("Comment") == comment and command["RequestedDateTime"] >= since:
+                    return str(command["CommandId"])
+    except ClientError as exc:
+        raise_if_throttled(exc)
+        raise
+    return None
+
+
+def restart_clients(
+    ssm: Any,
+    hook: RestartHook | None,
+    comment: str,
+    changed: bool,
+    written_before: list[datetime],
+) -> str | None:
+    """The restart command the workflow waits for after a call that moved clients: sent now if
+    the call changed a URL. If it changed none but found URLs this migration had already
+    written (`written_before`: a retried call whose first response was lost, or a later
+    attempt), the command sent since the newest of them was written; or, if none was (the
+    earlier try died before sending it), a new one. So every client whose URL changed is
+    restarted, and its restart awaited, however often a call is retried."""
+    if hook is None:
+        return None
+    comment = comment[:100]
+    if not changed:
+        if not written_before:
+            return None
+        earlier = _restart_sent_since(ssm, comment, max(written_before))
+        if earlier:
+            return earlier
+    return send_restart_hook(ssm, hook, comment)
 
 
 # Stop taking on parameters when less than this is left of the Lambda's time: the state machine
@@ -234,11 +283,13 @@ def repoint_clients(
                 raise
             results.append({"name": name, "changed": False, "conflict": str(exc)})
     changed = [r["name"] for r in results if r["changed"]]
-    command_id = None
-    if changed and group.restart_hook is not None:
-        command_id = send_restart_hook(
-            ssm, group.restart_hook, f"mq-cutover {plan.migration_id}: {step.value}"
-        )
+    command_id = restart_clients(
+        ssm,
+        group.restart_hook,
+        f"mq-cutover {plan.migration_id}: {step.value}",
+        bool(changed),
+        [r["writtenAt"] for r in results if r.get("writtenAt")],
+    )
     return {
         "step": step.value,
         "changed": changed,
@@ -283,6 +334,7 @@ def rollback_parameters(
     total = sum(len(group.parameters) for _, group in chosen)
     for group_name, group in chosen:
         restored_here = []
+        restored_before: list[datetime] = []  # by an earlier try of this call
         for name in reversed(group.parameters):
             position += 1
             if position <= start:
@@ -294,6 +346,8 @@ def rollback_parameters(
             current = _get(ssm, name)
             if pre is None or current is None or current["Value"] == pre["Value"]:
                 untouched.append(name)
+                if pre and current and int(current["Version"]) != int(pre["Version"]):
+                    restored_before.append(current["LastModifiedDate"])
                 continue
             own = _get(ssm, f"{name}:{own_label(migration_id)}")
             mine = own is not None and int(own["Version"]) == int(current["Version"])
@@ -311,10 +365,15 @@ def rollback_parameters(
             _label(ssm, name, version, rollback_label(migration_id))
             restored_here.append(name)
         restored += restored_here
-        if restored_here and group.restart_hook is not None:
-            restart_commands[group_name] = send_restart_hook(
-                ssm, group.restart_hook, f"mq-cutover {migration_id}: rollback {group_name}"
-            )
+        command_id = restart_clients(
+            ssm,
+            group.restart_hook,
+            f"mq-cutover {migration_id}: rollback {group_name}",
+            bool(restored_here),
+            restored_before,
+        )
+        if command_id:
+            restart_commands[group_name] = command_id
     return {
         "restored": restored,
         "conflicts": conflicts,

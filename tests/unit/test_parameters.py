@@ -12,6 +12,7 @@ from mq_cutover.parameters import (
     repoint_clients,
     rollback_parameters,
     set_parameter,
+    target_value,
 )
 from mq_cutover.plan import parse_plan
 
@@ -45,7 +46,9 @@ def test_second_identical_call_changes_nothing(ssm: Any) -> None:
     name = "/mq-cutover/orders/checkout/broker-url"
     set_parameter(ssm, name, "ssl://amq-1:61617", "m1")
     again = set_parameter(ssm, name, "ssl://amq-1:61617", "m1")
+    written = again.pop("writtenAt")  # by this migration: its clients' restart is looked up
     assert again == {"name": name, "changed": False, "version": 2}
+    assert written == ssm.get_parameter(Name=name)["Parameter"]["LastModifiedDate"]
     assert len(ssm.get_parameter_history(Name=name)["Parameters"]) == 2
 
 
@@ -143,8 +146,33 @@ def test_restart_hook_sends_a_command_only_when_something_changed(
     # restarts after the workflow stopped waiting for it.
     assert command["TimeoutSeconds"] == 300
     assert command["Parameters"]["executionTimeout"] == ["300"]
+    # A retry (the first response was lost) sends no second command: it returns the one the
+    # first try sent, so the workflow waits for it.
     second = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
-    assert second["changed"] == [] and second["restartCommandId"] is None
+    assert second["changed"] == [] and second["restartCommandId"] == first["restartCommandId"]
+    assert len(ssm.list_commands()["Commands"]) == 1
+    # A group none of whose URLs this migration wrote restarts nothing.
+    assert repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)["restartCommandId"] is None
+
+
+def test_a_crash_before_the_restart_hook_was_sent_sends_it_on_retry(
+    ssm: Any, unordered_plan: dict[str, Any], aws: Any
+) -> None:
+    plan = parse_plan(unordered_plan)
+    for name in plan.all_parameters:
+        aws("ssm").put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    for index, name in enumerate(plan.consumers.parameters):  # written, labelled, then died
+        set_parameter(
+            ssm,
+            name,
+            target_value(ClientStep.WIDEN_CONSUMERS, plan, BROKER, index),
+            plan.migration_id,
+        )
+    assert ssm.list_commands()["Commands"] == []
+    retried = repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    assert retried["changed"] == [] and retried["restartCommandId"]
+    (command,) = ssm.list_commands()["Commands"]
+    assert command["CommandId"] == retried["restartCommandId"]
 
 
 def test_a_crash_between_put_and_label_is_recovered(ssm: Any, ordered_plan: dict[str, Any]) -> None:
@@ -188,6 +216,11 @@ def test_rollback_restarts_the_clients_it_restored(
     command = ssm.list_commands(CommandId=command_id)["Commands"][0]
     assert command["Comment"] == "mq-cutover telemetry-2026-12-01: rollback consumers"
     assert "producers" not in report["restartCommandIds"]  # none restored: none restarted
+    # Retried (its response lost): the restart it sent is the one to wait for; none is sent again.
+    again = rollback_parameters(plan, ssm, BROKER)
+    assert again["restored"] == [] and again["restartCommandIds"] == {"consumers": command_id}
+    comments = [c["Comment"] for c in ssm.list_commands()["Commands"]]
+    assert comments.count("mq-cutover telemetry-2026-12-01: rollback consumers") == 1
 
 
 def test_securestring_keeps_its_kms_key_and_tier(aws: Any, ordered_plan: dict[str, Any]) -> None:

@@ -205,3 +205,24 @@ def test_simulated_restart_failure_during_the_rollback_is_reported_and_the_rollb
     assert "restart hook of producers" not in cause  # they restarted fine
     (message,) = sim.report["notificationMessages"]
     assert f"{FULFILMENT} (Failed)" in message
+
+
+def test_a_retried_step_waits_for_the_restart_its_lost_response_had_sent(
+    unordered_plan: dict[str, Any],
+) -> None:
+    """Widen Consumers ran and sent the consumers' restart hook, then its response was lost
+    (simulated): the retry changes nothing, sends no second command, and the run waits for the
+    one sent."""
+    counted: list[int] = []
+
+    def widen_commands(emulator: Emulator, _arn: str) -> None:
+        comments = [c["Comment"] for c in emulator.client("ssm").list_commands()["Commands"]]
+        counted.append(comments.count("mq-cutover telemetry-2026-12-01: widen-consumers"))
+
+    sim = run(unordered_plan, fail_at=["Widen Consumers:transient"], after_run=widen_commands)
+    assert sim.report["execution"]["status"] == "SUCCEEDED", sim.report["execution"]
+    (widened,) = task_results(sim, "Widen Consumers")  # the lost one never reached the state
+    assert widened["changed"] == [] and widened["restartCommandId"]
+    first_check = task_results(sim, "Check Client Restart")[0]
+    assert [c["commandId"] for c in first_check["commands"]] == [widened["restartCommandId"]]
+    assert counted == [1]
