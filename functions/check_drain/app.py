@@ -2,9 +2,12 @@
 summary. Returns as soon as the purpose's condition held K times or the deadline passes.
 
 Event: `purpose` drain (default) | fence | placement; `side` onPrem (default) | amazonMq;
-`metricBrokers` the Amazon MQ broker's instance names for its own metrics (`<name>-1`, ...)."""
+`metricBrokers` the Amazon MQ broker's instance names for its own metrics (`<name>-1`, ...);
+`startedAt` (the execution's start): when the fence holds, the count reconciliation since then
+is added (`counts`)."""
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,6 +24,7 @@ from mq_cutover.drain import (
 )
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.plan import parse_plan
+from mq_cutover.reconcile import reconcile
 
 cloudwatch = aws.client("cloudwatch")
 
@@ -65,6 +69,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         side=side,
         other=amazon_mq_side(plan, brokers) if purpose == Purpose.PLACEMENT else None,
     )
+    if purpose == Purpose.FENCE and result["done"] and event.get("startedAt"):
+        # On-prem is empty and nobody is connected: its final figures, before it stops.
+        sides = [side, amazon_mq_side(plan, brokers)] if brokers else [side]
+        began = datetime.fromisoformat(str(event["startedAt"]))
+        result["counts"] = reconcile(plan, cloudwatch, sides, began, clock.utcnow())
     if side.name == SideName.ON_PREM:
         metrics.add_metric("MessagesLeftOnPrem", MetricUnit.Count, result["messagesLeft"])
     else:

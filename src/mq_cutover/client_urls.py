@@ -30,7 +30,7 @@ def pick_endpoints(instances: list[dict[str, list[str]]], protocol: Protocol) ->
     return picked
 
 
-def _query(options: Mapping[str, bool | int | float], **ours: str) -> str:
+def _query(options: Mapping[str, bool | int | float | str], **ours: str) -> str:
     """`?k=v&...` for a failover URL: mq-cutover's own options first, then the plan's."""
     pairs = [f"{name}={value}" for name, value in ours.items()]
     pairs += [
@@ -43,7 +43,7 @@ def _query(options: Mapping[str, bool | int | float], **ours: str) -> str:
 def broker_url(
     endpoints: list[str],
     protocol: Protocol,
-    options: Mapping[str, bool | int | float] | None = None,
+    options: Mapping[str, bool | int | float | str] | None = None,
 ) -> str:
     """What a client of the new broker connects to.
 
@@ -57,7 +57,7 @@ def broker_url(
 
 
 def failover(
-    members: list[str], options: Mapping[str, bool | int | float] | None = None, **ours: str
+    members: list[str], options: Mapping[str, bool | int | float | str] | None = None, **ours: str
 ) -> str:
     return f"failover:({','.join(members)}){_query(options or {}, **ours)}"
 
@@ -74,7 +74,7 @@ def widened_url(
     on_prem_url: str,
     endpoints: list[str],
     index: int,
-    options: Mapping[str, bool | int | float] | None = None,
+    options: Mapping[str, bool | int | float | str] | None = None,
 ) -> str:
     """Unordered mode: consumer number `index` may read from either broker while producers
     move, and is placed by design: `randomize=false` connects to the first reachable member,
@@ -87,7 +87,7 @@ def widened_url(
 
 
 def narrowed_url(
-    endpoints: list[str], options: Mapping[str, bool | int | float] | None = None
+    endpoints: list[str], options: Mapping[str, bool | int | float | str] | None = None
 ) -> str:
     """Unordered mode, after drain: consumers only on Amazon MQ (still a failover: URL so that
     clients reconnect through the same transport they were given when widened)."""

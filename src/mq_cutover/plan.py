@@ -21,6 +21,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    StrictStr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -179,7 +180,11 @@ FAILOVER_OPTIONS: dict[str, type] = {
     "priorityBackup": bool,
     "warnAfterReconnectAttempts": int,
 }
-FailoverValue = StrictBool | StrictInt | StrictFloat
+FailoverValue = StrictBool | StrictInt | StrictFloat | StrictStr
+# Connection factory options may ride on the failover URL too (e.g. the consumers' prefetch,
+# `jms.prefetchPolicy.queuePrefetch`): a URL mq-cutover writes would otherwise drop them.
+JMS_OPTION = re.compile(r"^jms\.[A-Za-z][A-Za-z0-9.]*$")
+JMS_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 class TargetBroker(_Model):
@@ -206,11 +211,15 @@ class TargetBroker(_Model):
                     "randomize is set by mq-cutover (randomize=false: consumers are placed by "
                     "design, never by chance)"
                 )
+            if JMS_OPTION.match(name):
+                if isinstance(value, float) or not JMS_VALUE.match(str(value)):
+                    raise ValueError(f"{name} must be true, false, a whole number or a word")
+                continue
             kind = FAILOVER_OPTIONS.get(name)
             if kind is None:
                 raise ValueError(
                     f"{name} is not a failover transport option mq-cutover passes on (one of "
-                    f"{', '.join(sorted(FAILOVER_OPTIONS))})"
+                    f"{', '.join(sorted(FAILOVER_OPTIONS))}, or a jms.* connection option)"
                 )
             if kind is bool and not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")

@@ -163,6 +163,7 @@ def test_unordered_needs_two_consumers_to_place_one_on_each_broker(
         ({"maxReconnectAttempts": "10"}, "maxReconnectAttempts must be a whole number"),
         ({"useExponentialBackOff": 1}, "useExponentialBackOff must be true or false"),
         ({"backOffMultiplier": 0}, "backOffMultiplier must be a number above 0"),
+        ({"jms.prefetchPolicy.queuePrefetch": "1&randomize=true"}, "must be true, false"),
     ],
 )
 def test_failover_options_are_checked(
@@ -172,6 +173,14 @@ def test_failover_options_are_checked(
     (problem,) = _problems(ordered_plan)
     assert problem.startswith("target.failoverOptions: "), problem
     assert why in problem
+
+
+def test_connection_options_ride_on_the_failover_url(ordered_plan: dict[str, Any]) -> None:
+    # A prefetch set in the clients' URL today would otherwise be lost at the cutover.
+    ordered_plan["target"]["failoverOptions"] = {"jms.prefetchPolicy.queuePrefetch": 100}
+    assert parse_plan(ordered_plan).target.failover_options == {
+        "jms.prefetchPolicy.queuePrefetch": 100
+    }
 
 
 def test_failover_options_only_for_openwire(ordered_plan: dict[str, Any]) -> None:
