@@ -413,10 +413,17 @@ class World:
     ) -> None:
         """One period on the simulated Amazon MQ broker: producers pointed there add messages,
         consumers placed there take them."""
+        assert self.plan is not None
+        from mq_cutover.drain import is_ignored
+
+        # Before the world started (its back-filled history) nothing had reached Amazon MQ, and
+        # producers never send to a DLQ.
+        flowing = self.drain_started is not None and moment >= self.drain_started
         stats = []
         for queue in self.queues:
             state = self.amazon_mq.setdefault(queue.name, [0.0, 0.0])
-            if placed["producersOnAmazonMq"]:
+            ignored = is_ignored(queue.name, self.plan.on_prem.ignore_queues)
+            if placed["producersOnAmazonMq"] and flowing and not ignored:
                 added = self.amazon_mq_enqueue_per_minute * step / 60
                 state[0] += added
                 state[1] += added

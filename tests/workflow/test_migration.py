@@ -66,6 +66,12 @@ def test_ordered_moves_every_producer_before_any_consumer(ordered_plan: dict[str
     assert [a["gate"] for a in report["approverActions"]] == ["cutover", "stopOnPrem"]
     assert report["notifications"] == ["[mq-cutover] orders-2026-12-01: migration complete"]
     assert len(report["brokersCreated"]) == 1
+    # Every on-prem message accounted for, counted when the fence held (before the stop):
+    # the backlog (3 queues x 3,000) was all consumed and nothing is left.
+    on_prem = output["counts"]["onPrem"]
+    assert (on_prem["atStart"], on_prem["dequeued"], on_prem["left"]) == (9000, 9000, 0)
+    assert on_prem["flaggedCount"] == 0 and on_prem["unknownCount"] == 0
+    assert "On-prem since the run began: at start 9000" in report["notificationMessages"][-1]
 
 
 def test_unordered_widens_first_moves_producers_one_by_one_narrows_after_drain(
@@ -161,6 +167,10 @@ def test_rejection_at_a_gate_rolls_back_clients_and_messages(
         assert f"Drained Amazon MQ: {drain['initialMessagesLeft']} message(s)" in message
         assert "Messages left on Amazon MQ: 0" in message
         assert "it holds no messages" in message
+        counts = finished["counts"]["amazonMq"]
+        assert counts["enqueued"] == counts["dequeued"] > 0 and counts["left"] == 0
+        assert "Amazon MQ since the run began: at start 0" in message
+        assert "every message accounted for" in message
     else:
         assert "Repoint Producers" not in states and "Widen Consumers" not in states
         assert "Check Rollback Drain" not in states
