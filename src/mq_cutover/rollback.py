@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 from mq_cutover.aws import raise_if_throttled
 from mq_cutover.client_urls import failover_members
 from mq_cutover.drain import SideName
+from mq_cutover.errors import ParameterConflict
 from mq_cutover.parameters import (
     ClientStep,
     TimeLeft,
@@ -169,7 +170,8 @@ def roll_back_step(
         },
     }
     if action in (Action.CONSUMERS_TO_AMAZON_MQ, Action.WIDEN_CONSUMERS):
-        assert broker is not None  # clients point at Amazon MQ: the broker is known
+        if broker is None:  # unreachable: clients point at Amazon MQ only if it is known
+            raise ParameterConflict("clients point at Amazon MQ but the broker is unknown")
         step = (
             ClientStep.CONSUMERS
             if action == Action.CONSUMERS_TO_AMAZON_MQ
