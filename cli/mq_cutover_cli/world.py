@@ -19,6 +19,8 @@ A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. F
                       straggler producer still sending to the old broker after the drain began
   brokerCreationPolls how many broker checks see CREATION_IN_PROGRESS first (default 2)
   visibilityDelaySeconds  how long a published datapoint takes to be readable (default 0)
+  strayConsumers      consumers that never pick up a new URL: they stay connected on-prem
+                      (default 0)
   amazonMqEnqueuePerMinute  messages a minute each queue receives on Amazon MQ while any producer
                       points there (default 600); consumers on Amazon MQ drain them at the
                       queue's drainPerMinute
@@ -113,6 +115,7 @@ class World:
     broker_checks: int = 0
     metrics_published: int = 0
     amazon_mq_enqueue_per_minute: int = 600
+    stray_consumers: int = 0
     amazon_mq: dict[str, list[float]] = field(default_factory=dict)  # queue -> [messages, enqueued]
     restart_hosts: dict[str, str | float] = field(default_factory=dict)
     restart_seen: dict[str, datetime] = field(default_factory=dict)  # command id -> first check
@@ -136,6 +139,7 @@ class World:
             broker_creation_polls=int(document.get("brokerCreationPolls", 2)),
             visibility_delay_seconds=float(document.get("visibilityDelaySeconds", 0)),
             amazon_mq_enqueue_per_minute=int(document.get("amazonMqEnqueuePerMinute", 600)),
+            stray_consumers=int(document.get("strayConsumers", 0)),
             restart_hosts=dict(document.get("restartHosts", {})),
         )
 
@@ -372,7 +376,7 @@ class World:
 
     def _placement(self) -> dict[str, int]:
         """Consumers on each broker and producers on Amazon MQ, from their parameters now."""
-        placed = {"onPrem": 0, "amazonMq": 0, "producersOnAmazonMq": 0}
+        placed = {"onPrem": self.stray_consumers, "amazonMq": 0, "producersOnAmazonMq": 0}
         if self.plan is None:
             return placed
         from mq_cutover.client_urls import failover_members

@@ -69,8 +69,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         side=side,
         other=amazon_mq_side(plan, brokers) if purpose == Purpose.PLACEMENT else None,
     )
-    if purpose == Purpose.FENCE and result["done"] and event.get("startedAt"):
-        # On-prem is empty and nobody is connected: its final figures, before it stops.
+    ended = result["done"] or result["timedOut"]
+    if purpose == Purpose.FENCE and ended and event.get("startedAt"):
+        # Nobody is left on-prem (or a person will decide at the fence's gate): the final
+        # figures, taken before the broker stops.
         sides = [side, amazon_mq_side(plan, brokers)] if brokers else [side]
         began = datetime.fromisoformat(str(event["startedAt"]))
         result["counts"] = reconcile(plan, cloudwatch, sides, began, clock.utcnow())

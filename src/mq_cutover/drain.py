@@ -247,7 +247,12 @@ class Reading:
         if self.purpose == Purpose.PLACEMENT:
             return bool(self.watched) and not (self.missing or self.stale or self.unplaced)
         if self.purpose == Purpose.FENCE:
-            return self.empty and not self.connected
+            # Nobody left: no consumer connected, nothing arriving. Messages still there are
+            # counted and shown, not waited for: the drain (or a person at its timeout gate)
+            # already decided about them.
+            return bool(self.watched) and not (
+                self.missing or self.stale or self.receiving or self.connected
+            )
         return self.empty
 
 

@@ -49,6 +49,11 @@ def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str
     if decision == "approve":
         assert sim.report["execution"]["status"] == "SUCCEEDED"
         assert "Repoint Consumers" in states
+        # The person accepted leaving messages on-prem: the fence waits for clients to leave,
+        # not for those messages, and the counts show them left behind, accounted for.
+        assert "Approve Fence Timeout" not in states
+        on_prem = sim.report["execution"]["output"]["counts"]["onPrem"]
+        assert on_prem["left"] == 3000 and on_prem["flaggedCount"] == 0
     else:
         assert sim.report["execution"]["status"] == "FAILED"
         assert "Repoint Consumers" not in states
@@ -199,3 +204,33 @@ def test_a_failing_rollback_says_so_and_how_to_restore_by_hand(
     assert sim.report["notifications"] == [
         "[mq-cutover] orders-2026-12-01: ROLLBACK FAILED, act by hand"
     ]
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_the_fence_holds_the_stop_while_a_consumer_stays_on_prem(
+    ordered_plan: dict[str, Any], decision: str
+) -> None:
+    """A consumer that never picked up its new URL (simulated) is still connected on-prem: the
+    stop waits, then a person decides at fenceTimeout, shown who is still there."""
+    ordered_plan["drain"] = {"fenceTimeoutMinutes": 5}
+    world = World.from_document({"strayConsumers": 1})
+    approve = "auto" if decision == "approve" else "reject:fenceTimeout"
+    sim = run(ordered_plan, world=world, approve=approve)
+    states = entered(sim)
+    fences = task_results(sim, "Check Fence")
+    assert fences[-1]["timedOut"] and not fences[-1]["done"]
+    assert {q["queue"] for q in fences[-1]["connected"]} >= {"orders.created"}
+    email = next(
+        m["message"] for m in sim.report["approvalEmails"] if "fenceTimeout" in m["message"]
+    )
+    assert "orders.created: 1 consumer(s) STILL CONNECTED" in email
+    if decision == "approve":
+        assert sim.report["execution"]["status"] == "SUCCEEDED"
+        assert states.index("Approve Fence Timeout") < states.index("Stop On-Prem")
+        assert sim.report["execution"]["output"]["counts"]["onPrem"]["flaggedCount"] == 0
+    else:
+        assert sim.report["execution"]["status"] == "FAILED"
+        assert "Stop On-Prem" not in states
+        assert final_values(sim) == initial_values(sim)
+        actions = [step["action"] for step in task_results(sim, "Roll Back")]
+        assert actions == ["producers-back", "drain", "consumers-back", "done"]
