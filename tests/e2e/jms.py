@@ -15,7 +15,10 @@
 What each JVM prints is parsed into the same records as the STOMP clients' (``sent``:
 ``(queue, seq, at)``, ``received``: ``{"producer", "queue", "seq", "at"}``, ``switches``:
 ``(at, where)``, here ``where`` = ``"<connected URI> <broker name> #<connection number>"``), so
-``scenario.count`` counts both alike.
+``scenario.count`` counts both alike. A producer also records the connection each send went
+over (``sent_over``): :func:`sent_per_broker` tells which broker got how many. (A connection
+in ``switches`` is not necessarily one a producer used: one opened for a URL that changed back
+before the switch is closed unused.)
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class JvmClient:
     url_file: Path
     log: Path
     sent: list[tuple[str, int, float]] = field(default_factory=list)  # (queue, seq, at)
+    sent_over: list[int] = field(default_factory=list)  # each send's connection number
     received: list[dict[str, Any]] = field(default_factory=list)
     # (at, "<uri> <broker name> #<connection number>"): every connection made, and every
     # reconnection of its failover transport (see placements()).
@@ -134,8 +138,9 @@ class JvmClient:
         if not words:
             return
         kind = words[0]
-        if kind == "S" and len(words) == 3:
+        if kind == "S" and len(words) in (3, 4):
             self.sent.append((words[1], int(words[2]), time.time()))
+            self.sent_over.append(int(words[3]) if len(words) == 4 else 0)
         elif kind == "R" and len(words) == 5 and words[3].isdigit():
             self.received.append(
                 {
@@ -188,6 +193,33 @@ def placements(switches: list[tuple[float, str]]) -> list[list[str]]:
         place, number = where.rsplit(" #", 1)
         by_number.setdefault(int(number), []).append(place)
     return [by_number[number] for number in sorted(by_number)]
+
+
+def brokers_of(switches: list[tuple[float, str]]) -> dict[int, str]:
+    """The broker name each connection number first reached (a producer's connection has one
+    member: it stays on that broker)."""
+    found: dict[int, str] = {}
+    for _, where in switches:
+        place, number = where.rsplit(" #", 1)
+        found.setdefault(int(number), place.rsplit(" ", 1)[-1])
+    return found
+
+
+def sent_per_broker(producer: JvmClient) -> dict[str, int]:
+    """How many of a producer's confirmed sends went to each broker (by broker name)."""
+    names = brokers_of(producer.switches)
+    counts: dict[str, int] = {}
+    for number in producer.sent_over:
+        name = names.get(number, "?")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def last_sent_to(producer: JvmClient) -> str:
+    """The broker (name) that got the producer's last confirmed send."""
+    if not producer.sent_over:
+        return "-"
+    return brokers_of(producer.switches).get(producer.sent_over[-1], "?")
 
 
 class ParameterMirror:

@@ -21,6 +21,12 @@
   among the members of a failover: URL.
 - "SSM Run Command stops the on-prem broker" is simulated: when Stop On-Prem runs, the test
   stops the `onprem` process.
+- Rollbacks (`test_jms_rollback.py`) are started the way they start on AWS: a **simulated**
+  permanent fault (`CheckDrainFault`: an emulator hook raises `SimulatedPermanentFault` in
+  place of one call of the forward Check Drain's Lambda, as an access-denied would), or a
+  person rejecting gate `stopOnPrem` by opening the emailed link and pressing Reject
+  (`BackgroundApprover`: the simulator's `Approver`, which calls the real approval API; the
+  test writes nothing to DynamoDB or Step Functions itself).
 
 Counted the same way for both kinds of clients (`count`): sent, received, lost, duplicated,
 out of order per producer and queue, longest gap between deliveries, and the messages left on
@@ -31,6 +37,7 @@ broker is started again to read it if Stop On-Prem stopped it).
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 import threading
 import time
@@ -42,8 +49,10 @@ from typing import Any, ClassVar, Protocol
 
 from mq_cutover.metrics_bridge import Source, SourceType, sample
 from mq_cutover.plan import QueueMetrics
+from mq_cutover_cli.faults import SimulatedPermanentFault
 from mq_cutover_cli.harness import Emulator, boto3_client
 from mq_cutover_cli.live import live_run
+from mq_cutover_cli.simulate import Approver
 from mq_cutover_cli.world import World
 from tests.e2e.brokers import Broker
 
@@ -69,6 +78,8 @@ def plan_for(
     producers: int,
     consumers: int,
     failover_options: dict[str, Any] | None = None,
+    gates: Sequence[str] = (),
+    drain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     target: dict[str, Any] = {
         "create": {
@@ -107,8 +118,9 @@ def plan_for(
             "consecutiveEmptyReadings": 3,
             "timeoutMinutes": 10,
             "maxSecondsPerCheck": 60,
+            **(drain or {}),
         },
-        "approvals": {"gates": []},
+        "approvals": {"gates": list(gates)},
         "stopOnPrem": {
             "method": "ssm-command",
             "commands": ["systemctl stop activemq"],
@@ -220,6 +232,102 @@ class StompClients:
             thread.join(timeout=30)
 
 
+# --- what starts a rollback: a simulated fault, or a person who rejects ----------------------
+
+
+class CheckDrainFault:
+    """**Simulated** permanent fault in the forward drain's Lambda (state Check Drain; not Check
+    Placement, Check Fence or Check Rollback Drain, which call the same function with a
+    `purpose`): the harness raises `SimulatedPermanentFault` in place of the handler, as an
+    access-denied on GetMetricData would, once. The state machine does not retry it: its Catch
+    starts the rollback. Installed as an emulator hook (run before the handler).
+
+    It fires at the `nth` call, or (`after_quiet`) at the first call after a reading that found
+    the producers quiet on-prem (the enqueue counters stood still: they have left the old
+    broker) while the drain had not passed yet: the drain is under way, producers on Amazon MQ.
+    """
+
+    FUNCTION = "CheckDrainFunction"
+
+    def __init__(self, nth: int | None = None, *, after_quiet: bool = False) -> None:
+        assert (nth is None) == after_quiet, "either the nth call or after_quiet"
+        self.nth = nth
+        self.after_quiet = after_quiet
+        self.calls = 0
+        self.fired_at_call: int | None = None
+        self.fired_at: float | None = None  # epoch seconds
+
+    @property
+    def message(self) -> str:
+        return f"simulated permanent fault in Check Drain, call {self.fired_at_call} (AccessDenied)"
+
+    def _due(self, previous: Any) -> bool:
+        if self.nth is not None:
+            return self.calls == self.nth
+        return (
+            isinstance(previous, dict)
+            and bool(previous.get("producersQuiet"))
+            and not previous.get("drained")
+        )
+
+    def __call__(self, function: str, event: dict[str, Any]) -> None:
+        if function != self.FUNCTION or not isinstance(event, dict) or event.get("purpose"):
+            return
+        if self.fired_at is not None:
+            return
+        self.calls += 1
+        if self._due(event.get("previous")):
+            self.fired_at, self.fired_at_call = time.time(), self.calls
+            raise SimulatedPermanentFault(self.message)
+
+
+class BackgroundApprover:
+    """The simulator's `Approver` (reads each approval email, opens the link, presses a button:
+    the real approval API decides), serviced every 0.2 s on a thread while the run goes on.
+    `policy` as `Approver`'s, e.g. "reject:stopOnPrem"."""
+
+    def __init__(self, emulator: Emulator, policy: str) -> None:
+        self.approver = Approver(emulator, policy, name="e2e-approver")
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.approver.service()
+            except Exception as exc:  # reported by the scenario, never swallowed silently
+                self.errors.append(repr(exc))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.thread.ident is not None:
+            self.thread.join(timeout=10)
+
+    @property
+    def decided(self) -> list[dict[str, Any]]:
+        return list(self.approver.decided)
+
+
+def task_results(history: list[dict[str, Any]], state: str) -> list[Any]:
+    """What a state returned, in order (a Lambda task's Payload), each with `exitedAt` (epoch
+    seconds of its StateExited event) added."""
+    results = []
+    for event in history:
+        details = event.get("stateExitedEventDetails")
+        if details and details["name"] == state:
+            output = json.loads(details.get("output") or "null")
+            if isinstance(output, dict) and "Payload" in output:
+                output = output["Payload"]
+            # A failed call's caught error output ({"Error", "Cause"}) is not a result.
+            if isinstance(output, dict) and "Error" not in output:
+                results.append({**output, "exitedAt": event["timestamp"].timestamp()})
+    return results
+
+
 # --- counting ---------------------------------------------------------------------------------
 
 
@@ -246,6 +354,17 @@ class Outcome:
     parameters_after: dict[str, str] = field(default_factory=dict)
     purged: dict[str, int] = field(default_factory=dict)
     lost_examples: list[tuple[str, str, int]] = field(default_factory=list)
+    out_of_order_examples: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the execution's events
+    notifications: list[dict[str, str]] = field(default_factory=list)  # NotificationTopic
+    decided: list[dict[str, Any]] = field(default_factory=list)  # the approver's decisions
+    approver_errors: list[str] = field(default_factory=list)
+    # Every message sent, per producer, with the epoch seconds its send was confirmed.
+    sent_at: list[list[tuple[str, int, float]]] = field(default_factory=list)
+
+    def results(self, state: str) -> list[Any]:
+        """What a state returned, in order (`task_results`)."""
+        return task_results(self.history, state)
 
     def around_gap(self) -> str:
         """What happened around the longest gap: the state the workflow was in, and every
@@ -278,6 +397,7 @@ def count(producers: Sequence[SentLog], consumers: Sequence[ReceivedLog]) -> dic
     seen: set[tuple[str, str, int]] = set()
     newest: dict[tuple[str, str], int] = {}
     out_of_order = 0
+    disorder: list[str] = []  # the first few out of order, for the report
     for record in deliveries:
         key = (str(record["producer"]), str(record["queue"]), int(record["seq"]))
         if key in seen:
@@ -286,6 +406,11 @@ def count(producers: Sequence[SentLog], consumers: Sequence[ReceivedLog]) -> dic
         stream = key[:2]
         if key[2] < newest.get(stream, 0):
             out_of_order += 1
+            if len(disorder) < 5:
+                disorder.append(
+                    f"{key[0]} {key[1]} #{key[2]} at {float(record['at']):.3f} after "
+                    f"#{newest[stream]}"
+                )
         newest[stream] = max(newest.get(stream, 0), key[2])
     times = [float(r["at"]) for r in deliveries]
     gaps = [(later - earlier, earlier) for earlier, later in itertools.pairwise(times)]
@@ -298,6 +423,7 @@ def count(producers: Sequence[SentLog], consumers: Sequence[ReceivedLog]) -> dic
         "lost_examples": lost[:5],
         "duplicated": len(deliveries) - len(seen),
         "out_of_order": out_of_order,
+        "out_of_order_examples": disorder,
         "longest_gap": longest_gap,
         "longest_gap_began": gap_began,  # epoch seconds of the delivery before it
     }
@@ -343,10 +469,24 @@ def run_cutover(
     rate: float = 400.0,
     on_drain: Callable[[], None] | None = None,
     timeout: float = 180.0,
+    gates: Sequence[str] = (),
+    drain: dict[str, Any] | None = None,
+    fault: CheckDrainFault | None = None,
+    approve: str | None = None,
 ) -> Outcome:
-    """Clients start on the on-prem broker; the workflow moves them while messages flow."""
+    """Clients start on the on-prem broker; the workflow moves them while messages flow.
+
+    `gates` and `drain` go into the plan (`approvals.gates`, `drain.*`); `fault` is installed
+    before the execution starts; `approve` runs a `BackgroundApprover` with that policy."""
     document = plan_for(
-        mode, clients.on_prem_url, clients.protocol, producers, consumers, clients.failover_options
+        mode,
+        clients.on_prem_url,
+        clients.protocol,
+        producers,
+        consumers,
+        clients.failover_options,
+        gates=gates,
+        drain=drain,
     )
     # The plan may be one the workflow must refuse: nothing here needs it parsed.
     producer_parameters = list(document["producers"]["parameters"])
@@ -371,10 +511,13 @@ def run_cutover(
         Bridge(amazonmq, AMAZON_MQ_METRICS, stop),
     ]
     drains: list[dict[str, Any]] = []
+    approvers: list[BackgroundApprover] = []
 
     def shutdown() -> None:
-        """Clients and bridges stop while moto still runs: after it, their boto3 calls would
-        go to the real AWS endpoints. Idempotent."""
+        """Clients, bridges and the approver stop while moto still runs: after it, their boto3
+        calls would go to the real AWS endpoints. Idempotent."""
+        for approver in approvers:
+            approver.stop()
         clients.stop()
         stop.set()
         for bridge in bridges:
@@ -405,6 +548,8 @@ def run_cutover(
 
         emulator.hooks.append(on_invoke)
         emulator.after_hooks.append(after)
+        if fault is not None:
+            emulator.hooks.append(fault)
         for bridge in bridges:
             bridge.thread.start()
         clients.start(emulator, (producer_parameters, consumer_parameters), QUEUES, messages, rate)
@@ -421,17 +566,24 @@ def run_cutover(
     entered_at: list[tuple[float, str]] = []
     before: dict[str, str] = {}
     after: dict[str, str] = {}
+    history: list[dict[str, Any]] = []
+    notifications: list[dict[str, str]] = []
     try:
         with live_run(document, world, before_start=start_clients, real_time=True) as run:
             try:
+                if approve is not None:
+                    approvers.append(BackgroundApprover(run.emulator, approve))
+                    approvers[0].start()
                 try:
                     status = run.wait_until_done(timeout=timeout)
                 except TimeoutError:
                     status = run.status()  # reported by the test, with the drain's summaries
                 states = run.entered()
+                history = run.emulator.history(run.arn)
+                notifications = run.emulator.inbox("NotificationTopic")
                 entered_at = [
                     (event["timestamp"].timestamp(), event["stateEnteredEventDetails"]["name"])
-                    for event in run.emulator.history(run.arn)
+                    for event in history
                     if "stateEnteredEventDetails" in event
                 ]
                 before, after = run.initial, run.parameter_values()
@@ -465,6 +617,7 @@ def run_cutover(
         received=figures["received"],
         lost=figures["lost"],
         lost_examples=figures["lost_examples"],
+        out_of_order_examples=figures["out_of_order_examples"],
         duplicated=figures["duplicated"],
         out_of_order=figures["out_of_order"],
         longest_gap=figures["longest_gap"],
@@ -479,4 +632,9 @@ def run_cutover(
         parameters_before=before,
         parameters_after=after,
         purged=purged,
+        history=history,
+        notifications=notifications,
+        decided=[d for a in approvers for d in a.decided],
+        approver_errors=[e for a in approvers for e in a.errors],
+        sent_at=[list(p.sent) for p in clients.producers],
     )

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 PRODUCERS = 2
 MESSAGES = 1500  # per producer, over 3 queues
-RATE = 150.0  # per producer and second: sending lasts 10 s, across the whole cutover
+RATE = 100.0  # per producer and second: sending lasts 15 s, past the moment producers move
 ENDPOINT = ".mq.us-east-1.amazonaws.com:61617"
 # What every client's parameter holds at the end: Amazon MQ's endpoint, in a failover: URL also
 # for a single-instance broker, with the plan's target.failoverOptions.

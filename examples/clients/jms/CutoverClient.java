@@ -21,7 +21,8 @@
  *
  * Producer: persistent, synchronous sends, round-robin over the queues; each message carries
  * its producer's name, its queue and a sequence number per (producer, queue), as properties
- * and in the body. After each send returns it prints "S <queue> <seq>".
+ * and in the body. After each send returns it prints "S <queue> <seq> <connection number>" (the
+ * connection it went over: which broker got it, with the "C" lines).
  * Consumer: CLIENT_ACKNOWLEDGE; each message is processed first (it prints
  * "R <producer> <queue> <seq> <epoch-millis>") and acknowledged after.
  * Both print "C <epoch-millis> <millis it took> <connection number> <connected broker URI>
@@ -185,9 +186,9 @@ public final class CutoverClient {
      * deliberately: it bounds how many messages a consumer holds unacknowledged, which is how
      * many may be redelivered (as duplicates) when it moves.
      */
-    static ActiveMQConnection connect(String url, Options options) throws JMSException {
+    static ActiveMQConnection connect(String url, Options options, int number)
+            throws JMSException {
         long began = System.currentTimeMillis();
-        int number = CONNECTIONS.incrementAndGet();
         ActiveMQConnectionFactory factory = new ActiveMQConnectionFactory(url);
         factory.setUseAsyncSend(false);
         factory.setAlwaysSyncSend(true);
@@ -274,6 +275,7 @@ public final class CutoverClient {
     // --- producer ---------------------------------------------------------------------------
 
     static final class ProducerSide {
+        final int number = CONNECTIONS.incrementAndGet();
         final ActiveMQConnection connection;
         final Session session;
         final Map<String, MessageProducer> producers = new HashMap<>();
@@ -281,7 +283,7 @@ public final class CutoverClient {
 
         ProducerSide(String url, Options options) throws JMSException {
             this.url = url;
-            this.connection = connect(url, options);
+            this.connection = connect(url, options, number);
             try {
                 session = connection.createSession(false, Session.AUTO_ACKNOWLEDGE);
                 for (String queue : options.queues) {
@@ -395,7 +397,7 @@ public final class CutoverClient {
                 }
             }
             sent++;
-            record("S " + queue + " " + seq);
+            record("S " + queue + " " + seq + " " + side.number);
             if (options.rate > 0) {
                 long due = started + (long) ((index + 1) * 1e9 / options.rate);
                 long wait = due - System.nanoTime();
@@ -431,13 +433,14 @@ public final class CutoverClient {
 
     /** A consumer connection: one CLIENT_ACKNOWLEDGE session, a listener on every queue. */
     static final class ConsumerSide {
+        final int number = CONNECTIONS.incrementAndGet();
         final String url;
         final ActiveMQConnection connection;
         final AtomicBoolean broken = new AtomicBoolean(false);
 
         ConsumerSide(String url, Options options) throws JMSException {
             this.url = url;
-            this.connection = connect(url, options);
+            this.connection = connect(url, options, number);
             try {
                 // Without failover: in the URL a lost broker ends the connection: reconnect.
                 connection.setExceptionListener(e -> broken.set(true));
