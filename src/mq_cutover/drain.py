@@ -45,6 +45,7 @@ CALL_RESERVE_SECONDS = 30  # left of a Lambda call's time after its last reading
 
 class Purpose(StrEnum):
     DRAIN = "drain"  # 0 messages, 0 in flight, producers quiet
+    ROLLBACK_DRAIN = "rollbackDrain"  # the same rules, a rollback's own timeout
     FENCE = "fence"  # drained, and no consumer connected (on-prem, before the stop)
     PLACEMENT = "placement"  # a consumer on each broker for every queue (unordered mode)
 
@@ -285,7 +286,7 @@ def _read_side(
         kinds["e"] = metrics.enqueue_metric
     kinds["c"] = metrics.consumers_metric
     required = {"m", "f", "e"}
-    if purpose != Purpose.DRAIN:
+    if purpose not in (Purpose.DRAIN, Purpose.ROLLBACK_DRAIN):
         required.add("c")  # placement and the fence are about consumers
     period = metrics.period_seconds
     stat: dict[str, Any] = {"Period": period, "Stat": "Maximum"}
@@ -426,6 +427,8 @@ def _timeout_minutes(plan: MigrationPlan, purpose: Purpose) -> int:
         return plan.drain.placement_timeout_minutes
     if purpose == Purpose.FENCE:
         return plan.drain.fence_timeout_minutes
+    if purpose == Purpose.ROLLBACK_DRAIN:
+        return plan.drain.rollback_timeout_minutes
     return plan.drain.timeout_minutes
 
 

@@ -317,6 +317,7 @@ class DrainSettings(_Model):
     extend_minutes: int = Field(default=30, ge=1, le=24 * 60)
     max_extensions: int = Field(default=3, ge=0, le=10)
     placement_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    rollback_timeout_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
     fence_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
     def seconds_per_poll(self) -> int:
@@ -410,8 +411,12 @@ class MigrationPlan(_Model):
         drain = self.drain
         extensions = drain.max_extensions * drain.extend_minutes
         loops = {
-            # The forward drain, and a rollback's two (on-prem, then Amazon MQ) at worst.
-            "drain": (3 * (drain.timeout_minutes + extensions) * 60, drain.seconds_per_poll()),
+            "drain": ((drain.timeout_minutes + extensions) * 60, drain.seconds_per_poll()),
+            # A rollback's two drains at worst (on-prem, then Amazon MQ).
+            "rollbackDrain": (
+                2 * (drain.rollback_timeout_minutes + extensions) * 60,
+                drain.seconds_per_poll(),
+            ),
             "placement": (
                 (drain.placement_timeout_minutes + extensions) * 60,
                 drain.seconds_per_poll(),

@@ -134,11 +134,11 @@ def test_polling_loops_must_fit_the_execution_history(ordered_plan: dict[str, An
         "maxSecondsPerCheck": 0,
     }
     (problem,) = _problems(ordered_plan)
-    # The drain counts three times (forward, and a rollback's on-prem and Amazon MQ drains);
-    # the placement check and the fence before the stop have their own timeouts.
+    # A rollback's two drains (on-prem, Amazon MQ) count with their own timeout (30 minutes
+    # and the extensions); the placement check and the fence before the stop with theirs.
     assert problem.startswith(
-        "(plan): the polling loops could take 39780 polls (drain: 27000, placement: 6300, "
-        "fence: 6300"
+        "(plan): the polling loops could take 36180 polls (drain: 9000, rollbackDrain: 14400, "
+        "placement: 6300, fence: 6300"
     )
     assert "raise a pollIntervalSeconds or drain.maxSecondsPerCheck" in problem
     # 240 s of readings a call: 241 readings, then a 1-second wait -> 37 calls for 2.5 hours.
