@@ -122,9 +122,14 @@ def run_rollback(
     elif phase == "during-drain":
         fault = CheckDrainFault(after_quiet=True)
         # One reading per Check Drain call (so the fault comes between two readings); the
-        # drain's timeout and extensions lowered with it, so the plan still fits the history
+        # drains' timeouts and extensions lowered with it, so the plan still fits the history
         # budget (plan validation counts the polls).
-        extra["drain"] = {"maxSecondsPerCheck": 1, "maxExtensions": 0, "timeoutMinutes": 5}
+        extra["drain"] = {
+            "maxSecondsPerCheck": 1,
+            "maxExtensions": 0,
+            "timeoutMinutes": 5,
+            "rollbackTimeoutMinutes": 5,
+        }
     else:
         extra.update(gates=["stopOnPrem"], approve="reject:stopOnPrem")
     outcome = run_cutover(
