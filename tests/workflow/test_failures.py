@@ -234,3 +234,68 @@ def test_the_fence_holds_the_stop_while_a_consumer_stays_on_prem(
         assert final_values(sim) == initial_values(sim)
         actions = [step["action"] for step in task_results(sim, "Roll Back")]
         assert actions == ["producers-back", "drain", "consumers-back", "done"]
+
+
+def test_a_rollback_that_cannot_bring_everything_home_stops_at_a_gate(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """Rejected at the drain timeout with a queue nobody consumes (on either broker): neither of
+    the rollback's drains can finish, so each time a person sees the numbers
+    (rollbackDrainTimeout) and chooses to go on; what is left behind is counted, never hidden,
+    and nothing suggests deleting the broker that still holds messages."""
+    ordered_plan["drain"] = {
+        "pollIntervalSeconds": 60,
+        "consecutiveEmptyReadings": 2,
+        "timeoutMinutes": 5,
+        "rollbackTimeoutMinutes": 5,
+    }
+    sim = run(ordered_plan, world=stuck_world(ordered_plan), approve="reject:drainTimeout")
+    states = entered(sim)
+    assert sim.report["execution"]["status"] == "FAILED"
+    gates = [a["gate"] for a in sim.report["approverActions"]]
+    assert gates[-3:] == ["drainTimeout", "rollbackDrainTimeout", "rollbackDrainTimeout"]
+    email = next(
+        m["message"] for m in sim.report["approvalEmails"] if "rollbackDrainTimeout" in m["message"]
+    )
+    assert "On-prem messages left: 3000" in email
+    assert "orders.created: WILL NEVER DRAIN (3000 messages and no consumer" in email
+    actions = [step["action"] for step in task_results(sim, "Roll Back")]
+    assert actions == [
+        "drain",
+        "consumers-to-amazon-mq",
+        "producers-back",
+        "drain",
+        "consumers-back",
+        "done",
+    ]
+    assert states.index("Approve Rollback Drain Timeout") < states.index("Notify Rolled Back")
+    assert final_values(sim) == initial_values(sim)
+    message = sim.report["notificationMessages"][-1]
+    assert message.count("(a person chose to go on)") == 2
+    assert "Messages left on-prem: 3000 — orders.created: 3000" in message
+    left = task_results(sim, "Roll Back")[-1]["brokers"]["amazonMq"]["messagesLeft"]
+    assert left > 0 and f"Messages left on Amazon MQ: {left} — orders.created: " in message
+    assert "do NOT delete it" in message and "delete it if you do not retry" not in message
+
+
+def test_consumers_not_on_both_brokers_stop_before_any_producer_moves(
+    unordered_plan: dict[str, Any],
+) -> None:
+    """Unordered: one queue has no consumer on either broker, so the placement check never
+    passes; rejected at placementTimeout, nothing had reached Amazon MQ and only the widened
+    consumers go back."""
+    unordered_plan["drain"] = {"placementTimeoutMinutes": 5}
+    sim = run(unordered_plan, world=stuck_world(unordered_plan), approve="reject:placementTimeout")
+    states = entered(sim)
+    assert sim.report["execution"]["error"] == "Rejected"
+    assert "Repoint Producers One By One" not in states
+    placement = task_results(sim, "Check Placement")[-1]
+    stuck = unordered_plan["onPrem"]["queues"][0]
+    assert placement["timedOut"] and placement["unplaced"][0]["queue"] == stuck
+    email = next(
+        m["message"] for m in sim.report["approvalEmails"] if "placementTimeout" in m["message"]
+    )
+    assert f"{stuck}: consumers on-prem 0, on Amazon MQ 0 (needs at least 1 on each)" in email
+    actions = [step["action"] for step in task_results(sim, "Roll Back")]
+    assert actions == ["consumers-back", "done"]
+    assert final_values(sim) == initial_values(sim)
