@@ -8,7 +8,11 @@ retried or resumed call picks up where the last one stopped:
 ordered mode (keeps FIFO order per producer and queue, at the cost of a second interruption):
   producers on Amazon MQ, consumers on-prem  -> drain on-prem (the older backlog first), then
                                                 move consumers to Amazon MQ
-  producers and consumers on Amazon MQ       -> producers back to on-prem
+  producers and consumers on Amazon MQ       -> wait until no consumer is left on-prem (a
+                                                fence: a consumer still on its on-prem
+                                                connection would take the producers' newest
+                                                messages before Amazon MQ's), then producers
+                                                back to on-prem
   producers on-prem, consumers on Amazon MQ  -> drain Amazon MQ, then consumers back to on-prem
 unordered mode (no interruption; consumers read both brokers while they are emptied):
   producers on Amazon MQ                     -> consumers widened (again, if narrowed), then
@@ -49,6 +53,7 @@ from mq_cutover.parameters import (
 from mq_cutover.plan import MigrationPlan, Mode
 
 GET_PARAMETERS_BATCH = 10  # GetParameters' limit
+ON_PREM_FENCE = "onPremFence"  # the memo's name for "no consumer left on-prem" (ordered)
 
 
 class Action(StrEnum):
@@ -113,8 +118,9 @@ def next_action(
     plan: MigrationPlan,
     placed: dict[str, dict[str, list[str]]],
     memo: dict[str, Any],
-) -> tuple[Action, SideName | None]:
-    """What the rollback does next, from where the clients point and what it has done."""
+) -> tuple[Action, SideName | None, str | None]:
+    """What the rollback does next, from where the clients point and what it has done; for a
+    wait, on which broker and what for (`rollbackDrain`, or `fence`: no consumer left)."""
     producers, consumers = placed["producers"], placed["consumers"]
     drained = set(memo.get("drained") or [])
     producers_out = bool(producers["amazonMq"] or producers["widened"])
@@ -122,19 +128,21 @@ def next_action(
     if plan.mode == Mode.ORDERED:
         if producers_out:
             if not consumers["onPrem"]:
-                return Action.PRODUCERS_BACK, None
+                if ON_PREM_FENCE not in drained:
+                    return Action.DRAIN, SideName.ON_PREM, "fence"
+                return Action.PRODUCERS_BACK, None, None
             if consumers_out or SideName.ON_PREM.value in drained:
-                return Action.CONSUMERS_TO_AMAZON_MQ, None
-            return Action.DRAIN, SideName.ON_PREM
+                return Action.CONSUMERS_TO_AMAZON_MQ, None, None
+            return Action.DRAIN, SideName.ON_PREM, "rollbackDrain"
     elif producers_out:
         if consumers["amazonMq"] or consumers["onPrem"]:
-            return Action.WIDEN_CONSUMERS, None
-        return Action.PRODUCERS_BACK, None
+            return Action.WIDEN_CONSUMERS, None, None
+        return Action.PRODUCERS_BACK, None, None
     if consumers_out:
         if memo.get("producersMoved") and SideName.AMAZON_MQ.value not in drained:
-            return Action.DRAIN, SideName.AMAZON_MQ
-        return Action.CONSUMERS_BACK, None
-    return Action.DONE, None
+            return Action.DRAIN, SideName.AMAZON_MQ, "rollbackDrain"
+        return Action.CONSUMERS_BACK, None, None
+    return Action.DONE, None, None
 
 
 def roll_back_step(
@@ -152,11 +160,14 @@ def roll_back_step(
     producers_out = placed["producers"]["amazonMq"] or placed["producers"]["widened"]
     memo["producersMoved"] = bool(memo.get("producersMoved") or producers_out)
     memo.setdefault("drained", [])
-    action, side = next_action(plan, placed, memo)
+    action, side, purpose = next_action(plan, placed, memo)
     start = int((cursor or {}).get("next", 0)) if (cursor or {}).get("action") == action else 0
     result: dict[str, Any] = {
         "action": action.value,
         "side": side.value if side else None,
+        "purpose": purpose,
+        # What the memo's `drained` records once the wait is over.
+        "wait": (ON_PREM_FENCE if purpose == "fence" else side.value) if side else None,
         "finished": action == Action.DONE,
         "restored": [],
         "conflicts": [],

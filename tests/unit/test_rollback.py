@@ -51,8 +51,16 @@ def _placed(producers: dict[str, int], consumers: dict[str, int]) -> dict[str, A
             {},
             (Action.CONSUMERS_TO_AMAZON_MQ, None),
         ),
-        # Everyone on Amazon MQ: producers back first.
-        ("ordered", {"amazonMq": 2}, {"amazonMq": 2}, {}, (Action.PRODUCERS_BACK, None)),
+        # Everyone on Amazon MQ: no consumer may be left on-prem (it would take the producers'
+        # newest messages before Amazon MQ's), then producers back first.
+        ("ordered", {"amazonMq": 2}, {"amazonMq": 2}, {}, (Action.DRAIN, "onPrem")),
+        (
+            "ordered",
+            {"amazonMq": 2},
+            {"amazonMq": 2},
+            {"drained": ["onPremFence"]},
+            (Action.PRODUCERS_BACK, None),
+        ),
         # Producers back, consumers on Amazon MQ: empty it, then consumers back.
         (
             "ordered",
@@ -91,7 +99,7 @@ def test_next_action_runs_the_procedure_backwards(
     expected: tuple[Action, str | None],
 ) -> None:
     ordered_plan["mode"] = mode
-    action, side = next_action(parse_plan(ordered_plan), _placed(producers, consumers), memo)
+    action, side, _ = next_action(parse_plan(ordered_plan), _placed(producers, consumers), memo)
     assert (action, side.value if side else None) == expected
 
 
@@ -116,7 +124,10 @@ def test_an_ordered_rollback_after_every_client_moved(aws: Any, plan: MigrationP
     ssm = aws("ssm")
     repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
     repoint_clients(plan, ssm, ClientStep.CONSUMERS, BROKER)
-    first = _run(plan, ssm, {})
+    fence = _run(plan, ssm, {})
+    assert (fence["action"], fence["side"], fence["purpose"]) == ("drain", "onPrem", "fence")
+    assert fence["wait"] == "onPremFence" and fence["restored"] == []
+    first = _run(plan, ssm, {**fence["memo"], "drained": ["onPremFence"]})
     assert first["action"] == "producers-back"
     assert sorted(first["restored"]) == sorted(plan.producers.parameters)
     assert all(_value(ssm, n) == BROKER["clientUrl"] for n in plan.consumers.parameters)
@@ -153,14 +164,14 @@ def test_someone_elses_edit_is_left_alone_and_the_rollback_goes_on(
     # broker is given, as the deployed function gives it).
     edited_producer = plan.producers.parameters[0]
     ssm.put_parameter(Name=edited_producer, Value=hotfix, Type="String", Overwrite=True)
-    back = _run(plan, ssm, moved["memo"])
+    back = _run(plan, ssm, {**moved["memo"], "drained": ["onPrem", "onPremFence"]})
     assert back["action"] == "producers-back"
     assert back["restored"] == plan.producers.parameters[1:]
     assert _value(ssm, edited_producer) == hotfix
     assert _value(ssm, edited_consumer) == hotfix
     drain = _run(plan, ssm, back["memo"])
     assert (drain["action"], drain["side"]) == ("drain", "amazonMq")
-    done = _run(plan, ssm, {**drain["memo"], "drained": ["onPrem", "amazonMq"]})
+    done = _run(plan, ssm, {**drain["memo"], "drained": ["onPrem", "onPremFence", "amazonMq"]})
     assert done["action"] == "consumers-back"
     assert done["restored"] == plan.consumers.parameters[1:]
     assert [c["name"] for c in done["conflicts"]] == [edited_consumer]
@@ -173,7 +184,8 @@ def test_a_resumed_call_starts_where_the_last_one_stopped(aws: Any, plan: Migrat
     repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
     repoint_clients(plan, ssm, ClientStep.CONSUMERS, BROKER)
     # No time for more than one parameter a call: the cursor carries the position.
-    first = roll_back_step(plan, ssm, BROKER, {}, time_left_ms=lambda: 0)
+    fenced = {"drained": ["onPremFence"]}
+    first = roll_back_step(plan, ssm, BROKER, fenced, time_left_ms=lambda: 0)
     assert first["action"] == "producers-back" and len(first["restored"]) == 1
     assert first["cursor"] == {"action": "producers-back", "next": 1}
     second = roll_back_step(plan, ssm, BROKER, first["memo"], first["cursor"], lambda: 0)

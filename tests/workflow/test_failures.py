@@ -232,8 +232,18 @@ def test_the_fence_holds_the_stop_while_a_consumer_stays_on_prem(
         assert sim.report["execution"]["status"] == "FAILED"
         assert "Stop On-Prem" not in states
         assert final_values(sim) == initial_values(sim)
-        actions = [step["action"] for step in task_results(sim, "Roll Back")]
-        assert actions == ["producers-back", "drain", "consumers-back", "done"]
+        steps = task_results(sim, "Roll Back")
+        # The stray consumer keeps the rollback's fence from holding too: a person goes on.
+        assert [s["action"] for s in steps] == [
+            "drain",
+            "producers-back",
+            "drain",
+            "consumers-back",
+            "done",
+        ]
+        assert steps[0]["purpose"] == "fence"
+        gates = [a["gate"] for a in sim.report["approverActions"]]
+        assert gates[-2:] == ["fenceTimeout", "rollbackDrainTimeout"]
 
 
 def test_a_rollback_that_cannot_bring_everything_home_stops_at_a_gate(
@@ -263,6 +273,7 @@ def test_a_rollback_that_cannot_bring_everything_home_stops_at_a_gate(
     assert actions == [
         "drain",
         "consumers-to-amazon-mq",
+        "drain",  # the fence: no consumer left on-prem
         "producers-back",
         "drain",
         "consumers-back",

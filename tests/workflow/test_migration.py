@@ -119,8 +119,13 @@ def test_unordered_widens_first_moves_producers_one_by_one_narrows_after_drain(
     ("plan_name", "gate", "actions"),
     [
         ("ordered_plan", "cutover", ["done"]),
-        # Producers and consumers on Amazon MQ: the ordered procedure backwards.
-        ("ordered_plan", "stopOnPrem", ["producers-back", "drain", "consumers-back", "done"]),
+        # Producers and consumers on Amazon MQ: the ordered procedure backwards (after a fence:
+        # no consumer left on-prem before producers come back).
+        (
+            "ordered_plan",
+            "stopOnPrem",
+            ["drain", "producers-back", "drain", "consumers-back", "done"],
+        ),
         ("unordered_plan", "cutover", ["done"]),
         # Consumers narrowed to Amazon MQ: widened again, so they read both brokers while
         # producers go back and Amazon MQ empties.
@@ -155,11 +160,15 @@ def test_rejection_at_a_gate_rolls_back_clients_and_messages(
     if "drain" in actions:
         # Amazon MQ held messages (producers had sent there); they were consumed before the
         # consumers went back, and the count says so.
-        (drain,) = [d for d in task_results(sim, "Check Rollback Drain") if d["done"]]
+        done = [d for d in task_results(sim, "Check Rollback Drain") if d["done"]]
+        (drain,) = [d for d in done if d["side"] == "amazonMq"]
+        if plan["mode"] == "ordered":
+            (fence,) = [d for d in done if d["purpose"] == "fence"]
+            assert fence["side"] == "onPrem" and fence["connectedCount"] == 0
         assert drain["side"] == "amazonMq" and drain["producersQuiet"]
         assert drain["initialMessagesLeft"] > 0 and drain["messagesLeft"] == 0
         assert finished["brokers"]["amazonMq"]["messagesLeft"] == 0
-        drained_at = states.index("Rollback Drain Done")
+        drained_at = len(states) - 1 - states[::-1].index("Rollback Drain Done")
         back = [i for i, s in enumerate(states) if s == "Roll Back"]
         assert steps[actions.index("consumers-back")]["restored"]
         assert back[actions.index("consumers-back")] > drained_at
