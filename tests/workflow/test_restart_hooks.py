@@ -195,7 +195,7 @@ def test_simulated_restart_failure_during_the_rollback_is_reported_and_the_rollb
     assert execution["status"] == "FAILED" and execution["error"] == "Rejected"
     assert final_values(sim) == initial_values(sim)  # every parameter back
     actions = [step["action"] for step in task_results(sim, "Roll Back")]
-    assert actions == ["producers-back", "drain", "consumers-back", "done"]
+    assert actions == ["drain", "producers-back", "drain", "consumers-back", "done"]
     assert "Notify Rollback Failed" not in entered(sim)
     cause = execution["cause"]
     assert "RESTART HOOKS FAILED: RestartHookFailed: restart hook of consumers after Roll Back" in (
