@@ -179,7 +179,7 @@ def watched_queues(
 Series = dict[str, list[tuple[datetime, float]]]  # query id -> datapoints, newest first
 
 
-def _series(
+def read_series(
     cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime
 ) -> Series:
     """Every query's datapoints in the window, newest first; batched and paginated."""
@@ -262,6 +262,36 @@ def stale_after_seconds(plan: MigrationPlan, metrics: QueueMetrics | None = None
     return metrics.stale_after_seconds or max(3 * metrics.period_seconds, 30)
 
 
+def side_queries(
+    side: Side,
+    queues: list[str],
+    kinds: dict[str, str | None],
+    period: int,
+    skip: Callable[[str, str], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """GetMetricData queries (Maximum over `period`) for every queue, metric kind and broker
+    instance of one side, with ids `<kind><queue index>i<instance index>`."""
+    queries: list[dict[str, Any]] = []
+    for index, queue in enumerate(queues):
+        for kind, metric_name in kinds.items():
+            if metric_name is None or (skip is not None and skip(kind, queue)):
+                continue
+            for number, instance in enumerate(side.instances):
+                metric = {
+                    "Namespace": side.metrics.namespace,
+                    "MetricName": metric_name,
+                    "Dimensions": _dimensions(side.metrics, queue, instance),
+                }
+                stat = {"Metric": metric, "Period": period, "Stat": "Maximum"}
+                queries.append({"Id": f"{kind}{index}i{number}", "MetricStat": stat})
+    return queries
+
+
+def by_size(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Queues with messages, the fullest first."""
+    return sorted(queues, key=lambda q: -(q["messages"] + q["inFlight"]))
+
+
 @dataclass
 class _QueueNow:
     """One queue's newest figures on one broker (None: missing; `age`: stale)."""
@@ -289,21 +319,14 @@ def _read_side(
     if purpose not in (Purpose.DRAIN, Purpose.ROLLBACK_DRAIN):
         required.add("c")  # placement and the fence are about consumers
     period = metrics.period_seconds
-    stat: dict[str, Any] = {"Period": period, "Stat": "Maximum"}
-    queries: list[dict[str, Any]] = []
-    for index, queue in enumerate(queues):
-        for kind, metric_name in kinds.items():
-            if metric_name is None or (kind != "m" and is_ignored(queue, side.ignore)):
-                continue
-            for number, instance in enumerate(side.instances):
-                metric = {
-                    "Namespace": metrics.namespace,
-                    "MetricName": metric_name,
-                    "Dimensions": _dimensions(metrics, queue, instance),
-                }
-                queries.append(
-                    {"Id": f"{kind}{index}i{number}", "MetricStat": {"Metric": metric, **stat}}
-                )
+    # An ignored queue (a DLQ) is only counted: its messages, nothing else.
+    queries = side_queries(
+        side,
+        queues,
+        kinds,
+        period,
+        skip=lambda kind, queue: kind != "m" and is_ignored(queue, side.ignore),
+    )
     # Windows aligned to the period, as CloudWatch aligns its buckets: the same bucket read twice
     # has the same timestamp and so is not a new reading. The window ends after the current,
     # partial period and looks back twice the stale limit (older than that is missing).
@@ -311,7 +334,7 @@ def _read_side(
     end = _align(now, period) + timedelta(seconds=period)
     periods = -(-2 * stale_after // period) + 1
     start = end - timedelta(seconds=periods * period)
-    series = _series(cloudwatch, queries, start, end)
+    series = read_series(cloudwatch, queries, start, end)
 
     def freshest(kind: str, index: int) -> list[tuple[datetime, float]]:
         found = [series.get(f"{kind}{index}i{n}") or [] for n in range(len(side.instances))]
@@ -460,7 +483,7 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
     required = plan.drain.consecutive_empty_readings
     done = consecutive >= required
     timed_out = (not done) and now >= datetime.fromisoformat(deadline)
-    with_messages = sorted(reading.with_messages, key=lambda q: -(q["messages"] + q["inFlight"]))
+    with_messages = by_size(reading.with_messages)
     summary: dict[str, Any] = {
         "purpose": reading.purpose.value,
         "done": done,
@@ -574,7 +597,7 @@ def broker_counts(
     """One reading of one broker for a report: messages left per queue, and what could not be
     read (missing or stale: unknown, never zero)."""
     reading = read_queues(plan, cloudwatch, now, side=side)
-    with_messages = sorted(reading.with_messages, key=lambda q: -(q["messages"] + q["inFlight"]))
+    with_messages = by_size(reading.with_messages)
     known = not (reading.missing or reading.stale)
     return {
         "side": side.name.value,

@@ -19,7 +19,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from mq_cutover.drain import REPORT_LIMIT, Side, _dimensions, _series, is_ignored, watched_queues
+from mq_cutover.drain import (
+    REPORT_LIMIT,
+    Side,
+    is_ignored,
+    read_series,
+    side_queries,
+    watched_queues,
+)
 from mq_cutover.plan import MigrationPlan
 
 MAX_POINTS = 1440  # datapoints per series over the window (a day at one a minute)
@@ -77,25 +84,9 @@ def reconcile_side(
         if is_ignored(q, side.ignore) and q not in queues
     ]
     everything = queues + ignored_found
-    queries = []
-    for index, queue in enumerate(everything):
-        for kind, metric_name in names.items():
-            if metric_name is None:
-                continue
-            for number, instance in enumerate(side.instances):
-                metric = {
-                    "Namespace": metrics.namespace,
-                    "MetricName": metric_name,
-                    "Dimensions": _dimensions(metrics, queue, instance),
-                }
-                queries.append(
-                    {
-                        "Id": f"{kind}{index}i{number}",
-                        "MetricStat": {"Metric": metric, "Period": period, "Stat": "Maximum"},
-                    }
-                )
+    queries = side_queries(side, everything, names, period)
     start = began - timedelta(seconds=2 * period)
-    series = _series(cloudwatch, queries, start, now + timedelta(seconds=period))
+    series = read_series(cloudwatch, queries, start, now + timedelta(seconds=period))
 
     def points(kind: str, index: int) -> Points:
         found = [series.get(f"{kind}{index}i{n}") or [] for n in range(len(side.instances))]
