@@ -12,15 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
-from mq_cutover.approvals import (
-    DECISIONS,
-    ResumeFailed,
-    confirmation_page,
-    decide,
-    load,
-    page,
-    result_page,
-)
+from mq_cutover.approval_pages import confirmation_page, page, result_page
+from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
 

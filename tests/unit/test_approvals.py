@@ -12,7 +12,8 @@ import boto3
 import pytest
 
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, sign, verify
-from mq_cutover.approvals import confirmation_page, decide, load, pending_for, request_approval
+from mq_cutover.approval_pages import confirmation_page
+from mq_cutover.approvals import decide, load, pending_for, request_approval
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 KEY = b"k" * 64
