@@ -1,19 +1,37 @@
-"""The approval page. GET shows what is to be approved and decides nothing (mail scanners open
-every link); only the POST from that page decides. Links are signed and expire."""
+"""The approval API.
 
+/approvals/<link> (public, the emailed links): GET shows what is to be approved and decides
+nothing (mail scanners open every link); only the POST from that page decides, as the approver
+the signed link was issued to.
+/decisions/<migrationId> (API Gateway AWS_IAM authorisation, the `mq-cutover` CLI): GET lists the
+open gates, POST decides one, as the registered approver whose IAM principal signed the request.
+"""
+
+from base64 import b64decode
+from binascii import Error as Base64Error
 from typing import Any
-from urllib.parse import parse_qs
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mq_cutover import aws, clock
+from mq_cutover.approval_api import (
+    HEADERS,
+    STATUS,
+    BadRequest,
+    checked_migration_id,
+    decision_request,
+    form_fields,
+    pending_summary,
+)
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
 from mq_cutover.approval_pages import confirmation_page, page, result_page
-from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load
+from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load, pending_for
+from mq_cutover.approvers import approver_for_principal, load_registry, principal_of
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
 
@@ -24,83 +42,178 @@ table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.appr
 sfn = boto3.client("stepfunctions", config=aws.CLIENT_CONFIG.merge(aws.NO_RETRIES))
 app = APIGatewayRestResolver()
 
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
-_STATUS = {
-    "approved": 200,
-    "rejected": 200,
-    "extended": 200,
-    "vote-recorded": 200,
-    "already-decided": 409,
-    "already-voted": 409,
-    "expired": 410,
-    "not-found": 404,
-    "invalid-link": 403,
-    "cannot-extend": 409,
-}
-
 
 def _html(body: str, status: int = 200) -> Response[str]:
     return Response(
-        status_code=status, content_type=content_types.TEXT_HTML, body=body, headers=_HEADERS
+        status_code=status, content_type=content_types.TEXT_HTML, body=body, headers=HEADERS
     )
 
 
-def _checked(link: str) -> str | Response[str]:
-    """The approval id of a genuine link, or the page that refuses it."""
+def _json(body: dict[str, Any], status: int = 200) -> Response[dict[str, Any]]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=HEADERS
+    )
+
+
+def _refusal(text: str, status: int) -> Response[str]:
+    return _html(
+        page("Nothing was changed", f"<p id='result'>{text} Nothing was changed.</p>"), status
+    )
+
+
+def _checked(link: str) -> tuple[dict[str, Any] | None, dict[str, str]] | Response[str]:
+    """The gate record and the approver of a genuine link, or the page that refuses it."""
     try:
-        return verify(approval_key(settings.approval_key_secret_arn), link, clock.utcnow())
+        approval_id, approver_id = verify(
+            approval_key(settings.approval_key_secret_arn), link, clock.utcnow()
+        )
     except LinkInvalid:
         return _html(result_page({"outcome": "invalid-link"}), 403)
     except LinkExpired as expired:
-        record = load(table, str(expired))
-        return _html(confirmation_page(record, clock.utcnow()), 410)
+        return _html(confirmation_page(load(table, str(expired)), clock.utcnow()), 410)
+    approver = load_registry(settings.approver_registry_path).get(approver_id)
+    if approver is None:
+        return _refusal(f"Approver {approver_id!r} is no longer registered.", 403)
+    return load(table, approval_id), approver.public()
 
 
 @app.get("/approvals/<link>")
 def show(link: str) -> Response[str]:
-    approval_id = _checked(link)
-    if isinstance(approval_id, Response):
-        return approval_id
-    record = load(table, approval_id)
+    checked = _checked(link)
+    if isinstance(checked, Response):
+        return checked
+    record, approver = checked
     preselect = app.current_event.get_query_string_value("decision", "") or ""
-    return _html(confirmation_page(record, clock.utcnow(), preselect), 200 if record else 404)
+    body = confirmation_page(
+        record, clock.utcnow(), approver, preselect if preselect in DECISIONS else ""
+    )
+    return _html(body, 200 if record else 404)
 
 
 @app.post("/approvals/<link>")
 def decide_gate(link: str) -> Response[str]:
-    approval_id = _checked(link)
-    if isinstance(approval_id, Response):
-        return approval_id
-    form = {k: v[0] for k, v in parse_qs(app.current_event.decoded_body or "").items()}
-    decision = form.get("decision", "")
-    name = form.get("name", "").strip()[:100]
-    if decision not in DECISIONS or not name:
-        body = "<p>Give your name and press one of the buttons. Nothing was changed.</p>"
-        return _html(body, 400)
+    checked = _checked(link)
+    if isinstance(checked, Response):
+        return checked
+    record, approver = checked
     try:
-        result = decide(
-            table,
-            sfn,
-            approval_id=approval_id,
-            decision=decision,
-            decided_by=name,
-            comment=form.get("comment", "").strip()[:500],
-            source="email-link",
-            now=clock.utcnow(),
-        )
-    except ResumeFailed:
-        logger.exception("decision not delivered", extra={"approvalId": approval_id})
-        body = (
-            "<p id='result'>The workflow could not be reached. Nothing was decided: try again.</p>"
-        )
-        return _html(page("Try again", body), 503)
-    logger.info("approval decision", extra={"approvalId": approval_id, "decision": result})
-    return _html(result_page(result), _STATUS.get(result["outcome"], 400))
+        form = form_fields(_raw_body(), app.current_event.headers)
+    except BadRequest as bad:
+        return _refusal(str(bad), 400)
+    if record is None:
+        return _html(result_page({"outcome": "not-found"}), 404)
+    result = decide(
+        table,
+        sfn,
+        approval_id=str(record["approvalId"]),
+        decision=form["decision"],
+        approver=approver,
+        comment=form["comment"],
+        source="email-link",
+        now=clock.utcnow(),
+    )
+    logger.info(
+        "approval decision",
+        extra={"approvalId": record["approvalId"], "approver": approver["id"], "result": result},
+    )
+    return _html(result_page(result), STATUS.get(result["outcome"], 400))
+
+
+def _caller() -> tuple[str, dict[str, str] | None]:
+    """The signed caller's principal and the registered approver it is, if any."""
+    user_arn = app.current_event.request_context.identity.user_arn or ""
+    approver = approver_for_principal(load_registry(settings.approver_registry_path), user_arn)
+    return principal_of(user_arn), approver.public() if approver else None
+
+
+def _not_an_approver(principal: str) -> Response[dict[str, Any]]:
+    return _json(
+        {
+            "outcome": "not-an-approver",
+            "detail": f"{principal or 'this caller'} is not a registered approver of this stack",
+        },
+        403,
+    )
+
+
+@app.get("/decisions/<migration_id>")
+def list_pending(migration_id: str) -> Response[dict[str, Any]]:
+    principal, approver = _caller()
+    if approver is None:
+        return _not_an_approver(principal)
+    pending = pending_for(table, checked_migration_id(migration_id))
+    return _json(pending_summary(migration_id, pending, approver, clock.utcnow()))
+
+
+@app.post("/decisions/<migration_id>")
+def decide_from_terminal(migration_id: str) -> Response[dict[str, Any]]:
+    principal, approver = _caller()
+    if approver is None:
+        return _not_an_approver(principal)
+    request = decision_request(_raw_body(), app.current_event.headers)
+    pending = pending_for(table, checked_migration_id(migration_id), request["gate"])
+    if not pending:
+        where = f" at gate {request['gate']}" if request["gate"] else ""
+        detail = f"{migration_id} is not waiting for a decision{where}"
+        return _json({"outcome": "nothing-pending", "detail": detail}, 404)
+    if len(pending) > 1:
+        gates = sorted({str(p["gate"]) for p in pending})
+        detail = f"several gates are open ({', '.join(gates)}): say which with gate"
+        return _json({"outcome": "ambiguous", "detail": detail}, 409)
+    result = decide(
+        table,
+        sfn,
+        approval_id=str(pending[0]["approvalId"]),
+        decision=request["decision"],
+        approver=approver,
+        comment=request["comment"],
+        source="cli",
+        principal=principal,
+        now=clock.utcnow(),
+    )
+    logger.info(
+        "approval decision",
+        extra={
+            "approvalId": pending[0]["approvalId"],
+            "approver": approver["id"],
+            "result": result,
+        },
+    )
+    return _json(result, STATUS.get(result["outcome"], 400))
+
+
+def _raw_body() -> bytes:
+    """The request body as sent (API Gateway may base64-encode it)."""
+    event = app.current_event
+    body = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            return b64decode(body, validate=True)
+        except (Base64Error, ValueError):
+            raise BadRequest("the request body is not valid base64") from None
+    return body.encode("utf-8", errors="surrogateescape")
+
+
+@app.exception_handler(BadRequest)
+def bad_request(error: BadRequest) -> Response[Any]:
+    if app.current_event.path.startswith("/decisions/"):
+        return _json({"outcome": "bad-request", "detail": str(error)}, 400)
+    return _refusal(str(error), 400)
+
+
+@app.exception_handler([ClientError, BotoCoreError, ResumeFailed])
+def unavailable(error: Exception) -> Response[Any]:
+    """A DynamoDB, Secrets Manager or Step Functions error: nothing was decided."""
+    logger.warning("approval service unavailable", extra={"error": type(error).__name__})
+    text = "The approval service could not complete this request. Nothing was decided: try again."
+    if app.current_event.path.startswith("/decisions/"):
+        return _json({"outcome": "unavailable", "detail": text}, 503)
+    return _html(page("Try again", f"<p id='result'>{text}</p>"), 503)
+
+
+@app.not_found
+def not_found(_: Exception) -> Response[str]:
+    return _refusal("There is no such page.", 404)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approvals import request_approval
+from mq_cutover.approvers import load_registry
 from mq_cutover.gate_facts import EXTENDABLE_GATES, gate_facts
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
@@ -41,6 +42,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         quorum=plan.approvals.quorum_of(gate),
         timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),
+        approvers=load_registry(settings.approver_registry_path),
         extend_minutes=plan.drain.extend_minutes if can_extend else None,
     )
     logger.info("approval requested", extra={"approval": result})

@@ -17,6 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mq_cutover.approval_links import new_approval_id, sign
 from mq_cutover.approval_pages import approval_email
+from mq_cutover.approvers import Approver, check_subscriptions
+from mq_cutover.errors import ApproversInvalid
 
 DECISIONS = ("approve", "reject", "extend")
 OUTCOMES = {"approve": "approved", "reject": "rejected", "extend": "extended"}
@@ -40,12 +42,24 @@ def request_approval(
     quorum: int,
     timeout_seconds: int,
     now: datetime,
+    approvers: dict[str, Approver],
     extend_minutes: int | None = None,
 ) -> dict[str, Any]:
-    """Store the gate's record and email the approvers. Returns the approval id (no token).
+    """Store the gate's record and send each registered approver their own link. Returns the
+    approval id (no token, no link).
 
-    `extend_minutes`: the gate may also be answered "wait that much longer" (the drain timeout
-    gate, while the plan allows more extensions)."""
+    Nothing is stored or sent unless the approvers can prove who they are: at least `quorum` of
+    them, and no subscription that could deliver one approver's link to someone else.
+    `extend_minutes`: the gate may also be answered "wait that much longer" (the timeout gates,
+    while the plan allows more extensions)."""
+    if len(approvers) < quorum:
+        raise ApproversInvalid(
+            f"gate {gate} needs {quorum} different approvers; the stack has {len(approvers)} "
+            f"registered ({', '.join(sorted(approvers)) or 'none'})"
+        )
+    problems = check_subscriptions(sns, topic_arn, approvers)
+    if problems:
+        raise ApproversInvalid("the approval topic is not safe: " + "; ".join(problems))
     approval_id = new_approval_id()
     expires = now + timedelta(seconds=timeout_seconds)
     deadline = int(expires.timestamp())
@@ -58,6 +72,7 @@ def request_approval(
             "facts": json.dumps(facts),
             "status": "PENDING",
             "quorum": quorum,
+            "approvers": [a.public() for a in approvers.values()],
             "votes": [],
             "createdAt": _iso(now),
             "expiresAt": _iso(expires),
@@ -68,18 +83,31 @@ def request_approval(
         },
         ConditionExpression="attribute_not_exists(approvalId)",
     )
-    link = f"{api_url.rstrip('/')}/{sign(key, approval_id, deadline)}"
-    subject, body = approval_email(
-        migration_id=migration_id,
-        gate=gate,
-        facts=facts,
-        expires=_iso(expires),
-        quorum=quorum,
-        link=link,
-        extend_minutes=extend_minutes,
-    )
-    sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)
-    return {"approvalId": approval_id, "gate": gate, "expiresAt": _iso(expires)}
+    for approver in approvers.values():
+        link = f"{api_url.rstrip('/')}/{sign(key, approval_id, approver.id, deadline)}"
+        subject, body = approval_email(
+            migration_id=migration_id,
+            gate=gate,
+            facts=facts,
+            expires=_iso(expires),
+            quorum=quorum,
+            approver=approver.public(),
+            link=link,
+            extend_minutes=extend_minutes,
+        )
+        sns.publish(
+            TopicArn=topic_arn,
+            Subject=subject,
+            Message=body,
+            # Only this approver's subscription lets the message through (its filter policy).
+            MessageAttributes={"approver": {"DataType": "String", "StringValue": approver.id}},
+        )
+    return {
+        "approvalId": approval_id,
+        "gate": gate,
+        "expiresAt": _iso(expires),
+        "approvers": sorted(approvers),
+    }
 
 
 def load(table: Any, approval_id: str) -> dict[str, Any] | None:
@@ -88,8 +116,9 @@ def load(table: Any, approval_id: str) -> dict[str, Any] | None:
 
 
 def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[dict[str, Any]]:
-    """The open gates of a migration (for the CLI), newest first."""
-    items: list[dict[str, Any]] = []
+    """The open gates of a migration, newest first, read by key (the index holds no token and
+    is only used to find them)."""
+    keys: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "IndexName": "ByMigration",
         "KeyConditionExpression": Key("migrationId").eq(migration_id),
@@ -97,21 +126,26 @@ def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[
     }
     while True:
         page = table.query(**kwargs)
-        items.extend(dict(i) for i in page.get("Items", []))
+        keys.extend(dict(i) for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [
-        i for i in items if i.get("status") == "PENDING" and (gate is None or i["gate"] == gate)
-    ]
+    found = []
+    for item in keys:
+        if item.get("status") != "PENDING" or (gate is not None and item.get("gate") != gate):
+            continue
+        record = load(table, str(item["approvalId"]))
+        if record is not None and record.get("status") == "PENDING":
+            found.append(record)
+    return found
 
 
-def _normalised(name: str) -> str:
-    """One spelling per person, so "Ana  Ops" and "ana ops" are one approver."""
-    return " ".join(name.split()).casefold()
+def may_vote(record: dict[str, Any], approver_id: str) -> bool:
+    """Was this gate's link issued to this approver (the registry when the gate opened)?"""
+    return any(a.get("id") == approver_id for a in record.get("approvers") or [])
 
 
-def _approvals(record: dict[str, Any]) -> list[dict[str, Any]]:
+def approving_votes(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The approving votes (a rejection whose delivery failed stays in the list, but never
     counts towards a quorum)."""
     return [v for v in record.get("votes") or [] if v.get("decision", "approve") == "approve"]
@@ -138,7 +172,7 @@ def _closed(table: Any, approval_id: str, now: datetime, decision: str = "") -> 
         return {"outcome": "expired", "expiresAt": record.get("expiresAt")}
     if decision == "extend" and not record.get("extendMinutes"):
         return {"outcome": "cannot-extend"}
-    return {"outcome": "already-voted", "votes": len(_approvals(record))}
+    return {"outcome": "already-voted", "votes": len(approving_votes(record))}
 
 
 def _public(record: dict[str, Any], outcome: str, by: str, now: datetime) -> dict[str, Any]:
@@ -157,28 +191,39 @@ def decide(
     *,
     approval_id: str,
     decision: str,
-    decided_by: str,
+    approver: dict[str, str],
     comment: str,
     source: str,
     now: datetime,
+    principal: str | None = None,
 ) -> dict[str, Any]:
-    """Record a decision, once per person; resume the workflow when the gate is decided.
+    """Record a verified approver's decision, once per approver; resume the workflow when the
+    gate is decided.
 
-    Outcomes: approved, rejected, extended, vote-recorded (quorum not reached yet),
-    already-decided, already-voted, expired, not-found. Every write is conditional on the gate
-    being open and before its deadline, so a double click, a replay or a late click decides
-    nothing twice. Rejecting and extending change nothing in the migration, so one person may
-    do either whatever the quorum; approving needs the quorum.
+    `approver` ({"id", "name"}) is who the link was issued to or whose IAM principal signed the
+    request: the caller has proven it, nobody typed it. Outcomes: approved, rejected, extended,
+    vote-recorded (quorum not reached yet), already-decided, already-voted, expired, not-found,
+    not-an-approver. Every write is conditional on the gate being open and before its deadline,
+    so a double click, a replay or a late click decides nothing twice. Rejecting and extending
+    change nothing in the migration, so one approver may do either whatever the quorum;
+    approving needs `quorum` distinct approvers.
     """
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+    record = load(table, approval_id)
+    if record is None:
+        return {"outcome": "not-found"}
+    if not may_vote(record, approver["id"]):
+        return {"outcome": "not-an-approver", "gate": record["gate"]}
+    decided_by = approver["name"]
     vote = {
-        "by": decided_by,
-        "key": _normalised(decided_by),
+        "approver": approver["id"],
+        "name": decided_by,
         "decision": decision,
         "at": _iso(now),
         "comment": comment,
         "source": source,
+        **({"principal": principal} if principal else {}),
     }
     open_gate = "attribute_exists(approvalId) AND #s = :pending AND deadlineEpoch > :now"
     names = {"#s": "status"}
@@ -209,9 +254,9 @@ def decide(
             record = _vote(table, approval_id, vote, open_gate, names, values, now)
             if record is None:
                 return _closed(table, approval_id, now)
-            if len(_approvals(record)) < int(record.get("quorum", 1)):
+            if len(approving_votes(record)) < int(record.get("quorum", 1)):
                 result = _public(record, "vote-recorded", decided_by, now)
-                result.update(votes=len(_approvals(record)), quorum=int(record["quorum"]))
+                result.update(votes=len(approving_votes(record)), quorum=int(record["quorum"]))
                 return result
             # Quorum reached: exactly one voter flips the gate (the others' writes fail).
             record = table.update_item(
@@ -224,7 +269,7 @@ def decide(
                 ExpressionAttributeValues={
                     **values,
                     ":status": "APPROVED",
-                    ":by": ", ".join(v["by"] for v in _approvals(record)),
+                    ":by": ", ".join(str(v["name"]) for v in approving_votes(record)),
                     ":at": _iso(now),
                     ":comment": comment,
                     ":src": source,
@@ -249,7 +294,7 @@ def _vote(
 ) -> dict[str, Any] | None:
     """Add a person's approval (once per person). A voter whose earlier click reached quorum
     but could not be delivered may try again: the record is returned as it is."""
-    by = vote["key"]  # one vote per person, however they spell their name
+    by = vote["approver"]  # one vote per approver, by the link or the IAM principal
     try:
         return dict(
             table.update_item(
@@ -270,7 +315,7 @@ def _vote(
         and record.get("status") == "PENDING"
         and int(record.get("deadlineEpoch", 0)) > int(now.timestamp())
         and by in (record.get("voters") or set())
-        and len(_approvals(record)) >= int(record.get("quorum", 1))
+        and len(approving_votes(record)) >= int(record.get("quorum", 1))
     )
     return record if retry else None
 

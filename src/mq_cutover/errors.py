@@ -60,3 +60,9 @@ class RestartHookFailed(MigrationError):
 class LeaseLost(MigrationError):
     """This execution no longer holds the migration's lease (a later attempt took it, e.g. while
     this one had failed and was then redriven). Raised before any change."""
+
+
+class ApproversInvalid(MigrationError):
+    """The stack's approver registry cannot prove who votes: an entry is malformed, there are
+    fewer approvers than a quorum needs, or a subscription could deliver someone's link to
+    someone else. Raised before a link is sent."""

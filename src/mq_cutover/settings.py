@@ -14,6 +14,8 @@ class Settings(BaseModel):
     approval_api_url: str = ""
     approval_key_secret_arn: str = ""
     migrations_table: str = ""
+    approver_registry_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9_.\-]+)*$")
+    required_gates: tuple[str, ...] = ()
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -24,4 +26,8 @@ class Settings(BaseModel):
             approval_api_url=os.environ.get("APPROVAL_API_URL", ""),
             approval_key_secret_arn=os.environ.get("APPROVAL_KEY_SECRET_ARN", ""),
             migrations_table=os.environ.get("MIGRATIONS_TABLE", ""),
+            approver_registry_path=os.environ.get("APPROVER_REGISTRY_PATH", ""),
+            required_gates=tuple(
+                g.strip() for g in os.environ.get("REQUIRED_GATES", "").split(",") if g.strip()
+            ),
         )

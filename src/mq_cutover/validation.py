@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mq_cutover.approvers import Approver
 from mq_cutover.aws import raise_if_throttled
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import MigrationPlan, parse_plan
@@ -28,11 +29,59 @@ def _missing_parameters(ssm: Any, names: list[str]) -> list[str]:
     return missing
 
 
+def approval_problems(
+    plan: MigrationPlan,
+    *,
+    required_gates: tuple[str, ...],
+    approvers: dict[str, Approver],
+    unsafe: list[str],
+) -> list[str]:
+    """Gates the stack requires, and enough registered approvers who can be told apart."""
+    problems = [
+        f"approvals.gates: the stack requires the gate '{gate}' (stack parameter RequiredGates); "
+        "a plan cannot switch it off"
+        for gate in required_gates
+        if gate not in plan.approvals.gates
+    ]
+    if not approvers:
+        problems.append(
+            "approvals: the stack has no approver who can vote (none registered with a "
+            "confirmed subscription or an IAM principal: mq-cutover approvers add)"
+        )
+    for gate, quorum in sorted(plan.approvals.quorum.items()):
+        if approvers and quorum > len(approvers):
+            problems.append(
+                f"approvals.quorum.{gate}: needs {quorum} different approvers; the stack has "
+                f"{len(approvers)} who can vote ({', '.join(sorted(approvers))})"
+            )
+    problems.extend(f"approvals: {problem}" for problem in unsafe)
+    return problems
+
+
 def validate_plan(
-    document: Any, *, execution_name: str | None, parameter_prefix: str, ssm: Any, mq: Any
+    document: Any,
+    *,
+    execution_name: str | None,
+    parameter_prefix: str,
+    ssm: Any,
+    mq: Any,
+    required_gates: tuple[str, ...] = (),
+    approvers: dict[str, Approver] | None = None,
+    unsafe_approvals: list[str] | None = None,
 ) -> MigrationPlan:
+    """The plan, checked. `approvers`/`unsafe_approvals`: the stack's registry and what is wrong
+    with its subscriptions (None: not checked, for callers without a stack)."""
     plan = parse_plan(document)
     problems: list[str] = []
+    if approvers is not None:
+        problems.extend(
+            approval_problems(
+                plan,
+                required_gates=required_gates,
+                approvers=approvers,
+                unsafe=unsafe_approvals or [],
+            )
+        )
     if execution_name is not None and not (
         execution_name == plan.migration_id
         or execution_name.startswith(f"{plan.migration_id}{ATTEMPT_SEPARATOR}")
