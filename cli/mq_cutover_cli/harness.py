@@ -71,6 +71,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 DEFAULT_APPROVAL_API_URL = "https://approvals.offline.invalid/dev/approvals"
+STACK_NAME = "mq-cutover-offline"
+# The simulated stack's registered approvers (mq-cutover approvers add). Their email is
+# simulated: each gets an SQS "inbox" subscribed with the same filter policy an email
+# subscription would have, so only their own links reach them.
+DEFAULT_APPROVERS = (
+    ("ana", "Ana Ops", f"arn:aws:iam::{ACCOUNT}:user/ana"),
+    ("bea", "Bea Lead", f"arn:aws:iam::{ACCOUNT}:role/bea-approver"),
+    ("cy", "Cy Oncall", None),
+)
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -177,6 +186,8 @@ class Emulator:
         approval_timeout_scale: float = 1.0,
         lambda_timeout_ms: int | None = None,
         real_time: bool = False,
+        stack_parameters: dict[str, str] | None = None,
+        approvers: tuple[tuple[str, str, str | None], ...] = DEFAULT_APPROVERS,
     ) -> None:
         self.clock = clock or SimClock()
         # Real time (the end-to-end tier, with real brokers): Wait states, retries and handlers
@@ -186,6 +197,9 @@ class Emulator:
         self.approval_api_url = approval_api_url
         self.approval_timeout_scale = approval_timeout_scale
         self.lambda_timeout_ms = lambda_timeout_ms  # overrides the template's (simulation)
+        self.stack_parameters = dict(stack_parameters or {})
+        self.approvers = approvers
+        self.registry_path = ""
         self.function_timeouts: dict[str, int] = {}
         self.hooks: list[Hook] = []  # called before a function runs (the world, faults)
         self.after_hooks: list[AfterHook] = []  # called with its result (faults)
@@ -218,7 +232,10 @@ class Emulator:
         try:
             for hook in list(self.hooks):
                 hook(name, payload)
-            result = module.lambda_handler(payload, context)
+            from mq_cutover_cli.call_log import invoking
+
+            with invoking(name):  # its AWS calls are the function's (least-privilege test)
+                result = module.lambda_handler(payload, context)
         except Exception as exc:
             error = {
                 "errorMessage": str(exc),
@@ -314,21 +331,11 @@ class Emulator:
             RoleName="offline-role",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
-        sns, sqs = self.client("sns"), self.client("sqs")
+        sns = self.client("sns")
         for name in self._resources_of("AWS::SNS::Topic"):
             self.resources[name] = sns.create_topic(Name=name)["TopicArn"]
-            # Simulated mailbox: an SQS queue subscribed where the email subscription would be.
-            queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
-            queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
-            sns.subscribe(
-                TopicArn=self.resources[name],
-                Protocol="sqs",
-                Endpoint=queue_arn,
-                Attributes={"RawMessageDelivery": "false"},
-            )
-            self.inbox_urls[name] = queue_url
+            if name != "ApprovalTopic":  # approvers get their own inboxes, below
+                self.inbox_urls[name] = self._inbox(name, self.resources[name])
         for name, res in self._resources_of("AWS::DynamoDB::Table").items():
             props = res["Properties"]
             table: dict[str, Any] = {
@@ -350,6 +357,7 @@ class Emulator:
 
         environment = self._function_environment()
         os.environ.update(environment)
+        self._register_approvers(environment["APPROVER_REGISTRY_PATH"])
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
             archive.writestr("app.py", "# the harness runs functions/<dir>/app.py in-process\n")
@@ -389,6 +397,70 @@ class Emulator:
             name=machine_name, definition=definition, roleArn=role, type="STANDARD"
         )["stateMachineArn"]
 
+    def _inbox(self, name: str, topic_arn: str, approver: str | None = None) -> str:
+        """Simulated mailbox: an SQS queue subscribed where the email subscription would be."""
+        sqs = self.client("sqs")
+        queue = f"{name}-inbox" + (f"-{approver}" if approver else "")
+        queue_url = str(sqs.create_queue(QueueName=queue)["QueueUrl"])
+        if approver is None:
+            queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            self.client("sns").subscribe(
+                TopicArn=topic_arn,
+                Protocol="sqs",
+                Endpoint=queue_arn,
+                Attributes={"RawMessageDelivery": "false"},
+            )
+        return queue_url
+
+    def queue_arn(self, queue_url: str) -> str:
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]
+        return str(attributes["QueueArn"])
+
+    def _register_approvers(self, registry_path: str) -> None:
+        """The admin's `mq-cutover approvers add` for each simulated approver (the product's
+        own code), with an SQS inbox standing in for their email address."""
+        from aws_lambda_powertools.utilities import parameters
+
+        from mq_cutover.approvers import Approver, add_approver
+
+        parameters.clear_caches()  # the registry path is the same in every emulator
+        self.registry_path = registry_path
+        topic = self.resources["ApprovalTopic"]
+        for approver_id, name, principal in self.approvers:
+            url = self._inbox("ApprovalTopic", topic, approver_id)
+            self.inbox_urls[f"ApprovalTopic/{approver_id}"] = url
+            add_approver(
+                self.client("ssm"),
+                self.client("sns"),
+                path=registry_path,
+                topic_arn=topic,
+                approver=Approver(approver_id, name, "sqs", self.queue_arn(url), principal),
+            )
+
+    def _sub(self, template: str) -> str:
+        """Fn::Sub with the emulator's pseudo parameters, resources and stack parameters."""
+        pseudo = {
+            "AWS::StackName": STACK_NAME,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in pseudo:
+                return pseudo[name]
+            if name.endswith(".Arn"):
+                return self.resources[name[:-4]]
+            return self.resources.get(name, self._parameter_default(name))
+
+        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", value, template)
+
     def _resolve(self, ref: Any) -> str:
         """!GetAtt X.Arn / !Ref X of a resource the emulator created."""
         if isinstance(ref, dict) and "Fn::GetAtt" in ref:
@@ -414,7 +486,18 @@ class Emulator:
                     ref = value["Ref"]
                     env[key] = self.resources.get(ref, self._parameter_default(ref))
                 elif isinstance(value, dict) and "Fn::Sub" in value:
-                    env[key] = self.approval_api_url if key == "APPROVAL_API_URL" else str(value)
+                    sub = value["Fn::Sub"]
+                    env[key] = (
+                        self.approval_api_url
+                        if key == "APPROVAL_API_URL"
+                        else self._sub(sub if isinstance(sub, str) else sub[0])
+                    )
+                elif isinstance(value, dict) and "Fn::Join" in value:
+                    separator, parts = value["Fn::Join"]
+                    if isinstance(parts, dict) and "Ref" in parts:  # a list parameter
+                        env[key] = self._parameter_default(parts["Ref"])
+                    else:
+                        env[key] = separator.join(self._resolve(p) for p in parts)
                 else:
                     env[key] = self._resolve(value)
         env.update(
@@ -440,6 +523,9 @@ class Emulator:
                 handler.setStream(self.captured_output)
 
     def _parameter_default(self, name: str) -> str:
+        """A stack parameter: the emulator's override, else the template's default."""
+        if name in self.stack_parameters:
+            return self.stack_parameters[name]
         return str(self.template.get("Parameters", {}).get(name, {}).get("Default", ""))
 
     @staticmethod
@@ -516,22 +602,31 @@ class Emulator:
             if "stateEnteredEventDetails" in e
         ]
 
-    def inbox(self, topic: str) -> list[dict[str, str]]:
-        """Every message published to a topic so far ({"subject", "message"}), oldest first."""
+    def inbox(self, topic: str, to: str | None = None) -> list[dict[str, str]]:
+        """Every message published to a topic so far ({"subject", "message", "to"}), oldest
+        first. ApprovalTopic: each approver's own inbox (`to`), or all of them."""
         sqs = self.client("sqs")
         received = self.mail.setdefault(topic, [])
-        while True:
-            batch = sqs.receive_message(
-                QueueUrl=self.inbox_urls[topic], MaxNumberOfMessages=10, WaitTimeSeconds=0
-            ).get("Messages", [])
-            if not batch:
-                return list(received)
-            for message in batch:
-                body = json.loads(message["Body"])
-                received.append({"subject": body.get("Subject", ""), "message": body["Message"]})
-                sqs.delete_message(
-                    QueueUrl=self.inbox_urls[topic], ReceiptHandle=message["ReceiptHandle"]
-                )
+        for key, url in self.inbox_urls.items():
+            if key != topic and not key.startswith(f"{topic}/"):
+                continue
+            while True:
+                batch = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                ).get("Messages", [])
+                if not batch:
+                    break
+                for message in batch:
+                    body = json.loads(message["Body"])
+                    received.append(
+                        {
+                            "subject": body.get("Subject", ""),
+                            "message": body["Message"],
+                            "to": key.partition("/")[2],
+                        }
+                    )
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [m for m in received if to is None or m["to"] == to]
 
     def fail_open_tokens(self) -> None:
         """Teardown: moto cannot stop a run blocked on a task token; fail every open one."""

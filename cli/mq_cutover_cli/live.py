@@ -19,7 +19,7 @@ from mq_cutover.plan import MigrationPlan, parse_plan
 from mq_cutover_cli.approval_http import ApprovalApiClient
 from mq_cutover_cli.faults import Fault
 from mq_cutover_cli.faults import parse as parse_fault
-from mq_cutover_cli.harness import DEFAULT_APPROVAL_API_URL, Emulator, SimClock
+from mq_cutover_cli.harness import DEFAULT_APPROVAL_API_URL, DEFAULT_APPROVERS, Emulator, SimClock
 from mq_cutover_cli.world import World, default_world
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -56,7 +56,8 @@ class ApprovalEmail:
     gate: str
     approve_link: str
     reject_link: str
-    extend_link: str | None = None  # only on a drain timeout gate that may be extended
+    extend_link: str | None = None  # only on a timeout gate that may be extended
+    to: str = ""  # the approver whose inbox it reached
 
     @classmethod
     def read(cls, mail: dict[str, str]) -> ApprovalEmail:
@@ -70,7 +71,18 @@ class ApprovalEmail:
             links["approve"],
             links["reject"],
             links.get("extend"),
+            mail.get("to", ""),
         )
+
+    @property
+    def approval_id(self) -> str:
+        """The gate's id in the link (every approver's link of one gate shares it)."""
+        return self.approve_link.rsplit("/", 1)[-1].split(".", 1)[0]
+
+    @property
+    def approver(self) -> str:
+        """The approver the link was issued to (as signed in the link)."""
+        return self.approve_link.rsplit("/", 1)[-1].split(".")[1]
 
 
 @dataclass
@@ -91,8 +103,9 @@ class LiveRun:
     def entered(self) -> list[str]:
         return self.emulator.states_entered(self.arn)
 
-    def approval_emails(self) -> list[ApprovalEmail]:
-        return [ApprovalEmail.read(mail) for mail in self.emulator.inbox("ApprovalTopic")]
+    def approval_emails(self, to: str | None = None) -> list[ApprovalEmail]:
+        """Approval emails in every approver's inbox, or in one's (`to`)."""
+        return [ApprovalEmail.read(mail) for mail in self.emulator.inbox("ApprovalTopic", to)]
 
     def wait_until(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -103,11 +116,12 @@ class LiveRun:
             time.sleep(0.05)
         raise TimeoutError(f"{what}: not within {timeout}s (status {self.status()['status']})")
 
-    def wait_for_gate(self, gate: str, nth: int = 1) -> ApprovalEmail:
-        """The nth approval email of `gate`, once the run is waiting at it."""
+    def wait_for_gate(self, gate: str, nth: int = 1, approver: str = "ana") -> ApprovalEmail:
+        """The nth approval email of `gate` in `approver`'s inbox, once the run is waiting at
+        it."""
 
         def email() -> ApprovalEmail | None:
-            found = [e for e in self.approval_emails() if e.gate == gate]
+            found = [e for e in self.approval_emails(approver) if e.gate == gate]
             return found[nth - 1] if len(found) >= nth else None
 
         return self.wait_until(f"approval email for {gate}", email)  # type: ignore[no-any-return]
@@ -136,6 +150,8 @@ def live_run(
     log_level: str = "INFO",
     fail_at: list[str] | None = None,
     real_time: bool = False,
+    stack_parameters: dict[str, str] | None = None,
+    approvers: tuple[tuple[str, str, str | None], ...] = DEFAULT_APPROVERS,
 ) -> Iterator[LiveRun]:
     faults = [Fault(*parse_fault(spec)) for spec in fail_at or []]
     try:
@@ -152,6 +168,8 @@ def live_run(
         approval_timeout_scale=approval_timeout_scale,
         log_level=log_level,
         real_time=real_time,
+        stack_parameters=stack_parameters,
+        approvers=approvers,
     )
     with emulator.running():
         world.install(emulator, parsed)

@@ -22,8 +22,9 @@ from mq_cutover_cli.world import World
 
 @dataclass
 class Approver:
-    """A simulated approver who reads each approval email, opens its link (GET: the page), then
-    presses a button (POST), as a person would.
+    """The simulated approvers: each reads the approval emails in their own inbox, opens their
+    link (GET: the page), then presses a button (POST), as a person would; one after another
+    until the gate is decided (a quorum of N takes N of them).
 
     policy: "auto" approves every gate; "reject:GATE" rejects that gate and approves the others;
     "extend:GATE" asks to wait longer at that gate while it may, then approves; "none" never
@@ -32,9 +33,9 @@ class Approver:
 
     emulator: Emulator
     policy: str = "auto"
-    name: str = "offline-approver"
     decided: list[dict[str, Any]] = field(default_factory=list)
     _read: int = 0
+    _closed: set[str] = field(default_factory=set)
 
     def service(self) -> list[dict[str, Any]]:
         if self.policy == "none":
@@ -45,6 +46,8 @@ class Approver:
         for mail in emails[self._read :]:
             self._read += 1
             email = ApprovalEmail.read(mail)
+            if email.approval_id in self._closed:
+                continue  # decided already: the others leave their email unanswered
             gate = email.gate
             decision = "approve"
             link = email.approve_link
@@ -53,14 +56,13 @@ class Approver:
             elif self.policy == f"extend:{gate}" and email.extend_link:
                 decision, link = "extend", email.extend_link
             page = api.get(f"{link}?decision={decision}")
-            form = {
-                "decision": decision,
-                "name": self.name,
-                "comment": f"{decision} (offline simulator)",
-            }
+            form = {"decision": decision, "comment": f"{decision} (offline simulator)"}
             response = api.post(link, form)
+            if response["statusCode"] != 200 or "Vote recorded" not in str(response["body"]):
+                self._closed.add(email.approval_id)
             entry = {
                 "gate": gate,
+                "approver": email.to,
                 "decision": decision,
                 "pageStatus": page["statusCode"],
                 "postStatus": response["statusCode"],
@@ -153,6 +155,9 @@ class Simulation:
     fail_at: list[str] = field(default_factory=list)
     before_start: Callable[[Emulator], None] | None = None
     after_run: Callable[[Emulator, str], None] | None = None
+    # The simulated stack's parameters (e.g. {"RequiredGates": ""} for a stack that lets a plan
+    # run without gates: rehearsals, benchmarks).
+    stack_parameters: dict[str, str] | None = None
     report: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -182,6 +187,7 @@ class Simulation:
             approval_timeout_scale=self.approval_timeout_scale,
             before_start=self.before_start,
             fail_at=self.fail_at,
+            stack_parameters=self.stack_parameters,
         ) as run:
             emulator = run.emulator
             started = emulator.clock.now()
@@ -210,8 +216,8 @@ class Simulation:
             for entry in approver.service():
                 self._say(
                     emulator,
-                    f"approver opened the page and chose {entry['decision']} "
-                    f"for gate {entry['gate']}",
+                    f"approver {entry['approver']} opened their link and chose "
+                    f"{entry['decision']} for gate {entry['gate']} (HTTP {entry['postStatus']})",
                 )
             status = emulator.status(arn)
             if status["status"] in TERMINAL:

@@ -71,7 +71,7 @@ def _checked(link: str) -> tuple[dict[str, Any] | None, dict[str, str]] | Respon
         return _html(result_page({"outcome": "invalid-link"}), 403)
     except LinkExpired as expired:
         return _html(confirmation_page(load(table, str(expired)), clock.utcnow()), 410)
-    approver = load_registry(settings.approver_registry_path).get(approver_id)
+    approver = load_registry(settings.approver_registry_path, fresh=True).get(approver_id)
     if approver is None:
         return _refusal(f"Approver {approver_id!r} is no longer registered.", 403)
     return load(table, approval_id), approver.public()
@@ -122,7 +122,9 @@ def decide_gate(link: str) -> Response[str]:
 def _caller() -> tuple[str, dict[str, str] | None]:
     """The signed caller's principal and the registered approver it is, if any."""
     user_arn = app.current_event.request_context.identity.user_arn or ""
-    approver = approver_for_principal(load_registry(settings.approver_registry_path), user_arn)
+    approver = approver_for_principal(
+        load_registry(settings.approver_registry_path, fresh=True), user_arn
+    )
     return principal_of(user_arn), approver.public() if approver else None
 
 

@@ -20,6 +20,7 @@ def approval_email(
     quorum: int,
     link: str,
     extend_minutes: int | None,
+    approver: dict[str, str] | None = None,
 ) -> tuple[str, str]:
     """The subject and body of a gate's email."""
     needs = f"{quorum} different approvers" if quorum > 1 else "one approver"
@@ -86,7 +87,12 @@ def _header(record: dict[str, Any]) -> str:
     )
 
 
-def confirmation_page(record: dict[str, Any] | None, now: datetime, preselect: str = "") -> str:
+def confirmation_page(
+    record: dict[str, Any] | None,
+    now: datetime,
+    approver: dict[str, str] | None = None,
+    preselect: str = "",
+) -> str:
     """What a GET shows: the gate's facts and a form. It decides nothing."""
     if record is None:
         return page("Unknown approval", "<p>This link is not valid. Nothing was changed.</p>")

@@ -93,12 +93,13 @@ def parse_approver(approver_id: str, value: str) -> Approver:
     return Approver(approver_id, " ".join(name.split()), protocol, endpoint, principal)
 
 
-def load_registry(path: str, ssm: Any = None) -> dict[str, Approver]:
-    """Every registered approver, by id. Lambdas read through Powertools (cached one minute);
-    the CLI passes its own client."""
+def load_registry(path: str, ssm: Any = None, *, fresh: bool = False) -> dict[str, Approver]:
+    """Every registered approver, by id. Lambdas read through Powertools (cached one minute;
+    `fresh` for a vote, so a removed approver's links stop working at once); the CLI passes its
+    own client."""
     prefix = path.rstrip("/")
     if ssm is None:
-        raw = parameters.get_parameters(prefix, max_age=60, recursive=False)
+        raw = parameters.get_parameters(prefix, max_age=60, recursive=False, force_fetch=fresh)
         values = {str(k): str(v) for k, v in raw.items()}
     else:
         values = {}

@@ -287,7 +287,7 @@ class BackgroundApprover:
     `policy` as `Approver`'s, e.g. "reject:stopOnPrem"."""
 
     def __init__(self, emulator: Emulator, policy: str) -> None:
-        self.approver = Approver(emulator, policy, name="e2e-approver")
+        self.approver = Approver(emulator, policy)
         self.errors: list[str] = []
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -569,7 +569,15 @@ def run_cutover(
     history: list[dict[str, Any]] = []
     notifications: list[dict[str, str]] = []
     try:
-        with live_run(document, world, before_start=start_clients, real_time=True) as run:
+        with live_run(
+            document,
+            world,
+            before_start=start_clients,
+            real_time=True,
+            # A gate-less plan needs a stack that requires no gate (the stack's default
+            # requires cutover and stopOnPrem).
+            stack_parameters=None if gates else {"RequiredGates": ""},
+        ) as run:
             try:
                 if approve is not None:
                     approvers.append(BackgroundApprover(run.emulator, approve))

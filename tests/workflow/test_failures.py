@@ -186,9 +186,11 @@ def test_manual_stop_is_confirmed_by_a_person(ordered_plan: dict[str, Any]) -> N
     assert [a["gate"] for a in sim.report["approverActions"]] == ["cutover", "confirmOnPremStopped"]
 
 
-def test_gates_can_be_turned_off(unordered_plan: dict[str, Any]) -> None:
+def test_gates_can_be_turned_off_only_on_a_stack_that_requires_none(
+    unordered_plan: dict[str, Any],
+) -> None:
     unordered_plan["approvals"] = {"gates": []}
-    sim = run(unordered_plan, approve="none")
+    sim = run(unordered_plan, approve="none", stack_parameters={"RequiredGates": ""})
     assert sim.report["execution"]["status"] == "SUCCEEDED"
     assert sim.report["approvals"] == []
 

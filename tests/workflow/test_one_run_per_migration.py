@@ -18,7 +18,7 @@ from tests.workflow.conftest import entered, run
 
 pytestmark = pytest.mark.workflow
 
-APPROVE = {"decision": "approve", "name": "Ana Ops"}
+APPROVE = {"decision": "approve"}
 
 
 def test_a_second_execution_of_a_running_migration_is_refused(ordered_plan: dict[str, Any]) -> None:
