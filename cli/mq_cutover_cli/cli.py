@@ -1,6 +1,6 @@
-"""`mq-cutover`: run a plan offline (`simulate`), decide a gate from a terminal (`approve`,
-`reject`, `extend`), publish the on-prem broker's metrics (`publish-metrics`), or print the
-plan's JSON Schema (`schema`)."""
+"""`mq-cutover`: run a plan offline (`simulate`), see and decide a gate from a terminal
+(`pending`, `approve`, `reject`, `extend`), manage who may approve (`approvers`), publish the
+on-prem broker's metrics (`publish-metrics`), or print the plan's JSON Schema (`schema`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mq_cutover.plan import json_schema
 from mq_cutover_cli.faults import parse as parse_fault
 from mq_cutover_cli.simulate import Simulation, summary_lines
 from mq_cutover_cli.world import World
+
+if TYPE_CHECKING:
+    from mq_cutover_cli.api import Transport
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -50,32 +54,212 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if report["execution"]["status"] == "SUCCEEDED" else 1
 
 
-def _decide(args: argparse.Namespace) -> int:
+def _session(args: argparse.Namespace, session: Any) -> Any:
+    if session is not None:
+        return session
     import boto3
 
-    from mq_cutover import clock
-    from mq_cutover_cli.decide import approvals_table_name, decide_from_terminal
+    return boto3.session.Session(region_name=args.region)
 
-    session = boto3.session.Session(region_name=args.region)
-    table_name = args.table or approvals_table_name(session.client("cloudformation"), args.stack)
-    result = decide_from_terminal(
-        session.resource("dynamodb").Table(table_name),
-        session.client("stepfunctions"),
-        session.client("sts"),
+
+def _outputs(session: Any, stack: str) -> dict[str, str]:
+    from mq_cutover_cli.decide import stack_outputs
+
+    return stack_outputs(session.client("cloudformation"), stack)
+
+
+def _decision_api(args: argparse.Namespace, session: Any, transport: Transport | None) -> Any:
+    """The decision API as this session's identity; SystemExit(2) with a message if it cannot
+    be called (no URL, no credentials, no region)."""
+    from mq_cutover_cli.api import DecisionApi, region_of, urllib_transport
+    from mq_cutover_cli.decide import stack_output
+
+    url = args.api_url or stack_output(_outputs(session, args.stack), "DecisionApiUrl", args.stack)
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise _Usage("no AWS credentials found (set a profile, SSO login or environment keys)")
+    # The API's own region is the one its signature must name; the session's otherwise.
+    region = region_of(url) or session.region_name
+    if not region:
+        raise _Usage("no region: give --region")
+
+    def whoami() -> str:
+        return str(session.client("sts").get_caller_identity()["Arn"])
+
+    return DecisionApi(url, credentials, region, transport or urllib_transport, whoami)
+
+
+class _Usage(Exception):
+    """The command cannot run as given (exit status 2)."""
+
+
+def _decide(args: argparse.Namespace, session: Any, transport: Transport | None) -> int:
+    from mq_cutover_cli.decide import decide, decision_line
+
+    api = _decision_api(args, session, transport)
+    answer = decide(
+        api,
         migration_id=args.migration_id,
         decision=args.command,
         gate=args.gate,
         comment=args.comment,
-        now=clock.utcnow(),
     )
-    outcome = result["outcome"]
-    if outcome in ("approved", "rejected", "extended"):
-        print(f"{result['gate']} of {result['migrationId']} {outcome} by {result['decidedBy']}")
-    elif outcome == "vote-recorded":
-        print(f"approval recorded ({result['votes']} of {result['quorum']}): the gate stays closed")
-    else:
-        print(f"nothing decided ({outcome}): {result.get('detail', result)}", file=sys.stderr)
-    return 0 if outcome in ("approved", "rejected", "extended", "vote-recorded") else 1
+    decided, line = decision_line(answer)
+    print(line, file=sys.stdout if decided else sys.stderr)
+    return 0 if decided else 1
+
+
+def _pending(args: argparse.Namespace, session: Any, transport: Transport | None) -> int:
+    from mq_cutover_cli.decide import pending, pending_lines
+
+    answer = pending(_decision_api(args, session, transport), args.migration_id)
+    for line in pending_lines(answer, args.migration_id):
+        print(line)
+    return 0
+
+
+def _registry_of(args: argparse.Namespace, session: Any) -> tuple[str, str]:
+    """(ApproverRegistryPath, ApprovalTopicArn) of the stack."""
+    from mq_cutover_cli.decide import stack_output
+
+    outputs = _outputs(session, args.stack)
+    return (
+        stack_output(outputs, "ApproverRegistryPath", args.stack),
+        stack_output(outputs, "ApprovalTopicArn", args.stack),
+    )
+
+
+def subscription_status(sns: Any, topic_arn: str, registry: dict[str, Any]) -> dict[str, str]:
+    """Each approver's subscription as SNS reports it: confirmed, pending confirmation (an email
+    subscription the person has not confirmed yet) or none."""
+    status = dict.fromkeys(registry, "none")
+    endpoints = {(a.protocol, a.endpoint.casefold()): a.id for a in registry.values()}
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+        for subscription in page.get("Subscriptions", []):
+            arn = str(subscription["SubscriptionArn"])
+            owner = endpoints.get((subscription["Protocol"], subscription["Endpoint"].casefold()))
+            if not arn.startswith("arn:"):
+                if owner and status[owner] == "none":
+                    status[owner] = "pending confirmation"
+                continue
+            attributes = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+            try:
+                policy = json.loads(attributes.get("FilterPolicy") or "{}")
+            except json.JSONDecodeError:
+                policy = {}
+            ids = policy.get("approver") if isinstance(policy, dict) else None
+            for approver_id in ids if isinstance(ids, list) else []:
+                if approver_id in status:
+                    pending = attributes.get("PendingConfirmation") == "true"
+                    if not pending:
+                        status[approver_id] = "confirmed"
+                    elif status[approver_id] == "none":
+                        status[approver_id] = "pending confirmation"
+    return status
+
+
+def _approvers(args: argparse.Namespace, session: Any) -> int:
+    from mq_cutover.approvers import (
+        Approver,
+        add_approver,
+        check_subscriptions,
+        load_registry,
+        remove_approver,
+    )
+    from mq_cutover.errors import ApproversInvalid
+    from mq_cutover_cli.decide import shown
+
+    path, topic_arn = _registry_of(args, session)
+    ssm, sns = session.client("ssm"), session.client("sns")
+    if args.action == "list":
+        registry = load_registry(path, ssm)
+        status = subscription_status(sns, topic_arn, registry)
+        print(f"approvers of {args.stack} ({path}): {len(registry)}")
+        for approver in registry.values():
+            print(
+                f"  {approver.id}: {shown(approver.name)} <{approver.protocol}:"
+                f"{shown(approver.endpoint)}>, IAM principal "
+                f"{shown(approver.iam_principal or '-')}, subscription {status[approver.id]}"
+            )
+        problems = check_subscriptions(sns, topic_arn, registry)
+        for problem in problems:
+            print(f"  problem: {shown(problem)}")
+        if not problems:
+            print("  no problem: each approver's links reach only that approver")
+        return 1 if problems else 0
+    if args.action == "add":
+        approver = Approver(args.id, args.name, "email", args.email, args.iam_principal)
+        try:
+            existing = load_registry(path, ssm)
+        except ApproversInvalid:
+            existing = {}  # a broken entry elsewhere must not stop an admin from adding
+        if args.id in existing and not args.replace:
+            raise _Usage(
+                f"approver {args.id} exists ({shown(existing[args.id].name)}); "
+                "use --replace to replace them (their links already sent stop counting)"
+            )
+        if args.id in existing:
+            remove_approver(ssm, sns, path=path, topic_arn=topic_arn, approver_id=args.id)
+        subscription = add_approver(ssm, sns, path=path, topic_arn=topic_arn, approver=approver)
+        confirmed = subscription.startswith("arn:") and (
+            sns.get_subscription_attributes(SubscriptionArn=subscription)["Attributes"].get(
+                "PendingConfirmation"
+            )
+            != "true"
+        )
+        print(
+            f"approver {approver.id} ({shown(approver.name)}) added; "
+            + (
+                f"{shown(approver.endpoint)} is subscribed"
+                if confirmed
+                else f"{shown(approver.endpoint)} must confirm the subscription email "
+                "before their links are sent"
+            )
+        )
+        return 0
+    registry = load_registry(path, ssm)
+    removed = remove_approver(ssm, sns, path=path, topic_arn=topic_arn, approver_id=args.id)
+    if args.id not in registry and not removed:
+        print(f"mq-cutover: no approver {args.id}; nothing removed", file=sys.stderr)
+        return 1
+    print(
+        f"approver {args.id} removed ({removed} subscription{'s' if removed != 1 else ''} "
+        "deleted); their links already sent no longer count"
+    )
+    return 0
+
+
+def _aws_command(args: argparse.Namespace, session: Any, transport: Transport | None) -> int:
+    """A command that calls AWS; its failures are one line on stderr, never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from mq_cutover.errors import ApproversInvalid
+    from mq_cutover_cli.api import DecisionApiError
+    from mq_cutover_cli.decide import StackOutputMissing
+
+    try:
+        session = _session(args, session)
+        if args.command == "approvers":
+            return _approvers(args, session)
+        if args.command == "pending":
+            return _pending(args, session, transport)
+        return _decide(args, session, transport)
+    except (_Usage, StackOutputMissing, ApproversInvalid) as exc:
+        print(f"mq-cutover: {exc}", file=sys.stderr)
+        return 2
+    except DecisionApiError as exc:
+        print(f"mq-cutover: {exc}", file=sys.stderr)
+        return 3
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        print(
+            f"mq-cutover: {exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}",
+            file=sys.stderr,
+        )
+        return 3
+    except BotoCoreError as exc:
+        print(f"mq-cutover: {exc}", file=sys.stderr)
+        return 3
 
 
 def _publish_metrics(args: argparse.Namespace) -> int:
@@ -136,7 +320,19 @@ def _publish_metrics(args: argparse.Namespace) -> int:
     return 0 if summary["samples"] else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def _api_arguments(command: argparse.ArgumentParser) -> None:
+    where = command.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="the deployed stack (its DecisionApiUrl output is used)")
+    where.add_argument("--api-url", help="the stack's DecisionApiUrl (https://…/<stage>/decisions)")
+    command.add_argument(
+        "--region", help="AWS region (default: the API's, else your configuration)"
+    )
+
+
+def main(
+    argv: list[str] | None = None, *, session: Any = None, transport: Transport | None = None
+) -> int:
+    """`session` (a boto3 Session) and `transport` (see mq_cutover_cli.api) are for tests."""
     parser = argparse.ArgumentParser(prog="mq-cutover", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     simulate = commands.add_parser(
@@ -166,15 +362,43 @@ def main(argv: list[str] | None = None) -> int:
     )
     for verb in ("approve", "reject", "extend"):
         decide = commands.add_parser(
-            verb, help=f"{verb} a migration's open gate as your IAM identity (needs AWS access)"
+            verb,
+            help=f"{verb} a migration's open gate as your IAM identity (execute-api:Invoke on "
+            "the stack's decision API is all it needs)",
         )
         decide.add_argument("migration_id")
         decide.add_argument("--gate", help="cutover, drainTimeout, stopOnPrem, ...")
         decide.add_argument("--comment", default="", help="why (shown in the notification)")
-        where = decide.add_mutually_exclusive_group(required=True)
-        where.add_argument("--stack", help="the deployed stack (its approvals table is found)")
-        where.add_argument("--table", help="the approvals table name")
-        decide.add_argument("--region", help="AWS region (default: your configuration)")
+        _api_arguments(decide)
+    listing = commands.add_parser(
+        "pending", help="a migration's open gates: their facts, votes and time left"
+    )
+    listing.add_argument("migration_id")
+    _api_arguments(listing)
+    approvers = commands.add_parser(
+        "approvers",
+        help="who may approve (the stack's registry; needs the ApproverAdminPolicy)",
+        description="Approvers are registered in the stack: one SSM parameter each under "
+        "ApproverRegistryPath, and an email subscription to ApprovalTopic filtered on their id, "
+        "so each receives only their own links.",
+    )
+    actions = approvers.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="register an approver and subscribe their email")
+    add.add_argument("--id", required=True, help="1-32 lower-case letters, digits or '-'")
+    add.add_argument("--name", required=True, help="as shown on pages and in the record")
+    add.add_argument("--email", required=True, help="where their approval links are sent")
+    add.add_argument(
+        "--iam-principal",
+        help="the IAM user or role ARN they approve with from a terminal (a role: anyone who "
+        "can assume it counts as this one person)",
+    )
+    add.add_argument("--replace", action="store_true", help="replace an approver with this id")
+    remove = actions.add_parser("remove", help="unsubscribe an approver and delete their entry")
+    remove.add_argument("--id", required=True)
+    actions.add_parser("list", help="approvers, their subscriptions and any problem")
+    for action in (add, remove, actions.choices["list"]):
+        action.add_argument("--stack", required=True, help="the deployed stack")
+        action.add_argument("--region", help="AWS region (default: your configuration)")
     bridge = commands.add_parser(
         "publish-metrics",
         help="publish the on-prem broker's queue metrics to CloudWatch (run next to the broker)",
@@ -206,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2, sort_keys=True))
         return 0
-    if args.command in ("approve", "reject", "extend"):
-        return _decide(args)
+    if args.command in ("approve", "reject", "extend", "pending", "approvers"):
+        return _aws_command(args, session, transport)
     if args.command == "publish-metrics":
         return _publish_metrics(args)
     return _simulate(args)
