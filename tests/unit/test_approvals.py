@@ -1,5 +1,6 @@
-"""Approval records: the email shows the facts and signed links (never the token); GET decides
-nothing; each person decides once; a quorum opens the gate exactly once."""
+"""Approval records: each registered approver gets their own signed link (never the token); GET
+decides nothing; each approver decides once; a quorum of N distinct approvers opens the gate
+exactly once; nothing is stored or sent when the topic could deliver a link to someone else."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, sign, verify
 from mq_cutover.approval_pages import confirmation_page
 from mq_cutover.approvals import decide, load, pending_for, request_approval
+from mq_cutover.approvers import Approver, add_approver
+from mq_cutover.errors import ApproversInvalid
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 KEY = b"k" * 64
@@ -64,7 +67,8 @@ def table(aws: Any) -> Any:
                     {"AttributeName": "migrationId", "KeyType": "HASH"},
                     {"AttributeName": "createdAt", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                # As in template.yaml: the index holds no token.
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gate", "status"]},
             }
         ],
         BillingMode="PAY_PER_REQUEST",
@@ -72,16 +76,26 @@ def table(aws: Any) -> Any:
     return boto3.resource("dynamodb", region_name="us-east-1").Table("approvals")
 
 
+APPROVERS = ("ana", "bob", "cy")
+REGISTRY: dict[str, Approver] = {}
+
+
 @pytest.fixture
 def inbox(aws: Any) -> tuple[Any, str, str]:
+    """The approval topic with three registered approvers, each with an SQS inbox standing in
+    for their email (the same filtered subscription). Returns (sns, topic, ana's inbox)."""
     sns, sqs = aws("sns"), aws("sqs")
     topic = sns.create_topic(Name="approvals")["TopicArn"]
-    url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    return sns, topic, url
+    REGISTRY.clear()
+    urls = {}
+    for who in APPROVERS:
+        urls[who] = sqs.create_queue(QueueName=f"inbox-{who}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=urls[who], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        REGISTRY[who] = Approver(who, who, "sqs", arn)
+        add_approver(aws("ssm"), sns, path="/approvers", topic_arn=topic, approver=REGISTRY[who])
+    return sns, topic, urls["ana"]
 
 
 def _request(
@@ -105,6 +119,7 @@ def _request(
         quorum=quorum,
         timeout_seconds=3600,
         now=NOW,
+        approvers=REGISTRY,
         extend_minutes=extend_minutes,
     )
     return str(result["approvalId"])
@@ -124,7 +139,7 @@ def _decide(
         sfn,
         approval_id=approval_id,
         decision=decision,
-        decided_by=by,
+        approver={"id": by, "name": by},
         comment=comment,
         source="email-link",
         now=NOW + timedelta(minutes=minutes),
@@ -135,27 +150,33 @@ def test_email_has_facts_and_signed_links_but_no_token(
     aws: Any, table: Any, inbox: tuple[Any, str, str]
 ) -> None:
     approval_id = _request(table, inbox)
-    (message,) = aws("sqs").receive_message(QueueUrl=inbox[2])["Messages"]
+    (message,) = aws("sqs").receive_message(QueueUrl=inbox[2], MaxNumberOfMessages=10)["Messages"]
     body = json.loads(message["Body"])
     assert body["Subject"] == "[mq-cutover] orders-1: approve cutover?"
     text = body["Message"]
     links = re.findall(r"https://api\.example/dev/approvals/(\S+)\?decision=(approve|reject)", text)
     assert [d for _, d in links] == ["approve", "reject"]
-    assert verify(KEY, links[0][0], NOW) == approval_id
+    assert verify(KEY, links[0][0], NOW) == (approval_id, "ana")  # Ana's inbox: Ana's link
     assert "from ssl://onprem:61617" in text and "to ssl://amq:61617" in text
     assert "Decide before: 2026-12-01T03:00:00+00:00" in text
     assert TOKEN not in text and "token" not in text.lower()
 
 
 def test_links_refuse_tampering_and_expire() -> None:
-    link = sign(KEY, "abcdefgh1234", int((NOW + timedelta(hours=1)).timestamp()))
-    assert verify(KEY, link, NOW) == "abcdefgh1234"
-    ident, expires, tag = link.split(".")
+    link = sign(KEY, "abcdefgh1234", "ana", int((NOW + timedelta(hours=1)).timestamp()))
+    assert verify(KEY, link, NOW) == ("abcdefgh1234", "ana")
+    ident, who, expires, tag = link.split(".")
     forged = [
-        f"zbcdefgh1234.{expires}.{tag}",  # another id
-        f"{ident}.{int(expires) + 3600}.{tag}",  # a later expiry
-        f"{ident}.{expires}.{'A' * 22}",  # a made-up tag
-        sign(b"another-key", ident, int(expires)),  # signed by someone else
+        f"zbcdefgh1234.{who}.{expires}.{tag}",  # another id
+        f"{ident}.bob.{expires}.{tag}",  # another approver
+        f"{ident}.{who}.{int(expires) + 3600}.{tag}",  # a later expiry
+        f"{ident}.{who}.0{expires}.{tag}",  # the same expiry, zero-padded
+        f"{ident}.{who}.{expires}.{'A' * 22}",  # a made-up tag
+        f"{ident}.{expires}.{tag}",  # the old form, without an approver
+        sign(b"another-key", ident, who, int(expires)),  # signed by someone else
+        link + "\n",  # a trailing newline
+        link + "=",  # padding
+        " " + link,
         "not-a-link",
         "",
     ]
@@ -302,14 +323,58 @@ def test_decision_for_a_run_no_longer_waiting_is_expired(
     assert "closed at" in confirmation_page(load(table, approval_id), NOW)
 
 
-def test_one_person_is_one_vote_however_the_name_is_spelt(
+def test_one_approver_is_one_vote_and_only_the_gates_approvers_vote(
     table: Any, inbox: tuple[Any, str, str]
 ) -> None:
     approval_id = _request(table, inbox, quorum=2)
     sfn = RecordingStepFunctions()
-    assert _decide(table, sfn, approval_id, "approve", "Ana Ops")["outcome"] == "vote-recorded"
-    assert _decide(table, sfn, approval_id, "approve", " ana  OPS ")["outcome"] == "already-voted"
-    assert sfn.calls == []
+    assert _decide(table, sfn, approval_id, "approve", "ana")["outcome"] == "vote-recorded"
+    assert _decide(table, sfn, approval_id, "approve", "ana")["outcome"] == "already-voted"
+    # Someone the gate's links were not issued to (registered later, or never) has no vote.
+    assert _decide(table, sfn, approval_id, "approve", "mallory")["outcome"] == "not-an-approver"
+    assert sfn.calls == [] and len((load(table, approval_id) or {})["votes"]) == 1
+
+
+def test_nothing_is_stored_or_sent_when_a_link_could_reach_someone_else(
+    aws: Any, table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    sns, topic, ana_inbox = inbox
+    sqs = aws("sqs")
+    stray = sqs.create_queue(QueueName="stray")["QueueUrl"]
+    stray_arn = sqs.get_queue_attributes(QueueUrl=stray, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    attempts = [
+        {},  # no filter: every approver's link
+        {"FilterPolicy": json.dumps({"approver": ["ana", "bob"]})},  # two approvers' links
+        {"FilterPolicy": json.dumps({"approver": ["ana"]})},  # Ana's links, not Ana's inbox
+    ]
+    for attributes in attempts:
+        arn = sns.subscribe(
+            TopicArn=topic,
+            Protocol="sqs",
+            Endpoint=stray_arn,
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        with pytest.raises(ApproversInvalid, match="the approval topic is not safe"):
+            _request(table, inbox)
+        sns.unsubscribe(SubscriptionArn=arn)
+    with pytest.raises(ApproversInvalid, match="needs 4 different approvers"):
+        _request(table, inbox, quorum=4)
+    assert table.scan()["Items"] == []
+    for queue in (stray, ana_inbox):
+        assert sqs.receive_message(QueueUrl=queue).get("Messages", []) == []
+
+
+def test_the_migration_index_holds_no_token(table: Any, inbox: tuple[Any, str, str]) -> None:
+    _request(table, inbox)
+    (item,) = table.query(
+        IndexName="ByMigration",
+        KeyConditionExpression="migrationId = :m",
+        ExpressionAttributeValues={":m": "orders-1"},
+    )["Items"]
+    assert "taskToken" not in item and item["status"] == "PENDING"
 
 
 def test_an_undelivered_rejection_never_counts_as_an_approval(
