@@ -260,3 +260,79 @@ def test_the_cli_client_over_http_reaches_the_handler_through_the_authoriser(
         assert "AKIAIOSFODNN7EXAMPLE" in str(refused.value)
         assert "security token" in str(refused.value)
     assert len(handler.events) == 1
+
+
+# --- end to end: the CLI's decide() over the simulated authoriser, the real handler -----------
+def test_registered_iam_principals_approve_the_cutover_through_the_cli(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """ana (an IAM user) and bea (anyone in the bea-approver role) are registered approvers of
+    the simulated stack; a quorum of 2 at the cutover needs both. An unregistered IAM user is
+    refused and changes nothing."""
+    from mq_cutover_cli.decide import decide, decision_line, pending, pending_lines
+    from mq_cutover_cli.live import live_run
+
+    ordered_plan["approvals"] = {"quorum": {"cutover": 2}}
+    migration = ordered_plan["migrationId"]
+    with live_run(ordered_plan) as run:
+        run.wait_for_gate("cutover")
+        emulator = run.emulator
+        aws = emulator.client
+        url = emulator.approval_api_url.replace("/approvals", "/decisions")
+
+        def api(credentials: Credentials) -> DecisionApi:
+            return DecisionApi(url, credentials, "us-east-1", run.api.signed)
+
+        ana = user_credentials(aws, "ana")
+        aws("iam").create_user(UserName="mallory")
+        key = aws("iam").create_access_key(UserName="mallory")["AccessKey"]
+        mallory = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+        role = aws("iam").create_role(RoleName="bea-approver", AssumeRolePolicyDocument="{}")
+        assumed = aws("sts").assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="bea-laptop")[
+            "Credentials"
+        ]
+        bea = Credentials(
+            assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"]
+        )
+
+        listed = pending(api(ana), migration)
+        assert listed.status == 200 and listed.body["you"] == {"id": "ana", "name": "Ana Ops"}
+        (gate,) = listed.body["pending"]
+        assert gate["gate"] == "cutover" and gate["quorum"] == 2 and gate["approvals"] == 0
+        shown = "\n".join(pending_lines(listed, migration))
+        assert "cutover: " in shown and "0 of 2 approvals" in shown and "| " in shown
+        assert "taskToken" not in json.dumps(listed.body)
+
+        with pytest.raises(NotAuthorised) as refused:
+            decide(api(mallory), migration_id=migration, decision="approve", gate=None, comment="")
+        assert f"arn:aws:iam::{ACCOUNT}:user/mallory" in str(refused.value)
+
+        first = decide(
+            api(ana), migration_id=migration, decision="approve", gate="cutover", comment="go"
+        )
+        assert decision_line(first) == (True, "approval recorded (1 of 2): the gate stays closed")
+        assert "Repoint Producers" not in run.entered()
+
+        second = decide(api(bea), migration_id=migration, decision="approve", gate=None, comment="")
+        decided, line = decision_line(second)
+        assert decided and line.startswith(f"cutover of {migration} approved by Ana Ops, Bea Lead")
+        run.wait_until("producers moved", lambda: "Repoint Producers" in run.entered())
+
+        (record,) = [
+            item
+            for item in aws("dynamodb").scan(TableName=emulator.resources["ApprovalsTable"])[
+                "Items"
+            ]
+            if item["gate"]["S"] == "cutover"
+        ]
+        assert record["status"]["S"] == "APPROVED"
+        votes = [v["M"] for v in record["votes"]["L"]]
+        assert [(v["approver"]["S"], v["source"]["S"]) for v in votes] == [
+            ("ana", "cli"),
+            ("bea", "cli"),
+        ]
+        # The principal the server verified: the user, and the role (not the session name).
+        assert [v["principal"]["S"] for v in votes] == [
+            f"arn:aws:iam::{ACCOUNT}:user/approvers/ana",
+            f"arn:aws:iam::{ACCOUNT}:role/bea-approver",
+        ]
