@@ -15,7 +15,7 @@ from typing import Any
 from mq_cutover.parameters import own_label, pre_label
 from mq_cutover.plan import MigrationPlan
 from mq_cutover_cli.approval_http import ApprovalApiClient
-from mq_cutover_cli.harness import Emulator
+from mq_cutover_cli.harness import DEFAULT_APPROVERS, Emulator
 from mq_cutover_cli.live import TERMINAL, ApprovalEmail, live_run
 from mq_cutover_cli.world import World
 
@@ -158,6 +158,7 @@ class Simulation:
     # The simulated stack's parameters (e.g. {"RequiredGates": ""} for a stack that lets a plan
     # run without gates: rehearsals, benchmarks).
     stack_parameters: dict[str, str] | None = None
+    approvers: tuple[tuple[str, str, str | None], ...] = DEFAULT_APPROVERS
     report: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -188,6 +189,7 @@ class Simulation:
             before_start=self.before_start,
             fail_at=self.fail_at,
             stack_parameters=self.stack_parameters,
+            approvers=self.approvers,
         ) as run:
             emulator = run.emulator
             started = emulator.clock.now()
