@@ -14,6 +14,14 @@ from mq_cutover_cli.api import Answer, DecisionApi
 
 DECISIONS = ("approve", "reject", "extend")
 DECIDED = ("approved", "rejected", "extended")
+# What an outcome the server gives without a detail means for the person at the terminal.
+_WHY = {
+    "already-voted": "you have already voted at this gate; a vote counts once",
+    "already-decided": "the gate was decided before your vote arrived",
+    "expired": "the gate timed out before your vote arrived",
+    "cannot-extend": "this gate cannot be extended (or the plan allows no more time)",
+    "not-found": "the gate's record is gone",
+}
 
 
 class StackOutputMissing(LookupError):
@@ -92,7 +100,12 @@ def decision_line(answer: Answer) -> tuple[bool, str]:
         votes, quorum = _count(result.get("votes")), _count(result.get("quorum"))
         tally = f" ({votes} of {quorum})" if votes is not None and quorum is not None else ""
         return True, f"approval recorded{tally}: the gate stays closed"
-    detail = shown(result.get("detail") or result.get("message") or "")
+    detail = shown(result.get("detail") or result.get("message") or _WHY.get(outcome, ""))
+    if outcome == "already-decided" and result.get("status") and not result.get("detail"):
+        detail = (
+            f"the gate was already {shown(result['status']).lower()} by "
+            f"{shown(result.get('decidedBy') or '?')} at {shown(result.get('decidedAt') or '?')}"
+        )
     return False, f"nothing decided ({shown(outcome or answer.status)}): {detail}".rstrip(": ")
 
 

@@ -278,6 +278,17 @@ def test_decision_lines() -> None:
     )
     recorded = Answer(200, {"outcome": "vote-recorded", "votes": 1, "quorum": 2})
     assert decision_line(recorded) == (True, "approval recorded (1 of 2): the gate stays closed")
+    voted = Answer(409, {"outcome": "already-voted", "votes": 1})
+    assert decision_line(voted) == (
+        False,
+        "nothing decided (already-voted): you have already voted at this gate; a vote counts once",
+    )
+    late = {"status": "REJECTED", "decidedBy": "Bea Lead", "decidedAt": "2026-12-01T08:00:00Z"}
+    assert decision_line(Answer(409, {"outcome": "already-decided", **late})) == (
+        False,
+        "nothing decided (already-decided): the gate was already rejected by Bea Lead at "
+        "2026-12-01T08:00:00Z",
+    )
     nothing = Answer(404, {"outcome": "nothing-pending", "detail": "orders is not waiting"})
     assert decision_line(nothing) == (
         False,
@@ -523,3 +534,49 @@ def test_approvers_add_refuses_an_invalid_entry(
         stack.client("sns").list_subscriptions_by_topic(TopicArn=topic(stack))["Subscriptions"]
         == []
     )
+
+
+def test_subscription_status_tells_pending_confirmation_from_confirmed() -> None:
+    """SNS lists an email subscription nobody confirmed yet as "PendingConfirmation" (moto
+    confirms at once, so this is a stub)."""
+    from mq_cutover_cli.cli import subscription_status
+
+    listed = [
+        {"SubscriptionArn": "PendingConfirmation", "Protocol": "email", "Endpoint": "Bea@x.com"},
+        {"SubscriptionArn": "arn:aws:sns:us-east-1:1:t:a", "Protocol": "email", "Endpoint": "a@x"},
+        {"SubscriptionArn": "arn:aws:sns:us-east-1:1:t:c", "Protocol": "email", "Endpoint": "c@x"},
+    ]
+    attributes = {
+        "arn:aws:sns:us-east-1:1:t:a": {"FilterPolicy": '{"approver": ["ana"]}'},
+        "arn:aws:sns:us-east-1:1:t:c": {
+            "FilterPolicy": '{"approver": ["cy"]}',
+            "PendingConfirmation": "true",
+        },
+    }
+
+    class Sns:
+        def get_paginator(self, name: str) -> Any:
+            assert name == "list_subscriptions_by_topic"
+            return type("P", (), {"paginate": lambda _self, **_: [{"Subscriptions": listed}]})()
+
+        def get_subscription_attributes(self, SubscriptionArn: str) -> dict[str, Any]:
+            return {"Attributes": attributes[SubscriptionArn]}
+
+    def approver(id: str, endpoint: str) -> Any:
+        return type("A", (), {"id": id, "protocol": "email", "endpoint": endpoint})()
+
+    registry = {
+        a.id: a
+        for a in (
+            approver("ana", "a@x"),
+            approver("bea", "bea@x.com"),
+            approver("cy", "c@x"),
+            approver("dee", "d@x"),
+        )
+    }
+    assert subscription_status(Sns(), "arn:topic", registry) == {
+        "ana": "confirmed",
+        "bea": "pending confirmation",
+        "cy": "pending confirmation",
+        "dee": "none",
+    }
