@@ -161,6 +161,8 @@ def subscription_report(
             continue  # pending confirmation: delivers nothing
         where = f"{subscription['Protocol']} subscription {arn.rsplit(':', 1)[-1]}"
         attributes = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+        if attributes.get("PendingConfirmation") == "true":
+            continue
         ids = _filtered_approver(attributes)
         if ids is None or len(ids) != 1:
             problems.append(f"{where} does not filter on exactly one approver id")

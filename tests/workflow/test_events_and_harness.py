@@ -103,12 +103,16 @@ def test_every_function_has_a_sample_event_shaped_like_the_real_input(
 ) -> None:
     for name, directory in _function_dirs().items():
         if directory == "approval_api":
-            for method in ("get", "post"):
-                event = json.loads(
-                    (EVENTS / "functions" / f"approval_api_{method}.json").read_text()
-                )
-                assert event["httpMethod"] == method.upper()
-                assert event["resource"] == "/approvals/{link}"
+            events = load_template()["Resources"][name]["Properties"]["Events"].values()
+            routes = {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in events}
+            samples = sorted((EVENTS / "functions").glob("approval_api_*.json"))
+            shown = set()
+            for path in samples:
+                event = json.loads(path.read_text())
+                shown.add((event["resource"], event["httpMethod"]))
+                if event["resource"].startswith("/decisions/"):  # SigV4: the caller is known
+                    assert event["requestContext"]["identity"]["userArn"].startswith("arn:")
+            assert shown == routes  # one sample per route
             continue
         event = json.loads((EVENTS / "functions" / f"{directory}.json").read_text())
         if directory == "publish_metrics":  # started by its schedule, not the state machine
