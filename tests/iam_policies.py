@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mq_cutover_cli.harness import ACCOUNT, REGION, STACK_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 PARTITION = "aws"
-STACK_NAME = "mq-cutover-offline"
 STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/offline"
 REST_API_ID = "offlineapi"
 
