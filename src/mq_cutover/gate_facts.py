@@ -1,15 +1,23 @@
-"""What an approver needs to see at a gate: what happens next (each parameter, from -> to), and
-where things stand (broker state, messages left per queue). Read-only."""
+"""What an approver needs to see at a gate: everything approving it unlocks (each client step
+with its parameters from -> to and its restart hook, the stop and its targets) up to the next
+gate, and where things stand (broker state, messages left per queue). Read-only.
+
+Every value here that comes from the broker, the account or the plan is untrusted text: the
+plain-text rendering (`render_facts`, used in emails and by the CLI) shows each one quoted
+(`quoted`), and the pages html-escape them (`approval_pages`).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from mq_cutover.aws import raise_if_throttled
 from mq_cutover.parameters import ClientStep, target_value
-from mq_cutover.plan import MigrationPlan, Mode
+from mq_cutover.plan import MigrationPlan, Mode, RestartHook, StopMethod
 
 GATE_TITLES = {
     "cutover": "Start the cutover: repoint clients to Amazon MQ",
@@ -31,6 +39,89 @@ ROLL_BACK = (
 HIDDEN = "(SecureString: value not shown)"
 LISTED = 50  # parameters listed by name in an email; the rest are counted
 
+# The forward path of statemachine/migration.asl.json after each point where a person decides:
+# the steps that change something (a client step, the stop) in the order the state machine runs
+# them, and the gates between them. A timeout gate stops the run only if its wait times out;
+# the cutover and stop gates always do. STOP_GATE is the stop gate the plan has, if any.
+# tests/unit/test_gate_facts.py walks the ASL itself and checks this agrees with it.
+STOP_GATE = "(stop gate)"
+PATHS = {
+    Mode.ORDERED: (
+        "cutover",
+        "Repoint Producers",
+        "drainTimeout",
+        "Repoint Consumers",
+        "fenceTimeout",
+        STOP_GATE,
+        "Stop On-Prem",
+    ),
+    Mode.UNORDERED: (
+        "cutover",
+        "Widen Consumers",
+        "placementTimeout",
+        "Repoint Producers One By One",
+        "drainTimeout",
+        "Narrow Consumers",
+        "fenceTimeout",
+        STOP_GATE,
+        "Stop On-Prem",
+    ),
+}
+TIMEOUT_GATES = {
+    "placementTimeout": "once consumers are on both brokers for every queue",
+    "drainTimeout": "once the on-prem queues have drained",
+    "fenceTimeout": "once no client is left on the on-prem broker",
+}
+# Client steps: what each changes, in which group; "one at a time" sends the group's restart
+# hook once per parameter (the Map of statemachine/migration.asl.json).
+CLIENT_STEPS: dict[str, tuple[ClientStep, str, bool]] = {
+    "Repoint Producers": (ClientStep.PRODUCERS, "producers", False),
+    "Widen Consumers": (ClientStep.WIDEN_CONSUMERS, "consumers", False),
+    "Repoint Producers One By One": (ClientStep.PRODUCERS, "producers", True),
+    "Repoint Consumers": (ClientStep.CONSUMERS, "consumers", False),
+    "Narrow Consumers": (ClientStep.NARROW_CONSUMERS, "consumers", False),
+}
+CLIENT_STEP_TEXT = {
+    "Repoint Producers": "every producer to Amazon MQ",
+    "Widen Consumers": "consumers to both brokers",
+    "Repoint Producers One By One": "producers to Amazon MQ, one at a time",
+    "Repoint Consumers": "every consumer to Amazon MQ",
+    "Narrow Consumers": "consumers to Amazon MQ only",
+}
+ROLL_BACK_STEP = "Roll Back"
+STOP_STEP = "Stop On-Prem"
+
+
+def quoted(value: Any) -> str:
+    """An untrusted value shown as data in plain text: JSON-quoted (quotes, backslashes, line
+    breaks and every other control or invisible character escaped, so it stays on its line and
+    cannot pose as our text), and with `://` written `:\\/\\/` so that no mail client makes a
+    link of it."""
+    text = json.dumps(str(value), ensure_ascii=False)
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return text.replace("://", ":\\/\\/")
+
+
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+_PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}")
+
+
+def shown_time(value: Any) -> str:
+    """A timestamp the workflow wrote: as it is when it is one, quoted otherwise."""
+    return str(value) if _ISO_TIME.fullmatch(str(value)) else quoted(value)
+
+
+def shown_word(value: Any) -> str:
+    """A state or mode name (RUNNING, ordered): as it is when it is one word, quoted otherwise."""
+    return str(value) if _PLAIN_WORD.fullmatch(str(value)) else quoted(value)
+
+
+def shown_number(value: Any) -> str:
+    """A count: as it is when it is one, quoted when it is anything else."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return str(value)
+    return quoted(value)
+
 
 def current_values(ssm: Any, names: list[str]) -> dict[str, str]:
     """Current values, without decrypting: a SecureString is shown as hidden."""
@@ -47,54 +138,141 @@ def current_values(ssm: Any, names: list[str]) -> dict[str, str]:
     return values
 
 
+def _stop_gate(plan: MigrationPlan) -> str | None:
+    """Where the run stops before the stop (the ASL's "Stop Gate?")."""
+    if plan.stop_on_prem.method == StopMethod.MANUAL:
+        return "confirmOnPremStopped"
+    return "stopOnPrem" if "stopOnPrem" in plan.approvals.gates else None
+
+
+def _path(plan: MigrationPlan) -> list[str]:
+    stop_gate = _stop_gate(plan)
+    path: list[str] = []
+    for point in PATHS[plan.mode]:
+        if point == "cutover" and "cutover" not in plan.approvals.gates:
+            continue
+        if point == STOP_GATE:
+            if stop_gate:
+                path.append(stop_gate)
+            continue
+        if point == STOP_STEP and stop_gate == "confirmOnPremStopped":
+            continue  # a manual stop: a person stops it and confirms at the gate
+        path.append(point)
+    return path
+
+
+def _hook(hook: RestartHook | None) -> dict[str, Any] | None:
+    if hook is None:
+        return None
+    return {
+        "documentName": hook.document_name,
+        "commands": list(hook.commands),
+        "instanceIds": list(hook.instance_ids),
+        "targetTags": {key: list(values) for key, values in hook.target_tags.items()},
+        "timeoutSeconds": hook.timeout_seconds,
+    }
+
+
+def _stop(plan: MigrationPlan) -> dict[str, Any]:
+    stop = plan.stop_on_prem
+    found: dict[str, Any] = {"method": stop.method.value}
+    if stop.method == StopMethod.SSM_COMMAND:
+        found.update(
+            documentName=stop.document_name,
+            commands=list(stop.commands),
+            instanceIds=list(stop.instance_ids),
+            targetTags={key: list(values) for key, values in stop.target_tags.items()},
+        )
+    elif stop.method == StopMethod.EC2_STOP:
+        found.update(instanceIds=list(stop.instance_ids))
+    return found
+
+
+def unlocks(gate: str, plan: MigrationPlan) -> dict[str, Any]:
+    """What approving `gate` lets the workflow do before anyone is asked again: `steps` (each
+    client step with its group's restart hook, the stop with its method, commands and targets,
+    or the rest of a rollback), `mayAsk` (timeout gates on the way, asked only if their wait
+    times out) and `nextGate` (where the run waits for a person next, if anywhere)."""
+    if gate == "rollbackDrainTimeout":
+        return {
+            "steps": [
+                {
+                    "step": ROLL_BACK_STEP,
+                    "when": "now",
+                    "what": "the rest of the rollback: client parameters moved back, each "
+                    "group's restart hook sent after its clients move",
+                    "restartHooks": {
+                        "producers": _hook(plan.producers.restart_hook),
+                        "consumers": _hook(plan.consumers.restart_hook),
+                    },
+                }
+            ],
+            "mayAsk": ["rollbackDrainTimeout"],
+            "nextGate": None,
+        }
+    path = _path(plan)
+    steps: list[dict[str, Any]] = []
+    may_ask: list[str] = []
+    next_gate: str | None = None
+    when = "now"
+    for point in path[path.index(gate) + 1 :] if gate in path else []:
+        if point in TIMEOUT_GATES:
+            may_ask.append(point)
+            when = TIMEOUT_GATES[point]
+            continue
+        if point in GATE_TITLES:
+            next_gate = point
+            break
+        if point == STOP_STEP:
+            steps.append({"step": point, "when": when, "stop": _stop(plan)})
+        else:
+            step, group_name, each = CLIENT_STEPS[point]
+            group = plan.producers if group_name == "producers" else plan.consumers
+            steps.append(
+                {
+                    "step": point,
+                    "when": when,
+                    "what": CLIENT_STEP_TEXT[point],
+                    "clientStep": step.value,
+                    "group": group_name,
+                    "parameters": len(group.parameters),
+                    "restartHook": _hook(group.restart_hook),
+                    "hookPerParameter": each,
+                }
+            )
+        when = "then"
+    return {"steps": steps, "mayAsk": may_ask, "nextGate": next_gate}
+
+
 def _changes(
-    plan: MigrationPlan,
-    broker: dict[str, Any],
-    step: ClientStep,
-    current: dict[str, str],
-    when: str,
+    plan: MigrationPlan, broker: dict[str, Any], steps: list[dict[str, Any]], ssm: Any
 ) -> list[dict[str, str]]:
-    group = plan.producers if step == ClientStep.PRODUCERS else plan.consumers
-    return [
-        {
-            "parameter": name,
-            "from": current.get(name, "(missing)"),
-            "to": target_value(step, plan, broker, index),
-            "when": when,
-        }
-        for index, name in enumerate(group.parameters)
-    ]
-
-
-def _client_changes(
-    gate: str, plan: MigrationPlan, broker: dict[str, Any], ssm: Any
-) -> list[dict[str, str]]:
-    if gate not in ("cutover", "drainTimeout"):
+    """Each parameter change the unlocked client steps make, from the value it will have then
+    (a narrowing starts from the widened value) to the step's."""
+    client_steps = [s for s in steps if "clientStep" in s]
+    if not client_steps:
         return []
-    current = current_values(ssm, plan.all_parameters)
-    if plan.mode == Mode.ORDERED:
-        steps = [(ClientStep.CONSUMERS, "after drain")]
-        if gate == "cutover":
-            steps.insert(0, (ClientStep.PRODUCERS, "now"))
-    elif gate == "cutover":
-        steps = [
-            (ClientStep.WIDEN_CONSUMERS, "now"),
-            (ClientStep.PRODUCERS, "now, one at a time"),
-        ]
-        # Narrowing comes after drain and starts from the widened value.
-        later = {
-            name: target_value(ClientStep.WIDEN_CONSUMERS, plan, broker, index)
-            for index, name in enumerate(plan.consumers.parameters)
-        }
-        changes = [c for step, when in steps for c in _changes(plan, broker, step, current, when)]
-        return changes + _changes(plan, broker, ClientStep.NARROW_CONSUMERS, later, "after drain")
-    else:
-        steps = [(ClientStep.NARROW_CONSUMERS, "now")]
-    return [c for step, when in steps for c in _changes(plan, broker, step, current, when)]
+    expected = current_values(ssm, plan.all_parameters)
+    changes = []
+    for unlocked in client_steps:
+        step = ClientStep(unlocked["clientStep"])
+        group = plan.producers if unlocked["group"] == "producers" else plan.consumers
+        for index, name in enumerate(group.parameters):
+            value = target_value(step, plan, broker, index)
+            changes.append(
+                {
+                    "parameter": name,
+                    "from": expected.get(name, "(missing)"),
+                    "to": value,
+                    "when": f"{unlocked['step']}: {unlocked['when']}",
+                }
+            )
+            expected[name] = value
+    return changes
 
 
 def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
-    stop = plan.stop_on_prem
+    """What each answer does, in words (the values are in `unlocks` and `changes`)."""
     if gate == "cutover" and plan.mode == Mode.ORDERED:
         return [
             "Approve: every producer moves to Amazon MQ now. Consumers keep draining on-prem "
@@ -143,13 +321,9 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
             extend,
         ]
     if gate == "stopOnPrem":
-        how = {
-            "ssm-command": f"SSM Run Command {stop.document_name}: {'; '.join(stop.commands)}",
-            "ec2-stop": f"EC2 StopInstances {', '.join(stop.instance_ids)}",
-        }.get(stop.method.value, stop.method.value)
         return [
-            f"Approve: the on-prem broker is stopped ({how}). There is no automatic rollback "
-            "after this.",
+            "Approve: the on-prem broker is stopped (how, below). There is no automatic "
+            "rollback after this.",
             ROLL_BACK,
         ]
     return [
@@ -166,11 +340,13 @@ def gate_facts(
     ssm: Any,
 ) -> dict[str, Any]:
     """The facts of a gate, as a JSON-ready dict (stored with the approval record)."""
-    changes = _client_changes(gate, plan, broker, ssm)
+    unlocked = unlocks(gate, plan)
+    changes = _changes(plan, broker, unlocked["steps"], ssm)
     facts: dict[str, Any] = {
         "title": GATE_TITLES.get(gate, gate),
         "mode": plan.mode.value,
         "next": _next_steps(gate, plan),
+        "unlocks": unlocked,
         "broker": {
             "id": broker.get("brokerId"),
             "state": broker.get("state"),
@@ -202,71 +378,144 @@ def gate_facts(
     return facts
 
 
+def targets_text(found: dict[str, Any]) -> str:
+    """Where a command runs or what is stopped: instance ids or tags, each value quoted."""
+    parts = []
+    if found.get("instanceIds"):
+        parts.append("instances " + ", ".join(quoted(i) for i in found["instanceIds"]))
+    for key, values in (found.get("targetTags") or {}).items():
+        parts.append(f"tag {quoted(key)} = " + " or ".join(quoted(v) for v in values))
+    return "; ".join(parts) or "(no target)"
+
+
+def _hook_lines(hook: dict[str, Any] | None, label: str) -> list[str]:
+    if not hook:
+        return [f"     {label}: none (no restart hook in the plan)"]
+    return [
+        f"     {label}: SSM Run Command {quoted(hook['documentName'])} on {targets_text(hook)}",
+        *(f"       command: {quoted(command)}" for command in hook.get("commands") or []),
+    ]
+
+
+def unlock_lines(unlocked: dict[str, Any] | None) -> list[str]:
+    """The steps approving unlocks, numbered, each with what it runs where."""
+    if unlocked is None:
+        return []
+    steps = unlocked.get("steps") or []
+    lines = ["What approving unlocks:"]
+    if not steps:
+        lines.append("  nothing more changes in the migration")
+    for number, step in enumerate(steps, 1):
+        if "stop" in step:
+            stop = step["stop"]
+            lines.append(f"  {number}. {step['step']} ({step['when']}): method {stop['method']}")
+            if stop.get("method") == "ssm-command":
+                lines.append(
+                    f"     SSM Run Command {quoted(stop.get('documentName'))} on "
+                    f"{targets_text(stop)}"
+                )
+                lines += [f"       command: {quoted(c)}" for c in stop.get("commands") or []]
+            elif stop.get("method") == "ec2-stop":
+                lines.append(f"     EC2 StopInstances on {targets_text(stop)}")
+            continue
+        if "restartHooks" in step:
+            lines.append(f"  {number}. {step['step']} ({step['when']}): {step['what']}")
+            for group, hook in (step.get("restartHooks") or {}).items():
+                lines += _hook_lines(hook, f"{group}' restart hook")
+            continue
+        lines.append(
+            f"  {number}. {step['step']} ({step['when']}): {step['what']} "
+            f"({step['parameters']} {step['group'][:-1]} parameter(s), below)"
+        )
+        each = " (once per producer)" if step.get("hookPerParameter") else ""
+        lines += _hook_lines(
+            step.get("restartHook"), f"then the {step['group']}' restart hook{each}"
+        )
+    if unlocked.get("mayAsk"):
+        gates = ", ".join(unlocked["mayAsk"])
+        lines.append(f"  If a wait on the way times out, a person is asked first (gate {gates}).")
+    if unlocked.get("nextGate"):
+        lines.append(f"  Then the workflow waits at gate {unlocked['nextGate']}.")
+    return lines
+
+
 def render_facts(facts: dict[str, Any]) -> list[str]:
-    """Plain text that reads well in any mail client (and inside the page's <pre>)."""
-    lines = [f"Mode: {facts.get('mode')}", ""]
+    """Plain text that reads well in any mail client (and in the CLI). Every value from the
+    broker, the account or the plan is quoted."""
+    lines = [f"Mode: {shown_word(facts.get('mode'))}", ""]
     lines.append("What happens next:")
     lines += [f"  - {step}" for step in facts.get("next", [])]
+    if "unlocks" in facts:
+        lines += ["", *unlock_lines(facts.get("unlocks"))]
     broker = facts.get("broker") or {}
     lines += [
         "",
-        f"Amazon MQ broker: {broker.get('id')} ({broker.get('state')})",
-        f"  clients will use: {broker.get('clientUrl')}",
-        f"On-prem broker: {facts.get('onPremUrl')}",
+        f"Amazon MQ broker: {quoted(broker.get('id'))} ({shown_word(broker.get('state'))})",
+        f"  clients will use: {quoted(broker.get('clientUrl'))}",
+        f"On-prem broker: {quoted(facts.get('onPremUrl'))}",
     ]
     changes = facts.get("changes") or []
     if changes:
         lines += ["", "Client parameters (from -> to):"]
         for change in changes:
             lines += [
-                f"  {change['parameter']}  [{change['when']}]",
-                f"      from {change['from']}",
-                f"        to {change['to']}",
+                f"  {quoted(change['parameter'])}  [{change['when']}]",
+                f"      from {quoted(change['from'])}",
+                f"        to {quoted(change['to'])}",
             ]
         if facts.get("changesNotListed"):
-            lines.append(f"  ... and {facts['changesNotListed']} more")
+            lines.append(f"  ... and {shown_number(facts['changesNotListed'])} more")
     on_prem = facts.get("onPrem")
     if on_prem:
-        where = SIDE_NAMES.get(str(on_prem.get("side")), "On-prem")
-        lines += [
-            "",
-            f"{where} messages left: {on_prem.get('messagesLeft')} "
-            f"(empty readings {on_prem.get('consecutiveEmptyReadings')}"
-            f"/{on_prem.get('requiredEmptyReadings')})",
-        ]
-        for queue in on_prem.get("queuesWithMessages") or []:
-            lines.append(
-                f"  {queue['queue']}: {queue['messages']} waiting, {queue['inFlight']} in flight"
-            )
-        for queue in on_prem.get("missingMetrics") or []:
-            lines.append(f"  {queue}: NO RECENT METRICS (not counted as empty)")
-        for stale in on_prem.get("staleMetrics") or []:
-            lines.append(
-                f"  {stale['queue']}: newest metrics {stale['ageSeconds']} s old "
-                "(stale, not counted as empty)"
-            )
-        for queue in on_prem.get("stillReceiving") or []:
-            lines.append(
-                f"  {queue['queue']}: STILL RECEIVING on-prem ({queue['enqueued']} enqueued in the "
-                "newest period): a producer has not moved"
-            )
-        for queue in on_prem.get("neverDrain") or []:
-            lines.append(
-                f"  {queue['queue']}: WILL NEVER DRAIN ({queue['messages']} messages and no "
-                f"consumer on this broker)"
-            )
-        for queue in on_prem.get("connected") or []:
-            lines.append(f"  {queue['queue']}: {queue['consumers']} consumer(s) STILL CONNECTED")
-        for queue in on_prem.get("unplaced") or []:
-            lines.append(
-                f"  {queue['queue']}: consumers on-prem {queue.get('onPrem')}, on Amazon MQ "
-                f"{queue.get('amazonMq')} (needs at least 1 on each)"
-            )
-        for queue in on_prem.get("ignored") or []:
-            lines.append(f"  {queue['queue']}: {queue['messages']} (ignored, e.g. a DLQ)")
-        if on_prem.get("deadlineAt"):
-            lines.append(
-                f"Drain started {on_prem.get('drainStartedAt')}, deadline "
-                f"{on_prem.get('deadlineAt')}, extensions left: {on_prem.get('extensionsLeft')}"
-            )
+        lines += ["", *_reading_lines(on_prem)]
+    return lines
+
+
+def _reading_lines(on_prem: dict[str, Any]) -> list[str]:
+    where = SIDE_NAMES.get(str(on_prem.get("side")), "On-prem")
+    n = shown_number
+    lines = [
+        f"{where} messages left: {n(on_prem.get('messagesLeft'))} "
+        f"(empty readings {n(on_prem.get('consecutiveEmptyReadings'))}"
+        f"/{n(on_prem.get('requiredEmptyReadings'))})",
+    ]
+    for queue in on_prem.get("queuesWithMessages") or []:
+        lines.append(
+            f"  {quoted(queue['queue'])}: {n(queue['messages'])} waiting, "
+            f"{n(queue['inFlight'])} in flight"
+        )
+    for queue in on_prem.get("missingMetrics") or []:
+        lines.append(f"  {quoted(queue)}: NO RECENT METRICS (not counted as empty)")
+    for stale in on_prem.get("staleMetrics") or []:
+        lines.append(
+            f"  {quoted(stale['queue'])}: newest metrics {n(stale['ageSeconds'])} s old "
+            "(stale, not counted as empty)"
+        )
+    for queue in on_prem.get("stillReceiving") or []:
+        lines.append(
+            f"  {quoted(queue['queue'])}: STILL RECEIVING on-prem ({n(queue['enqueued'])} "
+            "enqueued in the newest period): a producer has not moved"
+        )
+    for queue in on_prem.get("neverDrain") or []:
+        lines.append(
+            f"  {quoted(queue['queue'])}: WILL NEVER DRAIN ({n(queue['messages'])} messages and "
+            "no consumer on this broker)"
+        )
+    for queue in on_prem.get("connected") or []:
+        lines.append(
+            f"  {quoted(queue['queue'])}: {n(queue['consumers'])} consumer(s) STILL CONNECTED"
+        )
+    for queue in on_prem.get("unplaced") or []:
+        lines.append(
+            f"  {quoted(queue['queue'])}: consumers on-prem {n(queue.get('onPrem'))}, on Amazon "
+            f"MQ {n(queue.get('amazonMq'))} (needs at least 1 on each)"
+        )
+    for queue in on_prem.get("ignored") or []:
+        lines.append(f"  {quoted(queue['queue'])}: {n(queue['messages'])} (ignored, e.g. a DLQ)")
+    if on_prem.get("deadlineAt"):
+        lines.append(
+            f"Drain started {shown_time(on_prem.get('drainStartedAt'))}, deadline "
+            f"{shown_time(on_prem.get('deadlineAt'))}, extensions left: "
+            f"{n(on_prem.get('extensionsLeft'))}"
+        )
     return lines
