@@ -325,7 +325,9 @@ def _api_arguments(command: argparse.ArgumentParser) -> None:
     where.add_argument("--stack", help="the deployed stack (its DecisionApiUrl output is used)")
     where.add_argument("--api-url", help="the stack's DecisionApiUrl (https://…/<stage>/decisions)")
     command.add_argument(
-        "--region", help="AWS region (default: the API's, else your configuration)"
+        "--region",
+        help="AWS region of the stack (default: your configuration); requests to an "
+        "execute-api URL are signed for that API's own region",
     )
 
 
