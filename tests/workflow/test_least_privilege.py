@@ -433,3 +433,43 @@ def test_the_evaluator_follows_iam() -> None:
         iam.is_allowed(
             [{**conditioned, "Condition": {"NumericLessThan": {"k": "1"}}}], "sns:Publish", "*"
         )
+
+
+def test_a_decision_through_the_cli_route_makes_only_allowed_calls(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """`mq-cutover reject`: a SigV4-signed GET and POST on /decisions, as the registered
+    approver's IAM user, through the simulated API Gateway authoriser to the real handler."""
+    from botocore.credentials import Credentials
+
+    from mq_cutover_cli.api import sign
+    from mq_cutover_cli.approval_http import ApprovalApiClient
+
+    url = f"https://abc123.execute-api.{iam.REGION}.amazonaws.com/dev/decisions/"
+    url += ordered_plan["migrationId"]
+    with call_log.recording() as calls:
+        run = RecordedRun(calls)
+        with live_run(ordered_plan) as live:
+            live.wait_for_gate("cutover")
+            emulator = live.emulator
+            emulator.client("iam").create_user(UserName="ana")
+            key = emulator.client("iam").create_access_key(UserName="ana")["AccessKey"]
+            credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+            reject = {"decision": "reject", "gate": "cutover", "comment": "not tonight"}
+            for method, payload in (("GET", b""), ("POST", json.dumps(reject).encode())):
+                headers = sign(
+                    method,
+                    url,
+                    payload,
+                    credentials=credentials,
+                    region=iam.REGION,
+                    headers={"Content-Type": "application/json"} if payload else {},
+                )
+                status, _, answer = ApprovalApiClient(emulator).signed(
+                    method, url, headers, payload
+                )
+                assert status == 200, answer
+            assert live.wait_until_done()["error"] == "Rejected"
+            finish(run, emulator)
+    assert {c.operation for c in calls if c.function == "ApprovalApiFunction"} >= {"Query"}
+    assert_least_privilege(run)
