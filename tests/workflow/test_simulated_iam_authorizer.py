@@ -336,3 +336,43 @@ def test_registered_iam_principals_approve_the_cutover_through_the_cli(
             f"arn:aws:iam::{ACCOUNT}:user/approvers/ana",
             f"arn:aws:iam::{ACCOUNT}:role/bea-approver",
         ]
+
+
+def test_one_role_with_two_session_names_counts_once(ordered_plan: dict[str, Any]) -> None:
+    """A session name is chosen by whoever assumes the role: the role is the person. Two sessions
+    of bea's role give one vote; the quorum of 2 still needs ana."""
+    from mq_cutover_cli.decide import decide, decision_line
+    from mq_cutover_cli.live import live_run
+
+    ordered_plan["approvals"] = {"quorum": {"cutover": 2}}
+    migration = ordered_plan["migrationId"]
+    with live_run(ordered_plan) as run:
+        run.wait_for_gate("cutover")
+        aws = run.emulator.client
+        url = run.emulator.approval_api_url.replace("/approvals", "/decisions")
+        role = aws("iam").create_role(RoleName="bea-approver", AssumeRolePolicyDocument="{}")
+
+        def vote_as(session_name: str) -> tuple[bool, str]:
+            creds = aws("sts").assume_role(
+                RoleArn=role["Role"]["Arn"], RoleSessionName=session_name
+            )["Credentials"]
+            credentials = Credentials(
+                creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
+            )
+            api = DecisionApi(url, credentials, "us-east-1", run.api.signed)
+            answer = decide(api, migration_id=migration, decision="approve", gate=None, comment="")
+            return decision_line(answer)
+
+        assert vote_as("bea-laptop") == (True, "approval recorded (1 of 2): the gate stays closed")
+        decided, line = vote_as("ana")  # a session named like another approver is still bea
+        assert not decided and "already-voted" in line
+        assert "Repoint Producers" not in run.entered()
+        (record,) = [
+            item
+            for item in aws("dynamodb").scan(TableName=run.emulator.resources["ApprovalsTable"])[
+                "Items"
+            ]
+            if item["gate"]["S"] == "cutover"
+        ]
+        assert record["status"]["S"] == "PENDING"
+        assert [v["M"]["approver"]["S"] for v in record["votes"]["L"]] == ["bea"]
