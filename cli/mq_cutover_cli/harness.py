@@ -514,11 +514,14 @@ class Emulator:
     def _capture_logs(self) -> None:
         """Handler logs (Powertools JSON lines) go to `captured_output`, not the terminal. They
         are written at the deployed level (INFO) so that logging itself is exercised."""
-        service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
         # The Powertools logger outlives one emulator (its module is imported once): set its
-        # level and stream for this one.
-        logging.getLogger(service).setLevel(self.log_level)
-        for handler in logging.getLogger(service).handlers:
+        # level and stream for this one. It is found through the object, not by the service
+        # name: imported before the stack's POWERTOOLS_SERVICE_NAME was set (by another test),
+        # it is named `service_undefined`, and a lookup by name found no handler to capture.
+        from mq_cutover.observability import logger
+
+        logger.setLevel(self.log_level)
+        for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(self.captured_output)
 
