@@ -32,12 +32,13 @@ $(SAM_VENV)/bin/.installed: requirements-sam.txt
 setup: $(BIN)/.installed
 setup-sam: $(SAM_VENV)/bin/.installed
 
-# Headless Chromium for the approval-page browser test (Debian packages; needs root or sudo).
+# Headless Chromium and tesseract-ocr for the approval-page browser test, which opens the page
+# at a phone's size and reads its screenshot with OCR (Debian packages; needs root or sudo).
 setup-browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/tesseract ]; then :; else \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver tesseract-ocr >/dev/null; \
 	fi
 
 # Real brokers for the end-to-end tier (Debian packages; needs root or sudo). Nothing starts on

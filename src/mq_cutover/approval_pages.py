@@ -343,19 +343,15 @@ def _messages(facts: dict[str, Any]) -> str:
         )
         for q in reading.get("unplaced") or []
     ]
-    notes += [
-        (q.get("queue"), f"{q.get('messages')} ignored (e.g. a DLQ)")
+    note_rows = [
+        f"<tr><td>{_code(q)}</td><td class='warn'>{_e(text)}</td></tr>" for q, text in notes
+    ]
+    note_rows += [
+        f"<tr><td>{_code(q.get('queue'))}</td><td>{_e(q.get('messages'))} ignored (e.g. a DLQ)"
+        "</td></tr>"
         for q in reading.get("ignored") or []
     ]
-    warnings = (
-        _table(
-            "queue-notes",
-            ["Queue", "Needs a look"],
-            [f"<tr><td>{_code(q)}</td><td class='warn'>{_e(text)}</td></tr>" for q, text in notes],
-        )
-        if notes
-        else ""
-    )
+    warnings = _table("queue-notes", ["Queue", "Note"], note_rows) if note_rows else ""
     readings = (
         f"<p>Empty readings {_e(reading.get('consecutiveEmptyReadings'))} of "
         f"{_e(reading.get('requiredEmptyReadings'))} needed"

@@ -1,27 +1,36 @@
-"""A real browser on the real approval page: headless Chromium (Debian's chromium and
-chromium-driver, installed by `make setup-browser`) opens the emailed link, served on
-localhost by the real approval handler, reads the gate's facts and clicks Approve; the
-execution resumes."""
+"""A real browser on the real approval page, at a phone's size: headless Chromium (Debian's
+chromium and chromium-driver, installed by `make setup-browser`) opens Ana's emailed link,
+served on localhost by the real approval handler, at a gate where Bea has already voted. A
+screenshot of the whole page is read back with OCR (Debian's tesseract-ocr): it must SHOW the
+gate, a parameter from -> to, a queue's count, the tally and the time left, with nothing wider
+than the screen. Then Ana approves and the execution resumes."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mq_cutover.plan import parse_plan
 from mq_cutover_cli.approval_http import serve
 from mq_cutover_cli.live import live_run
+from mq_cutover_cli.world import default_world
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-# Skipped on a developer's machine without a browser; never in CI, where `make test` installs it.
+CHROMIUM, CHROMEDRIVER, TESSERACT = "/usr/bin/chromium", "/usr/bin/chromedriver", "tesseract"
+PHONE = {"width": 390, "height": 844, "pixelRatio": 2}  # CSS pixels of a common phone
+# Skipped on a developer's machine without them; never in CI, where `make test` installs them.
 pytestmark = pytest.mark.skipif(
-    not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)) and not os.environ.get("CI"),
-    reason="needs Debian's chromium and chromium-driver: run `make setup-browser`",
+    not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER) and shutil.which(TESSERACT))
+    and not os.environ.get("CI"),
+    reason="needs Debian's chromium, chromium-driver and tesseract-ocr: `make setup-browser`",
 )
 
 
@@ -49,9 +58,11 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={tmp_path}",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
+    options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -60,36 +71,100 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def test_approve_in_a_real_browser(browser: Any, ordered_plan: dict[str, Any]) -> None:
+def whole_page_screenshot(browser: Any, path: Path) -> Path:
+    """The whole page as a phone renders it (not only the first screen)."""
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
+
+
+def ocr(image: Path) -> str:
+    """What a person sees: tesseract's reading of the screenshot, spaces collapsed."""
+    text = subprocess.run(
+        [TESSERACT, str(image), "stdout", "--psm", "4"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+    ).stdout
+    return re.sub(r"\s+", " ", text)
+
+
+def test_a_phone_shows_the_facts_and_approves(
+    browser: Any, ordered_plan: dict[str, Any], tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # One queue never drains: the drain times out and asks two people.
+    ordered_plan["drain"] = {"pollIntervalSeconds": 60, "consecutiveEmptyReadings": 2}
+    ordered_plan["drain"]["timeoutMinutes"] = 5
+    ordered_plan["approvals"]["quorum"] = {"drainTimeout": 2}
+    world = default_world(parse_plan(ordered_plan))
+    world.queues[0].drain_per_minute = 0
+    stuck = world.queues[0].name
+
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/dev/approvals"
-    with live_run(ordered_plan, approval_api_url=api_url) as run, serve(run.emulator, port):
-        email = run.wait_for_gate("cutover")
-        assert email.approve_link.startswith(api_url)
+    with (
+        live_run(ordered_plan, world=world, approval_api_url=api_url) as run,
+        serve(run.emulator, port),
+    ):
+        run.api.post(run.wait_for_gate("cutover").approve_link, {"decision": "approve"})
+        bea = run.wait_for_gate("drainTimeout", approver="bea")
+        assert run.api.post(bea.approve_link, {"decision": "approve"})["statusCode"] == 200
+        email = run.wait_for_gate("drainTimeout", approver="ana")
+        assert email.approve_link.startswith(api_url) and email.approver == "ana"
+
         browser.get(email.approve_link + "?decision=approve")
-        assert browser.title == "Approve cutover?"
-        facts = browser.find_element(By.ID, "facts").text
-        assert "/mq-cutover/orders/checkout/broker-url  [now]" in facts
-        assert "from ssl://onprem-mq.example.internal:61617" in facts
-        assert browser.find_element(By.ID, "migration").text == "orders-2026-12-01"
+        assert browser.title == "Approve drainTimeout?"
+        assert browser.find_element(By.ID, "you").text.startswith("You are voting as Ana Ops")
+        assert browser.find_elements(By.ID, "name") == []  # identity comes from the link
+        assert browser.find_element(By.ID, "comment").get_attribute("maxlength") == "500"
         # Opening the page decided nothing.
-        assert run.entered()[-1] == "Approve Cutover" and run.status()["status"] == "RUNNING"
-        browser.find_element(By.ID, "name").send_keys("Ana Ops")
+        assert run.entered()[-1] == "Approve Drain Timeout" and run.status()["status"] == "RUNNING"
+
+        # A phone: 390 CSS pixels wide, and nothing wider than that.
+        width, inner = browser.execute_script(
+            "return [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert inner == PHONE["width"] and width <= inner, (width, inner)
+        shot = whole_page_screenshot(browser, tmp_path / "approval-page-phone.png")
+        print(f"\nscreenshot: {shot}")
+        seen = ocr(shot)
+        squeezed = seen.replace(" ", "").lower()
+        assert "Approve drainTimeout?" in seen, seen
+        assert "You are voting as Ana Ops" in seen, seen
+        assert re.search(r"Approvals 1 of 2 \(1 more needed\)", seen), seen
+        assert re.fullmatch(
+            r"\d+ h \d+ min \(until \S+\)", browser.find_element(By.ID, "time-left").text
+        )
+        assert re.search(r"Time left \d+ ?h \S{1,2} min \(until 20", seen), seen
+        # A parameter, from -> to (URLs wrap in their cell: read without spaces).
+        assert "/mq-cutover/orders/fulfilment/broker-url" in squeezed, seen
+        assert "fromssl://onprem-mq.example.internal:61617" in squeezed, seen
+        assert "tofailover:(" in squeezed or "toamazonmq" in squeezed, seen
+        # A queue's count on the on-prem broker.
+        assert re.search(rf"{re.escape(stuck)} 3,?000 0", seen), seen
+
         browser.find_element(By.ID, "comment").send_keys("window confirmed")
         browser.find_element(By.ID, "approve").click()
         result = WebDriverWait(browser, 20).until(
             expected_conditions.presence_of_element_located((By.ID, "result"))
         )
-        assert "approved by Ana Ops" in result.text
-        run.wait_until("the run moved on", lambda: "Repoint Producers" in run.entered())
+        assert "approved by Bea Lead, Ana Ops" in result.text
+        run.wait_until("the run moved on", lambda: "Repoint Consumers" in run.entered())
         # The browser's back-and-resubmit is refused: the gate is closed.
         browser.get(email.approve_link)
-        assert "Already approved by Ana Ops" in browser.find_element(By.ID, "result").text
-        run.api.post(
-            run.wait_for_gate("stopOnPrem").approve_link, {"decision": "approve", "name": "Ana Ops"}
-        )
+        assert "Already approved by Bea Lead, Ana Ops" in browser.find_element(By.ID, "result").text
+        run.api.post(run.wait_for_gate("stopOnPrem").approve_link, {"decision": "approve"})
         assert run.wait_until_done()["status"] == "SUCCEEDED"
