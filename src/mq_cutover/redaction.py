@@ -24,8 +24,10 @@ What is redacted (`***`):
   `<id>.<expiry>.<tag>`: the tag becomes `***` (the gate's id alone opens nothing and stays,
   so a log line can still be matched to its approval record);
 - a URL's password (`amqp://user:***@host`);
-- any value the product registered with `register_secret` (a key or a password it loaded),
-  also in its JSON-escaped, repr and url-encoded forms.
+- any value registered as a secret, also in its JSON-escaped, repr and url-encoded forms:
+  every value read from Secrets Manager by any boto3 client created after `install()` (a
+  botocore hook; a JSON secret's password fields too), the Lambda's own AWS secret key and
+  session token, and whatever the product passes to `register_secret`.
 
 A record that cannot be redacted (a bug here) is withheld, never logged as it was.
 """
@@ -35,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import threading
 import urllib.parse
@@ -340,6 +343,29 @@ def _make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.Log
     return record
 
 
+def _register_secrets_manager_values(parsed: Any = None, **_: Any) -> None:
+    """botocore `after-call.secrets-manager` hook: whatever a secret holds is a secret."""
+    if not isinstance(parsed, dict):
+        return
+    for value in [parsed, *(parsed.get("SecretValues") or [])]:
+        if not isinstance(value, dict):
+            continue
+        register_secret(value.get("SecretBinary"))
+        string = value.get("SecretString")
+        register_secret(string)
+        try:
+            document = json.loads(string) if isinstance(string, str) else None
+        except ValueError:
+            document = None
+        if isinstance(document, dict):  # {"username": ..., "password": ...}: not the username
+            for key, field_value in document.items():
+                if SENSITIVE_KEY.fullmatch(str(key)) and isinstance(field_value, str):
+                    register_secret(field_value)
+
+
+_SECRETS_MANAGER_HOOK = ("after-call.secrets-manager", _register_secrets_manager_values)
+
+
 def install() -> None:
     """Redact every log record from now on (idempotent)."""
     global _original_make_record
@@ -347,6 +373,22 @@ def install() -> None:
         if _original_make_record is None:
             _original_make_record = logging.Logger.makeRecord
             logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+    # Every botocore session created from now on registers what Secrets Manager returns (the
+    # default boto3 session too, if it exists already).
+    from botocore import handlers
+
+    if _SECRETS_MANAGER_HOOK not in handlers.BUILTIN_HANDLERS:
+        handlers.BUILTIN_HANDLERS.append(_SECRETS_MANAGER_HOOK)
+        import boto3
+
+        if boto3.DEFAULT_SESSION is not None:
+            boto3.DEFAULT_SESSION.events.register(*_SECRETS_MANAGER_HOOK)
+    # The function's own credentials (Lambda puts them in its environment). Short values are
+    # placeholders (tests, the offline harness), not keys: a real one is 40 characters or more.
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        value = os.environ.get(name, "")
+        if len(value) >= 16:
+            register_secret(value)
 
 
 def uninstall() -> None:
@@ -356,6 +398,10 @@ def uninstall() -> None:
         if _original_make_record is not None:
             logging.Logger.makeRecord = _original_make_record  # type: ignore[method-assign]
             _original_make_record = None
+    from botocore import handlers
+
+    if _SECRETS_MANAGER_HOOK in handlers.BUILTIN_HANDLERS:
+        handlers.BUILTIN_HANDLERS.remove(_SECRETS_MANAGER_HOOK)
 
 
 def installed() -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import pytest
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
@@ -321,14 +322,41 @@ def test_short_values_are_not_registered(capture: Capture) -> None:
 
 def test_the_approval_link_key_is_registered_when_loaded(aws: Any, capture: Capture) -> None:
     arn = aws("secretsmanager").create_secret(Name="offline/key", SecretString=LINK_KEY)["ARN"]
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     try:
         key = approval_key(arn)
     finally:
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
     assert key == LINK_KEY.encode()
     capture.logger.warning("signing with %s (%r)", key.decode(), key)
     assert_hidden(capture.text, LINK_KEY)
+
+
+def test_whatever_secrets_manager_returns_is_registered(aws: Any, capture: Capture) -> None:
+    """Any client (a fresh session, as Powertools' parameters utility makes one): the value,
+    a JSON secret's password (not its username), a binary secret."""
+    secrets = aws("secretsmanager")
+    secrets.create_secret(Name="a", SecretString=LINK_KEY)
+    document = json.dumps({"username": "orders-app", "password": ODD_PASSWORD})
+    secrets.create_secret(Name="b", SecretString=document)
+    secrets.create_secret(Name="c", SecretBinary=BINARY)
+    client = boto3.session.Session().client("secretsmanager", region_name="us-east-1")
+    for name in ("a", "b", "c"):
+        client.get_secret_value(SecretId=name)
+    capture.logger.info("key %s; user orders-app, password %s", LINK_KEY, ODD_PASSWORD)
+    capture.logger.info("binary %s", base64.b64encode(BINARY).decode())
+    assert_hidden(capture.text, LINK_KEY, ODD_PASSWORD, base64.b64encode(BINARY).decode())
+    assert "user orders-app" in capture.text
+
+
+def test_the_functions_own_credentials_are_registered(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    redaction.install()
+    capture.logger.info("credentials %s %s", SECRET_KEY, SESSION_TOKEN)
+    assert_hidden(capture.text, SECRET_KEY, SESSION_TOKEN)
 
 
 # --- what must not change ------------------------------------------------------------------------
@@ -364,7 +392,12 @@ def test_records_below_the_level_are_never_built_or_redacted(
 ) -> None:
     calls: list[logging.LogRecord] = []
     real = redaction.redact_record
-    monkeypatch.setattr(redaction, "redact_record", lambda r: (calls.append(r), real(r)))
+
+    def counting(record: logging.LogRecord) -> None:
+        calls.append(record)
+        real(record)
+
+    monkeypatch.setattr(redaction, "redact_record", counting)
     capture.logger.setLevel(logging.INFO)
     for _ in range(100):
         capture.logger.debug("taskToken=%s", TOKEN)
@@ -389,7 +422,7 @@ def test_a_record_that_cannot_be_redacted_is_withheld(
 def test_installing_twice_wraps_once_and_every_logger_is_covered() -> None:
     redaction.install()
     redaction.install()
-    assert logging.Logger.makeRecord is redaction._make_record  # type: ignore[comparison-overlap]
+    assert logging.Logger.makeRecord is redaction._make_record
     stream = io.StringIO()
     third_party = logging.getLogger("urllib3.connectionpool")
     handler = logging.StreamHandler(stream)
