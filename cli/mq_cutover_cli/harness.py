@@ -427,7 +427,7 @@ class Emulator:
 
         from mq_cutover.approvers import Approver, add_approver
 
-        parameters.clear_caches()  # the registry path is the same in every emulator
+        parameters.clear_caches()  # type: ignore[no-untyped-call]  # same path in every emulator
         self.registry_path = registry_path
         topic = self.resources["ApprovalTopic"]
         for approver_id, name, principal in self.approvers:

@@ -181,7 +181,8 @@ def decide_from_terminal(migration_id: str) -> Response[dict[str, Any]]:
             "result": result,
         },
     )
-    return _json(result, STATUS.get(result["outcome"], 400))
+    # The verified principal, so the terminal shows who the server counted.
+    return _json({**result, "principal": principal}, STATUS.get(result["outcome"], 400))
 
 
 def _raw_body() -> bytes:

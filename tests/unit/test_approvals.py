@@ -157,7 +157,7 @@ def test_email_has_facts_and_signed_links_but_no_token(
     links = re.findall(r"https://api\.example/dev/approvals/(\S+)\?decision=(approve|reject)", text)
     assert [d for _, d in links] == ["approve", "reject"]
     assert verify(KEY, links[0][0], NOW) == (approval_id, "ana")  # Ana's inbox: Ana's link
-    assert "from ssl://onprem:61617" in text and "to ssl://amq:61617" in text
+    assert 'from "ssl:\\/\\/onprem:61617"' in text and 'to "ssl:\\/\\/amq:61617"' in text
     assert "Decide before: 2026-12-01T03:00:00+00:00" in text
     assert TOKEN not in text and "token" not in text.lower()
 
@@ -190,7 +190,8 @@ def test_links_refuse_tampering_and_expire() -> None:
 def test_get_page_shows_facts_and_decides_nothing(table: Any, inbox: tuple[Any, str, str]) -> None:
     approval_id = _request(table, inbox)
     page = confirmation_page(load(table, approval_id), NOW, preselect="approve")
-    assert "from ssl://onprem:61617" in page and "<form method='post'>" in page
+    assert "<td class='k'>from</td><td><code>ssl://onprem:61617</code>" in page
+    assert "<form method='post'>" in page
     assert "id='approve' name='decision' value='approve' class='chosen'" in page
     assert TOKEN not in page
     assert load(table, approval_id)["status"] == "PENDING"  # type: ignore[index]
@@ -263,7 +264,9 @@ def test_quorum_needs_distinct_approvers_and_opens_once(
     assert first["outcome"] == "vote-recorded" and first["votes"] == 1 and first["quorum"] == 2
     assert _decide(table, sfn, approval_id, "approve", "ana")["outcome"] == "already-voted"
     assert sfn.calls == []
-    assert "Approvals so far: 1 of 2 (ana)" in confirmation_page(load(table, approval_id), NOW)
+    shown = confirmation_page(load(table, approval_id), NOW)
+    assert "<td id='votes'>1 of 2 (1 more needed)</td>" in shown
+    assert "<tr><td>ana</td><td>approved at" in shown
     second = _decide(table, sfn, approval_id, "approve", "bob")
     assert second["outcome"] == "approved" and second["decidedBy"] == "ana, bob"
     assert [c[0] for c in sfn.calls] == ["success"]

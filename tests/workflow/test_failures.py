@@ -10,10 +10,20 @@ from moto.mq.models import mq_backends
 
 from mq_cutover.plan import parse_plan
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator
+from mq_cutover_cli.simulate import Simulation
 from mq_cutover_cli.world import World, default_world
 from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
 
 pytestmark = pytest.mark.workflow
+
+
+def gate_email(sim: Simulation, gate: str) -> str:
+    """The first email of a gate, as the approver Ana received it."""
+    return next(
+        str(m["message"])
+        for m in sim.report["approvalEmails"]
+        if m["subject"].endswith(f"approve {gate}?") and m["to"] == "ana"
+    )
 
 
 def stuck_world(plan: dict[str, Any]) -> World:
@@ -41,10 +51,9 @@ def test_drain_timeout_asks_a_person(ordered_plan: dict[str, Any], decision: str
     assert [d["readings"] for d in drains] == [5, 6]
     assert drains[-1]["timedOut"] and not drains[-1]["drained"]
     assert drains[-1]["queuesWithMessages"][0]["queue"] == "orders.created"
-    emails = [m["message"] for m in sim.report["approvalEmails"]]
-    timeout_email = next(m for m in emails if "drainTimeout" in m)
+    timeout_email = gate_email(sim, "drainTimeout")
     assert "On-prem messages left: 3000" in timeout_email
-    assert "orders.created: 3000 waiting, 0 in flight" in timeout_email
+    assert '"orders.created": 3000 waiting, 0 in flight' in timeout_email
     assert "Approve: move on as if drained" in timeout_email
     if decision == "approve":
         assert sim.report["execution"]["status"] == "SUCCEEDED"
@@ -85,8 +94,7 @@ def test_drain_timeout_can_be_extended_then_drains(ordered_plan: dict[str, Any])
     assert after["extensions"] == 1 and after["extensionsLeft"] == 0
     assert after["deadlineAt"] > timed_out["deadlineAt"]
     assert drains[-1]["drained"] and drains[-1]["messagesLeft"] == 0
-    emails = [m["message"] for m in sim.report["approvalEmails"]]
-    timeout_email = next(m for m in emails if "drainTimeout" in m)
+    timeout_email = gate_email(sim, "drainTimeout")
     assert "?decision=extend  (wait 20 more minutes)" in timeout_email
     decided = [d for d in sim.report["approverActions"] if d["gate"] == "drainTimeout"]
     assert [d["decision"] for d in decided] == ["extend"]
@@ -222,10 +230,8 @@ def test_the_fence_holds_the_stop_while_a_consumer_stays_on_prem(
     fences = task_results(sim, "Check Fence")
     assert fences[-1]["timedOut"] and not fences[-1]["done"]
     assert {q["queue"] for q in fences[-1]["connected"]} >= {"orders.created"}
-    email = next(
-        m["message"] for m in sim.report["approvalEmails"] if "fenceTimeout" in m["message"]
-    )
-    assert "orders.created: 1 consumer(s) STILL CONNECTED" in email
+    email = gate_email(sim, "fenceTimeout")
+    assert '"orders.created": 1 consumer(s) STILL CONNECTED' in email
     if decision == "approve":
         assert sim.report["execution"]["status"] == "SUCCEEDED"
         assert states.index("Approve Fence Timeout") < states.index("Stop On-Prem")
@@ -266,11 +272,9 @@ def test_a_rollback_that_cannot_bring_everything_home_stops_at_a_gate(
     assert sim.report["execution"]["status"] == "FAILED"
     gates = [a["gate"] for a in sim.report["approverActions"]]
     assert gates[-3:] == ["drainTimeout", "rollbackDrainTimeout", "rollbackDrainTimeout"]
-    email = next(
-        m["message"] for m in sim.report["approvalEmails"] if "rollbackDrainTimeout" in m["message"]
-    )
+    email = gate_email(sim, "rollbackDrainTimeout")
     assert "On-prem messages left: 3000" in email
-    assert "orders.created: WILL NEVER DRAIN (3000 messages and no consumer" in email
+    assert '"orders.created": WILL NEVER DRAIN (3000 messages and no consumer' in email
     actions = [step["action"] for step in task_results(sim, "Roll Back")]
     assert actions == [
         "drain",
@@ -305,10 +309,8 @@ def test_consumers_not_on_both_brokers_stop_before_any_producer_moves(
     placement = task_results(sim, "Check Placement")[-1]
     stuck = unordered_plan["onPrem"]["queues"][0]
     assert placement["timedOut"] and placement["unplaced"][0]["queue"] == stuck
-    email = next(
-        m["message"] for m in sim.report["approvalEmails"] if "placementTimeout" in m["message"]
-    )
-    assert f"{stuck}: consumers on-prem 0, on Amazon MQ 0 (needs at least 1 on each)" in email
+    email = gate_email(sim, "placementTimeout")
+    assert f'"{stuck}": consumers on-prem 0, on Amazon MQ 0 (needs at least 1 on each)' in email
     actions = [step["action"] for step in task_results(sim, "Roll Back")]
     assert actions == ["consumers-back", "done"]
     assert final_values(sim) == initial_values(sim)
