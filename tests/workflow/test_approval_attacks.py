@@ -277,3 +277,51 @@ def test_every_answer_carries_the_security_headers(ordered_plan: dict[str, Any])
             assert "default-src 'none'" in headers["content-security-policy"]
             assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
         assert [a["statusCode"] for a in answers] == [200, 403, 400, 200]
+
+
+def test_an_approvers_iam_policy_reaches_the_decision_api_and_nothing_else() -> None:
+    """The CLI's old rights (DynamoDB, SendTaskSuccess) let one user read a token, resume a
+    quorum-2 gate with one vote and write fake votes. The approver policy the stack hands out
+    now allows the signed /decisions routes only; the approval function alone reads tokens,
+    writes votes and resumes an execution."""
+    from tests import iam_policies as iam
+
+    stack = iam._default_stack()
+    api, table = stack.ref("ApprovalApi"), stack.get_att("ApprovalsTable", "Arn")
+    registry = f"arn:aws:ssm:{iam.REGION}:{iam.ACCOUNT}:parameter/mq-cutover-approvers/x/ana"
+    execute = f"arn:aws:execute-api:{iam.REGION}:{iam.ACCOUNT}:{api}/dev"
+    approver = iam.managed_policy_statements("ApproverPolicy", stack)
+    for method in ("GET", "POST"):
+        assert iam.is_allowed(approver, "execute-api:Invoke", f"{execute}/{method}/decisions/m-1")
+    forbidden = [
+        ("execute-api:Invoke", f"{execute}/POST/approvals/anything"),
+        ("dynamodb:GetItem", table),
+        ("dynamodb:Query", f"{table}/index/ByMigration"),
+        ("dynamodb:Scan", table),
+        ("dynamodb:UpdateItem", table),
+        ("dynamodb:PutItem", table),
+        ("states:SendTaskSuccess", "*"),
+        ("states:SendTaskFailure", "*"),
+        ("secretsmanager:GetSecretValue", stack.ref("ApprovalLinkKey")),
+        ("ssm:PutParameter", registry),
+        ("sns:Subscribe", stack.ref("ApprovalTopic")),
+    ]
+    for action, resource in forbidden:
+        assert not iam.is_allowed(approver, action, resource), (action, resource)
+    # The admin decides who approves, but cannot vote or read a token either.
+    admin = iam.managed_policy_statements("ApproverAdminPolicy", stack)
+    assert iam.is_allowed(admin, "ssm:PutParameter", registry.replace("/x/", f"/{iam.STACK_NAME}/"))
+    for action, resource in forbidden[1:9]:
+        assert not iam.is_allowed(admin, action, resource), (action, resource)
+    # Among the functions, only the approval API reads a gate's record or resumes a run.
+    for action, resource in [
+        ("dynamodb:GetItem", table),
+        ("dynamodb:UpdateItem", table),
+        ("states:SendTaskSuccess", "*"),
+    ]:
+        allowed = {
+            f
+            for f in stack.functions()
+            if iam.is_allowed(stack.function_statements(f), action, resource)
+        }
+        assert allowed == {"ApprovalApiFunction"}, (action, allowed)
