@@ -81,19 +81,18 @@ _PATTERNS = [
     r"%22(?P<ukey>" + _KEY_NAMES + r")%22(?:%3A|:)(?:\+|%20)*%22(?P<uv>.*?)(?<!%5C)%22",
     # <Key>value</Key>
     r"<(?P<xkey>" + _KEY_NAMES + r")>(?P<xv>[^<]*)</(?P=xkey)>",
-    # key='value' / key="value" (kwargs, reprs of objects)
-    _KEY_BOUNDARY + r"(?P<ekey>" + _KEY_NAMES + r")\s*=\s*" + _QUOTED.format(p="e"),
-    # key=value (url-encoded bodies and queries)
-    _KEY_BOUNDARY + r"(?P<akey>" + _KEY_NAMES + r")=(?P<av>[^&\s,;)'\"\]}>]+)",
-    # key: value (header lines; botocore's `Signature:\n...`); not `arn:...:secret:name`
+    # One alternative for a key outside quotes (one pass over the text, not four):
+    # key='value' (kwargs, reprs of objects), key=value (url-encoded bodies and queries),
+    # key: value (header lines; botocore's `Signature:\n...`), and key:value, for headers only
+    # (botocore's canonical request; `_replace` leaves `arn:...:secret:name` alone).
     _KEY_BOUNDARY
-    + r"(?P<hkey>"
+    + r"(?P<bkey>"
     + _KEY_NAMES
-    + r"):(?:[ \t]+|[ \t]*\r?\n[ \t]*)(?P<hv>[^\s\"'][^\r\n]*)",
-    # x-amz-security-token:value (botocore's canonical request lists headers this way)
-    _KEY_BOUNDARY
-    + r"(?P<ckey>x-amz-security-token|(?:proxy-)?authorization|x-api-key|cookie)"
-    + r":(?P<cv>[^\s][^\r\n]*)",
+    + r")(?:\s*=\s*"
+    + _QUOTED.format(p="e")
+    + r"|=(?P<av>[^&\s,;)'\"\]}>]+)"
+    + r"|:(?:[ \t]+|[ \t]*\r?\n[ \t]*)(?P<hv>[^\s\"'][^\r\n]*)"
+    + r"|:(?P<cv>[^\s][^\r\n]*))",
     # scheme://user:password@host
     r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*:)(?P<userpass>[^@/\s'\"]+)@",
     # approval links: keep the gate id, approver and expiry, drop the tag
@@ -108,9 +107,19 @@ _SECRET_GROUPS = (
 )
 
 
+_HEADER_KEYS = frozenset(
+    {"x-amz-security-token", "authorization", "proxy-authorization", "x-api-key", "cookie"}
+)
+
+
 def _replace(match: re.Match[str]) -> str:
     text = match.group(0)
     start = match.start()
+    if match.group("cv") is not None and match.group("bkey").lower() not in _HEADER_KEYS:
+        # `token:x` that is not a header line: not a secret by itself, but what it swallowed
+        # (the rest of the line) is still looked at.
+        cut = match.start("cv") - start
+        return text[:cut] + redact_text(text[cut:])
     for name in _SECRET_GROUPS:
         if match.group(name) is not None:
             a, b = match.start(name) - start, match.end(name) - start
