@@ -335,6 +335,10 @@ def main(
     argv: list[str] | None = None, *, session: Any = None, transport: Transport | None = None
 ) -> int:
     """`session` (a boto3 Session) and `transport` (see mq_cutover_cli.api) are for tests."""
+    from mq_cutover import redaction
+
+    # A user who turns on botocore's DEBUG logging must not log their own credentials.
+    redaction.install()
     parser = argparse.ArgumentParser(prog="mq-cutover", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     simulate = commands.add_parser(

@@ -139,8 +139,9 @@ def test_quorum_of_two_distinct_approvers(ordered_plan: dict[str, Any]) -> None:
         assert [v["M"]["approver"]["S"] for v in cutover["votes"]["L"]] == ["ana", "bea"]
 
 
-def test_the_task_token_appears_in_no_log_email_or_page(ordered_plan: dict[str, Any]) -> None:
-    with live_run(ordered_plan, log_level="DEBUG") as run:
+def test_the_task_token_appears_in_no_email_or_page(ordered_plan: dict[str, Any]) -> None:
+    """(Logs at every level: tests/workflow/test_no_secrets_in_logs.py.)"""
+    with live_run(ordered_plan) as run:
         emulator = run.emulator
         pages = []
         for gate in ("cutover", "stopOnPrem"):
@@ -151,13 +152,10 @@ def test_the_task_token_appears_in_no_log_email_or_page(ordered_plan: dict[str, 
         items = emulator.client("dynamodb").scan(TableName=emulator.resources["ApprovalsTable"])
         tokens = [item["taskToken"]["S"] for item in items["Items"]]
         assert len(tokens) == 2 and all(len(t) > 20 for t in tokens)
-        logs = emulator.captured_output.getvalue()
-        assert "approval requested" in logs  # the handlers' logs were captured
         mail = [
             m["message"] for t in ("ApprovalTopic", "NotificationTopic") for m in emulator.inbox(t)
         ]
+        assert len(mail) >= 6 and len(pages) == 4
         for token in tokens:
-            assert token not in logs
-            assert all(token not in text for text in mail + pages)
             # Nor any long piece of it (a token cut or wrapped by a mailer).
-            assert all(token[10:40] not in text for text in [logs, *mail, *pages])
+            assert all(token[10:40] not in text for text in mail + pages)
