@@ -7,6 +7,7 @@ the signed link was issued to.
 open gates, POST decides one, as the registered approver whose IAM principal signed the request.
 """
 
+import html
 from base64 import b64decode
 from binascii import Error as Base64Error
 from typing import Any
@@ -32,6 +33,7 @@ from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
 from mq_cutover.approval_pages import confirmation_page, page, result_page
 from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load, pending_for
 from mq_cutover.approvers import approver_for_principal, load_registry, principal_of
+from mq_cutover.errors import ApproversInvalid
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
 
@@ -202,6 +204,16 @@ def bad_request(error: BadRequest) -> Response[Any]:
     if app.current_event.path.startswith("/decisions/"):
         return _json({"outcome": "bad-request", "detail": str(error)}, 400)
     return _refusal(str(error), 400)
+
+
+@app.exception_handler(ApproversInvalid)
+def registry_invalid(error: ApproversInvalid) -> Response[Any]:
+    """A malformed registry entry (an admin's mistake): nobody can be verified, nothing decided."""
+    logger.error("approver registry invalid", extra={"problem": str(error)})
+    text = "The approver registry is invalid, so no vote can be verified. Nothing was decided."
+    if app.current_event.path.startswith("/decisions/"):
+        return _json({"outcome": "unavailable", "detail": f"{text} {error}"}, 503)
+    return _html(page("Try again later", f"<p id='result'>{html.escape(text)}</p>"), 503)
 
 
 @app.exception_handler([ClientError, BotoCoreError, ResumeFailed])

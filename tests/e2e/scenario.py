@@ -574,9 +574,9 @@ def run_cutover(
             world,
             before_start=start_clients,
             real_time=True,
-            # A gate-less plan needs a stack that requires no gate (the stack's default
-            # requires cutover and stopOnPrem).
-            stack_parameters=None if gates else {"RequiredGates": ""},
+            # These scenarios measure messages, not people: the simulated stack requires the
+            # gates the scenario keeps (the deployed default requires cutover and stopOnPrem).
+            stack_parameters={"RequiredGates": ",".join(gates)},
         ) as run:
             try:
                 if approve is not None:

@@ -325,3 +325,15 @@ def test_an_approvers_iam_policy_reaches_the_decision_api_and_nothing_else() -> 
             if iam.is_allowed(stack.function_statements(f), action, resource)
         }
         assert allowed == {"ApprovalApiFunction"}, (action, allowed)
+
+
+def test_a_broken_registry_entry_verifies_nobody(ordered_plan: dict[str, Any]) -> None:
+    with live_run(ordered_plan) as run:
+        link = run.wait_for_gate("cutover").approve_link
+        run.emulator.client("ssm").put_parameter(
+            Name=f"{run.emulator.registry_path}/mallory", Value="{not json", Type="String"
+        )
+        response = run.api.post(link, APPROVE)
+        assert response["statusCode"] == 503
+        assert "no vote can be verified. Nothing was decided." in response["body"]
+        assert votes(run) == [] and waiting_at_cutover(run)
