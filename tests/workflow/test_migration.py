@@ -147,7 +147,7 @@ def test_rejection_at_a_gate_rolls_back_clients_and_messages(
     execution = report["execution"]
     assert execution["status"] == "FAILED"
     assert execution["error"] == "Rejected"
-    assert f"{gate} rejected by offline-approver" in execution["cause"]
+    assert f"{gate} rejected by Ana Ops" in execution["cause"]  # the first simulated approver
     assert final_values(sim) == initial_values(sim)
     states = entered(sim)
     assert states[-3:] == ["Rollback Next?", "Notify Rolled Back", "Rolled Back"]
