@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -58,9 +59,9 @@ def _json(body: dict[str, Any], status: int = 200) -> Response[dict[str, Any]]:
 
 
 def _refusal(text: str, status: int) -> Response[str]:
-    return _html(
-        page("Nothing was changed", f"<p id='result'>{text} Nothing was changed.</p>"), status
-    )
+    """A refusal page; `text` may repeat what the request sent, so it is escaped."""
+    body = f"<p id='result'>{html.escape(text)} Nothing was changed.</p>"
+    return _html(page("Nothing was changed", body), status)
 
 
 def _checked(link: str) -> tuple[dict[str, Any] | None, dict[str, str]] | Response[str]:
@@ -212,13 +213,13 @@ def registry_invalid(error: ApproversInvalid) -> Response[Any]:
     logger.error("approver registry invalid", extra={"problem": str(error)})
     text = "The approver registry is invalid, so no vote can be verified. Nothing was decided."
     if app.current_event.path.startswith("/decisions/"):
-        return _json({"outcome": "unavailable", "detail": f"{text} {error}"}, 503)
+        return _json({"outcome": "unavailable", "detail": text}, 503)  # the why is logged
     return _html(page("Try again later", f"<p id='result'>{html.escape(text)}</p>"), 503)
 
 
-@app.exception_handler([ClientError, BotoCoreError, ResumeFailed])
+@app.exception_handler([ClientError, BotoCoreError, GetParameterError, ResumeFailed])
 def unavailable(error: Exception) -> Response[Any]:
-    """A DynamoDB, Secrets Manager or Step Functions error: nothing was decided."""
+    """A DynamoDB, SSM, Secrets Manager or Step Functions error: nothing was decided."""
     logger.warning("approval service unavailable", extra={"error": type(error).__name__})
     text = "The approval service could not complete this request. Nothing was decided: try again."
     if app.current_event.path.startswith("/decisions/"):

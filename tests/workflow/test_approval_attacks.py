@@ -337,3 +337,28 @@ def test_a_broken_registry_entry_verifies_nobody(ordered_plan: dict[str, Any]) -
         assert response["statusCode"] == 503
         assert "no vote can be verified. Nothing was decided." in response["body"]
         assert votes(run) == [] and waiting_at_cutover(run)
+
+
+def test_the_deployed_api_signs_the_decision_routes_and_only_those() -> None:
+    """What the offline authorizer simulates must be what API Gateway is told to do: AWS_IAM
+    (SigV4) on /decisions, invoking the function with its own permission (a caller's
+    credentials must never be able to invoke the function, and forge the request context,
+    directly); the emailed links stay public."""
+    from tests import iam_policies as iam
+
+    body = iam.transformed_template()["Resources"]["ApprovalApi"]["Properties"]["Body"]
+    schemes = body["components"]["securitySchemes"]
+    assert schemes["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    routes = {
+        (path, method): op for path, ops in body["paths"].items() for method, op in ops.items()
+    }
+    assert set(routes) == {
+        ("/approvals/{link}", "get"),
+        ("/approvals/{link}", "post"),
+        ("/decisions/{migrationId}", "get"),
+        ("/decisions/{migrationId}", "post"),
+    }
+    for (path, _), op in routes.items():
+        signed = path.startswith("/decisions/")
+        assert (op.get("security") == [{"AWS_IAM": []}]) is signed, path
+        assert "credentials" not in op["x-amazon-apigateway-integration"], path
