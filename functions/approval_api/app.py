@@ -32,8 +32,15 @@ from mq_cutover.approval_api import (
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
 from mq_cutover.approval_pages import confirmation_page, page, result_page
-from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load, pending_for
-from mq_cutover.approvers import approver_for_principal, load_registry, principal_of
+from mq_cutover.approvals import (
+    DECISIONS,
+    ResumeFailed,
+    decide,
+    load,
+    pending_for,
+    verified_approvers,
+)
+from mq_cutover.approvers import Approver, approver_for_principal, load_registry, principal_of
 from mq_cutover.errors import ApproversInvalid
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
@@ -64,8 +71,12 @@ def _refusal(text: str, status: int) -> Response[str]:
     return _html(page("Nothing was changed", body), status)
 
 
-def _checked(link: str) -> tuple[dict[str, Any] | None, dict[str, str]] | Response[str]:
-    """The gate record and the approver of a genuine link, or the page that refuses it."""
+Checked = tuple[dict[str, Any] | None, dict[str, str], dict[str, Approver]]
+
+
+def _checked(link: str) -> Checked | Response[str]:
+    """The gate record, the approver of a genuine link and the registry, or the page that
+    refuses it."""
     try:
         approval_id, approver_id = verify(
             approval_key(settings.approval_key_secret_arn), link, clock.utcnow()
@@ -74,10 +85,13 @@ def _checked(link: str) -> tuple[dict[str, Any] | None, dict[str, str]] | Respon
         return _html(result_page({"outcome": "invalid-link"}), 403)
     except LinkExpired as expired:
         return _html(confirmation_page(load(table, str(expired)), clock.utcnow()), 410)
-    approver = load_registry(settings.approver_registry_path, fresh=True).get(approver_id)
-    if approver is None:
-        return _refusal(f"Approver {approver_id!r} is no longer registered.", 403)
-    return load(table, approval_id), approver.public()
+    registry = load_registry(settings.approver_registry_path, fresh=True)
+    record = load(table, approval_id)
+    approver = registry.get(approver_id)
+    if approver is None or (record and approver_id not in verified_approvers(record, registry)):
+        text = f"Approver {approver_id!r} is no longer registered (or was registered again since "
+        return _refusal(text + "this gate opened): this link no longer votes.", 403)
+    return record, approver.public(), registry
 
 
 @app.get("/approvals/<link>")
@@ -85,7 +99,7 @@ def show(link: str) -> Response[str]:
     checked = _checked(link)
     if isinstance(checked, Response):
         return checked
-    record, approver = checked
+    record, approver, _ = checked
     preselect = app.current_event.get_query_string_value("decision", "") or ""
     body = confirmation_page(
         record, clock.utcnow(), approver, preselect if preselect in DECISIONS else ""
@@ -98,7 +112,7 @@ def decide_gate(link: str) -> Response[str]:
     checked = _checked(link)
     if isinstance(checked, Response):
         return checked
-    record, approver = checked
+    record, approver, registry = checked
     try:
         form = form_fields(_raw_body(), app.current_event.headers)
     except BadRequest as bad:
@@ -114,6 +128,7 @@ def decide_gate(link: str) -> Response[str]:
         comment=form["comment"],
         source="email-link",
         now=clock.utcnow(),
+        registry=registry,
     )
     logger.info(
         "approval decision",
@@ -122,13 +137,12 @@ def decide_gate(link: str) -> Response[str]:
     return _html(result_page(result), STATUS.get(result["outcome"], 400))
 
 
-def _caller() -> tuple[str, dict[str, str] | None]:
-    """The signed caller's principal and the registered approver it is, if any."""
+def _caller() -> tuple[str, dict[str, str] | None, dict[str, Approver]]:
+    """The signed caller's principal, the registered approver it is (if any), the registry."""
     user_arn = app.current_event.request_context.identity.user_arn or ""
-    approver = approver_for_principal(
-        load_registry(settings.approver_registry_path, fresh=True), user_arn
-    )
-    return principal_of(user_arn), approver.public() if approver else None
+    registry = load_registry(settings.approver_registry_path, fresh=True)
+    approver = approver_for_principal(registry, user_arn)
+    return principal_of(user_arn), approver.public() if approver else None, registry
 
 
 def _not_an_approver(principal: str) -> Response[dict[str, Any]]:
@@ -143,16 +157,16 @@ def _not_an_approver(principal: str) -> Response[dict[str, Any]]:
 
 @app.get("/decisions/<migration_id>")
 def list_pending(migration_id: str) -> Response[dict[str, Any]]:
-    principal, approver = _caller()
+    principal, approver, registry = _caller()
     if approver is None:
         return _not_an_approver(principal)
     pending = pending_for(table, checked_migration_id(migration_id))
-    return _json(pending_summary(migration_id, pending, approver, clock.utcnow()))
+    return _json(pending_summary(migration_id, pending, approver, registry, clock.utcnow()))
 
 
 @app.post("/decisions/<migration_id>")
 def decide_from_terminal(migration_id: str) -> Response[dict[str, Any]]:
-    principal, approver = _caller()
+    principal, approver, registry = _caller()
     if approver is None:
         return _not_an_approver(principal)
     request = decision_request(_raw_body(), app.current_event.headers)
@@ -174,6 +188,7 @@ def decide_from_terminal(migration_id: str) -> Response[dict[str, Any]]:
         comment=request["comment"],
         source="cli",
         principal=principal,
+        registry=registry,
         now=clock.utcnow(),
     )
     logger.info(

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from mq_cutover.approvals import DECISIONS, approving_votes
+from mq_cutover.approvals import DECISIONS, approving_votes, verified_approvers
+from mq_cutover.approvers import Approver
 from mq_cutover.gate_facts import EXTENDABLE_GATES, GATE_TITLES, render_facts
 from mq_cutover.plan import MIGRATION_ID_PATTERN
 
@@ -140,12 +141,17 @@ def decision_request(raw: bytes, headers: Mapping[str, str] | None) -> dict[str,
 
 
 def pending_summary(
-    migration_id: str, pending: list[dict[str, Any]], approver: dict[str, str], now: datetime
+    migration_id: str,
+    pending: list[dict[str, Any]],
+    approver: dict[str, str],
+    registry: dict[str, Approver],
+    now: datetime,
 ) -> dict[str, Any]:
     """The open gates of a migration as a terminal shows them (no token, no link)."""
     gates = []
     for record in pending:
         gate = str(record["gate"])
+        verified = verified_approvers(record, registry)
         votes = [
             {k: str(v.get(k, "")) for k in ("approver", "name", "decision", "at", "source")}
             for v in record.get("votes") or []
@@ -157,10 +163,10 @@ def pending_summary(
                 "expiresAt": record.get("expiresAt"),
                 "secondsLeft": max(0, int(record.get("deadlineEpoch", 0)) - int(now.timestamp())),
                 "quorum": int(record.get("quorum", 1)),
-                "approvals": len(approving_votes(record)),
+                "approvals": len(approving_votes(record, verified)),
                 "votes": votes,
                 "canExtend": gate in EXTENDABLE_GATES and bool(record.get("extendMinutes")),
-                "youMayVote": any(a.get("id") == approver["id"] for a in record["approvers"]),
+                "youMayVote": approver["id"] in verified,
                 "facts": render_facts(json.loads(record.get("facts") or "{}")),
             }
         )

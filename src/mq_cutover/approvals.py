@@ -72,7 +72,7 @@ def request_approval(
             "facts": json.dumps(facts),
             "status": "PENDING",
             "quorum": quorum,
-            "approvers": [a.public() for a in approvers.values()],
+            "approvers": [a.snapshot() for a in approvers.values()],
             "votes": [],
             "createdAt": _iso(now),
             "expiresAt": _iso(expires),
@@ -140,15 +140,30 @@ def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[
     return found
 
 
-def may_vote(record: dict[str, Any], approver_id: str) -> bool:
-    """Was this gate's link issued to this approver (the registry when the gate opened)?"""
-    return any(a.get("id") == approver_id for a in record.get("approvers") or [])
+def verified_approvers(record: dict[str, Any], registry: dict[str, Approver]) -> set[str]:
+    """Who may vote at this gate now: its links were issued to them (the registry when the gate
+    opened) and they are still registered under the same enrolment (not removed, not replaced
+    by someone re-added under their id)."""
+    return {
+        str(a["id"])
+        for a in record.get("approvers") or []
+        if a.get("id") in registry
+        and registry[str(a["id"])].enrolment == str(a.get("enrolment") or "")
+    }
 
 
-def approving_votes(record: dict[str, Any]) -> list[dict[str, Any]]:
+def approving_votes(
+    record: dict[str, Any], verified: set[str] | None = None
+) -> list[dict[str, Any]]:
     """The approving votes (a rejection whose delivery failed stays in the list, but never
-    counts towards a quorum)."""
-    return [v for v in record.get("votes") or [] if v.get("decision", "approve") == "approve"]
+    counts towards a quorum), of `verified` approvers only when given: the vote of someone
+    removed since no longer counts."""
+    return [
+        v
+        for v in record.get("votes") or []
+        if v.get("decision", "approve") == "approve"
+        and (verified is None or v.get("approver") in verified)
+    ]
 
 
 class ResumeFailed(Exception):
@@ -195,13 +210,16 @@ def decide(
     comment: str,
     source: str,
     now: datetime,
+    registry: dict[str, Approver],
     principal: str | None = None,
 ) -> dict[str, Any]:
     """Record a verified approver's decision, once per approver; resume the workflow when the
     gate is decided.
 
     `approver` ({"id", "name"}) is who the link was issued to or whose IAM principal signed the
-    request: the caller has proven it, nobody typed it. Outcomes: approved, rejected, extended,
+    request: the caller has proven it, nobody typed it; `registry` is the stack's approvers now
+    (a vote, and a quorum, count only approvers still registered under the gate's enrolment).
+    Outcomes: approved, rejected, extended,
     vote-recorded (quorum not reached yet), already-decided, already-voted, expired, not-found,
     not-an-approver. Every write is conditional on the gate being open and before its deadline,
     so a double click, a replay or a late click decides nothing twice. Rejecting and extending
@@ -213,7 +231,8 @@ def decide(
     record = load(table, approval_id)
     if record is None:
         return {"outcome": "not-found"}
-    if not may_vote(record, approver["id"]):
+    verified = verified_approvers(record, registry)
+    if approver["id"] not in verified:
         return {"outcome": "not-an-approver", "gate": record["gate"]}
     decided_by = approver["name"]
     vote = {
@@ -251,12 +270,13 @@ def decide(
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         else:
-            record = _vote(table, approval_id, vote, open_gate, names, values, now)
+            record = _vote(table, approval_id, vote, open_gate, names, values, now, verified)
             if record is None:
                 return _closed(table, approval_id, now)
-            if len(approving_votes(record)) < int(record.get("quorum", 1)):
+            counted = approving_votes(record, verified)
+            if len(counted) < int(record.get("quorum", 1)):
                 result = _public(record, "vote-recorded", decided_by, now)
-                result.update(votes=len(approving_votes(record)), quorum=int(record["quorum"]))
+                result.update(votes=len(counted), quorum=int(record["quorum"]))
                 return result
             # Quorum reached: exactly one voter flips the gate (the others' writes fail).
             record = table.update_item(
@@ -269,7 +289,7 @@ def decide(
                 ExpressionAttributeValues={
                     **values,
                     ":status": "APPROVED",
-                    ":by": ", ".join(str(v["name"]) for v in approving_votes(record)),
+                    ":by": ", ".join(str(v["name"]) for v in counted),
                     ":at": _iso(now),
                     ":comment": comment,
                     ":src": source,
@@ -291,6 +311,7 @@ def _vote(
     names: dict[str, str],
     values: dict[str, Any],
     now: datetime,
+    verified: set[str],
 ) -> dict[str, Any] | None:
     """Add a person's approval (once per person). A voter whose earlier click reached quorum
     but could not be delivered may try again: the record is returned as it is."""
@@ -315,7 +336,7 @@ def _vote(
         and record.get("status") == "PENDING"
         and int(record.get("deadlineEpoch", 0)) > int(now.timestamp())
         and by in (record.get("voters") or set())
-        and len(approving_votes(record)) >= int(record.get("quorum", 1))
+        and len(approving_votes(record, verified)) >= int(record.get("quorum", 1))
     )
     return record if retry else None
 

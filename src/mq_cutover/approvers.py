@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -32,6 +33,14 @@ _ROLE_SESSION = re.compile(
 _IAM = re.compile(
     r"arn:(?P<p>aws[a-z-]*):iam::(?P<acct>\d{12}):(?P<kind>role|user|root)(?P<rest>/.*)?"
 )
+# IAM Identity Center: the permission set's role is shared by everyone given it, but the session
+# name is the person's user name, set by Identity Center (nobody can assume these roles
+# directly), so there the SESSION is the person.
+_SSO_SESSION = re.compile(
+    r"arn:(?P<p>aws[a-z-]*):sts::(?P<acct>\d{12}):assumed-role/(?P<role>AWSReservedSSO_[^/]+)"
+    r"/(?P<session>[^/]+)"
+)
+_ENROLMENT = re.compile(r"[0-9a-f]{0,32}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,9 @@ class Approver:
     protocol: str
     endpoint: str
     iam_principal: str | None = None
+    # Random per registration: re-adding an id (a new person, or new endpoints) is a new
+    # enrolment, and the links and votes of the old one no longer count.
+    enrolment: str = ""
 
     def to_json(self) -> str:
         document: dict[str, str] = {
@@ -50,11 +62,17 @@ class Approver:
         }
         if self.iam_principal:
             document["iamPrincipal"] = self.iam_principal
+        if self.enrolment:
+            document["enrolment"] = self.enrolment
         return json.dumps(document, sort_keys=True)
 
     def public(self) -> dict[str, str]:
-        """What a gate's record and page keep about an approver (no endpoint)."""
+        """What a page or a terminal is told about an approver (no endpoint)."""
         return {"id": self.id, "name": self.name}
+
+    def snapshot(self) -> dict[str, str]:
+        """What a gate's record keeps: who its links were issued to, and which enrolment."""
+        return {**self.public(), "enrolment": self.enrolment}
 
 
 def parse_approver(approver_id: str, value: str) -> Approver:
@@ -85,12 +103,44 @@ def parse_approver(approver_id: str, value: str) -> Approver:
     if protocol.startswith("email") and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", endpoint):
         raise ApproversInvalid(f"approver {approver_id}: endpoint {endpoint!r} is not an email")
     principal = document.get("iamPrincipal")
-    if principal is not None and (not isinstance(principal, str) or not _IAM.fullmatch(principal)):
-        raise ApproversInvalid(
-            f"approver {approver_id}: iamPrincipal must be an IAM user or role ARN "
-            "(arn:aws:iam::ACCOUNT:user/NAME or :role/NAME)"
-        )
-    return Approver(approver_id, " ".join(name.split()), protocol, endpoint, principal)
+    if principal is not None:
+        if not isinstance(principal, str) or not (
+            _IAM.fullmatch(principal) or _SSO_SESSION.fullmatch(principal)
+        ):
+            raise ApproversInvalid(
+                f"approver {approver_id}: iamPrincipal must be an IAM user or role ARN "
+                "(arn:aws:iam::ACCOUNT:user/NAME or :role/NAME), or an IAM Identity Center "
+                "session (arn:aws:sts::ACCOUNT:assumed-role/AWSReservedSSO_.../USER)"
+            )
+        if "/AWSReservedSSO_" in principal and _IAM.fullmatch(principal):
+            raise ApproversInvalid(
+                f"approver {approver_id}: {principal} is an IAM Identity Center role, shared by "
+                "everyone given its permission set: register the person's session "
+                "(arn:aws:sts::ACCOUNT:assumed-role/AWSReservedSSO_.../USER) instead"
+            )
+    enrolment = document.get("enrolment", "")
+    if not isinstance(enrolment, str) or not _ENROLMENT.fullmatch(enrolment):
+        raise ApproversInvalid(f"approver {approver_id}: enrolment must be hexadecimal")
+    name = " ".join(name.split())
+    return Approver(approver_id, name, protocol, endpoint, principal, enrolment)
+
+
+def _one_person_each(registry: dict[str, Approver]) -> None:
+    """Two entries with one IAM principal or one endpoint would let one person vote twice."""
+    seen: dict[Any, str] = {}
+    for approver in registry.values():
+        keys: list[tuple[str, Any]] = [
+            ("endpoint", (approver.protocol, approver.endpoint.casefold()))
+        ]
+        if approver.iam_principal:
+            keys.append(("IAM principal", _comparable(approver.iam_principal)))
+        for what, key in keys:
+            other = seen.setdefault(key, approver.id)
+            if other != approver.id:
+                raise ApproversInvalid(
+                    f"approvers {other} and {approver.id} share one {what}: one person would "
+                    "count twice (give each person their own)"
+                )
 
 
 def load_registry(path: str, ssm: Any = None, *, fresh: bool = False) -> dict[str, Approver]:
@@ -107,10 +157,12 @@ def load_registry(path: str, ssm: Any = None, *, fresh: bool = False) -> dict[st
         for page in pages.paginate(Path=prefix, Recursive=False):
             for parameter in page.get("Parameters", []):
                 values[parameter["Name"].rsplit("/", 1)[-1]] = parameter["Value"]
-    return {
+    registry = {
         name.rsplit("/", 1)[-1]: parse_approver(name.rsplit("/", 1)[-1], value)
         for name, value in sorted(values.items())
     }
+    _one_person_each(registry)
+    return registry
 
 
 def filter_policy(approver_id: str) -> str:
@@ -193,7 +245,10 @@ def able_to_vote(registry: dict[str, Approver], reached: set[str]) -> dict[str, 
 def add_approver(ssm: Any, sns: Any, *, path: str, topic_arn: str, approver: Approver) -> str:
     """Register an approver and subscribe their endpoint, filtered on their id. Returns the
     subscription ARN ("pending confirmation" until they confirm an email subscription)."""
+    approver = replace(approver, enrolment=secrets.token_hex(8))
     parse_approver(approver.id, approver.to_json())  # the same checks as when it is read
+    others = {i: a for i, a in load_registry(path, ssm).items() if i != approver.id}
+    _one_person_each({**others, approver.id: approver})
     ssm.put_parameter(
         Name=f"{path.rstrip('/')}/{approver.id}",
         Value=approver.to_json(),
@@ -238,7 +293,10 @@ def remove_approver(ssm: Any, sns: Any, *, path: str, topic_arn: str, approver_i
 
 def principal_of(user_arn: str) -> str:
     """The person behind a caller ARN: an IAM user, or the ROLE of an assumed-role session (the
-    session name is chosen by whoever assumes the role, so it is not a person)."""
+    session name is chosen by whoever assumes the role, so it is not a person) - except an IAM
+    Identity Center session, whose name Identity Center sets to the person's user name."""
+    if _SSO_SESSION.fullmatch(user_arn or ""):
+        return user_arn
     session = _ROLE_SESSION.fullmatch(user_arn or "")
     if session:
         return f"arn:{session['p']}:iam::{session['acct']}:role/{session['role']}"
@@ -247,6 +305,9 @@ def principal_of(user_arn: str) -> str:
 
 def _comparable(arn: str) -> tuple[str, str, str] | None:
     """(account, kind, name) of an IAM ARN, ignoring the path (assumed-role ARNs drop it)."""
+    sso = _SSO_SESSION.fullmatch(arn or "")
+    if sso:
+        return sso["acct"], "sso-session", f"{sso['role']}/{sso['session'].casefold()}"
     match = _IAM.fullmatch(principal_of(arn))
     if not match:
         return None

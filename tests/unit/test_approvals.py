@@ -15,7 +15,7 @@ import pytest
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, sign, verify
 from mq_cutover.approval_pages import confirmation_page
 from mq_cutover.approvals import decide, load, pending_for, request_approval
-from mq_cutover.approvers import Approver, add_approver
+from mq_cutover.approvers import Approver, add_approver, load_registry
 from mq_cutover.errors import ApproversInvalid
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -93,8 +93,14 @@ def inbox(aws: Any) -> tuple[Any, str, str]:
         arn = sqs.get_queue_attributes(QueueUrl=urls[who], AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        REGISTRY[who] = Approver(who, who, "sqs", arn)
-        add_approver(aws("ssm"), sns, path="/approvers", topic_arn=topic, approver=REGISTRY[who])
+        add_approver(
+            aws("ssm"),
+            sns,
+            path="/approvers",
+            topic_arn=topic,
+            approver=Approver(who, who, "sqs", arn),
+        )
+    REGISTRY.update(load_registry("/approvers", aws("ssm")))  # with their enrolments
     return sns, topic, urls["ana"]
 
 
@@ -133,6 +139,7 @@ def _decide(
     by: str,
     minutes: int = 5,
     comment: str = "",
+    registry: dict[str, Approver] | None = None,
 ) -> dict[str, Any]:
     return decide(
         table,
@@ -143,6 +150,7 @@ def _decide(
         comment=comment,
         source="email-link",
         now=NOW + timedelta(minutes=minutes),
+        registry=registry if registry is not None else REGISTRY,
     )
 
 
@@ -429,3 +437,23 @@ def test_waiting_longer_is_one_persons_choice_and_only_where_offered(
     # Decided once: a second click changes nothing.
     assert _decide(table, sfn, timeout, "approve", "bob")["outcome"] == "already-decided"
     assert len(sfn.calls) == 1
+
+
+def test_a_removed_or_re_enrolled_approver_no_longer_counts(
+    table: Any, inbox: tuple[Any, str, str]
+) -> None:
+    """Ana votes, then leaves (removed from the registry): her vote no longer counts towards
+    the quorum. Someone re-added under her id later is a new enrolment, not her."""
+    from dataclasses import replace
+
+    approval_id = _request(table, inbox, quorum=2)
+    sfn = RecordingStepFunctions()
+    assert _decide(table, sfn, approval_id, "approve", "ana")["outcome"] == "vote-recorded"
+    without_ana = {k: v for k, v in REGISTRY.items() if k != "ana"}
+    second = _decide(table, sfn, approval_id, "approve", "bob", registry=without_ana)
+    assert second["outcome"] == "vote-recorded" and second["votes"] == 1 and sfn.calls == []
+    new_ana = {**without_ana, "ana": replace(REGISTRY["ana"], enrolment="0" * 16)}
+    third = _decide(table, sfn, approval_id, "approve", "ana", registry=new_ana)
+    assert third["outcome"] == "not-an-approver" and sfn.calls == []
+    fourth = _decide(table, sfn, approval_id, "approve", "cy", registry=without_ana)
+    assert fourth["outcome"] == "approved" and fourth["decidedBy"] == "bob, cy"

@@ -5,6 +5,7 @@ callers mapped to a person (a role, not a session name)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -82,7 +83,8 @@ def test_add_list_check_and_remove(aws: Any) -> None:
     for approver in (ana, bea):
         add_approver(ssm, sns, path=PATH, topic_arn=topic, approver=approver)
     registry = load_registry(PATH, ssm)
-    assert registry == {"ana": ana, "bea": bea}
+    assert {i: replace(a, enrolment="") for i, a in registry.items()} == {"ana": ana, "bea": bea}
+    assert len({a.enrolment for a in registry.values()}) == 2  # each registration its own
     assert subscription_report(sns, topic, registry) == ([], {"ana", "bea"})
     stray = sns.subscribe(
         TopicArn=topic,
@@ -95,6 +97,46 @@ def test_add_list_check_and_remove(aws: Any) -> None:
     assert "receives ana's links but is not ana's registered sqs endpoint" in problem
     sns.unsubscribe(SubscriptionArn=stray)
     assert remove_approver(ssm, sns, path=PATH, topic_arn=topic, approver_id="ana") == 1
-    assert load_registry(PATH, ssm) == {"bea": bea}
+    assert load_registry(PATH, ssm) == {"bea": registry["bea"]}
     problems, reached = subscription_report(sns, topic, {"bea": bea})
     assert problems == [] and reached == {"bea"}
+
+
+def test_one_person_cannot_be_two_approvers(aws: Any) -> None:
+    ssm, sns = aws("ssm"), aws("sns")
+    topic = sns.create_topic(Name="approvals")["TopicArn"]
+    add_approver(
+        ssm,
+        sns,
+        path=PATH,
+        topic_arn=topic,
+        approver=Approver("ana", "Ana", "email", "a@x.io", ROLE),
+    )
+    for twin in (
+        Approver("ana2", "Ana again", "email", "other@x.io", ROLE.replace("/ops/", "/")),
+        Approver("ana3", "Ana again", "email", "A@X.IO"),
+    ):
+        with pytest.raises(ApproversInvalid, match="share one"):
+            add_approver(ssm, sns, path=PATH, topic_arn=topic, approver=twin)
+    # Written around the CLI, the registry itself refuses to verify anyone.
+    ssm.put_parameter(
+        Name=f"{PATH}/ana4", Type="String", Value=json.dumps({"name": "x", "endpoint": "a@x.io"})
+    )
+    with pytest.raises(ApproversInvalid, match="approvers ana and ana4 share one endpoint"):
+        load_registry(PATH, ssm)
+
+
+def test_an_identity_center_user_is_their_session_not_the_shared_role() -> None:
+    role = "AWSReservedSSO_CutoverApprover_0123456789abcdef"
+    ana_session = f"arn:aws:sts::123456789012:assumed-role/{role}/ana@example.com"
+    ana = parse_approver(
+        "ana", json.dumps({"name": "Ana", "endpoint": "a@x.io", "iamPrincipal": ana_session})
+    )
+    registry = {"ana": ana}
+    assert approver_for_principal(registry, ana_session) == ana
+    assert approver_for_principal(registry, ana_session.replace("ana@", "bea@")) is None
+    shared = f"arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/{role}"
+    with pytest.raises(ApproversInvalid, match="shared by everyone given its permission set"):
+        parse_approver(
+            "bea", json.dumps({"name": "B", "endpoint": "b@x.io", "iamPrincipal": shared})
+        )
