@@ -373,7 +373,12 @@ def main(
             "the stack's decision API is all it needs)",
         )
         decide.add_argument("migration_id")
-        decide.add_argument("--gate", help="cutover, drainTimeout, stopOnPrem, ...")
+        decide.add_argument(
+            "--gate",
+            required=True,
+            help="the gate you decide: cutover, drainTimeout, stopOnPrem, ... (required, so a "
+            "retried approval never lands on a later gate; `pending` lists the open ones)",
+        )
         decide.add_argument("--comment", default="", help="why (shown in the notification)")
         _api_arguments(decide)
     listing = commands.add_parser(

@@ -39,7 +39,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         migration_id=plan.migration_id,
         gate=gate,
         facts=gate_facts(gate, plan, event.get("broker") or {}, event.get("drain"), ssm),
-        quorum=plan.approvals.quorum_of(gate),
+        quorum=plan.approvals.quorum_of(gate, settings.minimum_quorum),
         timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),
         approvers=load_registry(settings.approver_registry_path),

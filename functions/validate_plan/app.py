@@ -34,6 +34,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ssm=ssm,
         mq=mq,
         required_gates=settings.required_gates,
+        minimum_quorum=settings.minimum_quorum,
         approvers=approvers,
         unsafe_approvals=unsafe,
     )

@@ -131,7 +131,11 @@ def decision_request(raw: bytes, headers: Mapping[str, str] | None) -> dict[str,
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r} (only decision, gate and comment)")
     gate = body.get("gate")
-    if gate is not None and not (isinstance(gate, str) and _GATE.fullmatch(gate)):
+    if gate is None:
+        # Never "whichever gate is open when the request arrives": a retried approval of the
+        # cutover must not land on the stop.
+        raise BadRequest("gate is required: name the gate you decide (mq-cutover pending)")
+    if not (isinstance(gate, str) and _GATE.fullmatch(gate)):
         raise BadRequest("gate must be a gate name such as cutover or stopOnPrem")
     return {
         "decision": _decision(body.get("decision")),

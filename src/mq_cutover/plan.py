@@ -346,8 +346,9 @@ class ApprovalSettings(_Model):
     timeout_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
     quorum: dict[AnyGate, Annotated[int, Field(ge=1, le=10)]] = Field(default_factory=dict)
 
-    def quorum_of(self, gate: str) -> int:
-        return int(self.quorum.get(gate, 1))  # type: ignore[call-overload]
+    def quorum_of(self, gate: str, minimum: int = 1) -> int:
+        """The gate's quorum: the plan's, but never below the stack's MinimumQuorum."""
+        return max(minimum, int(self.quorum.get(gate, 1)))  # type: ignore[call-overload]
 
 
 class StopMethod(StrEnum):

@@ -16,6 +16,7 @@ class Settings(BaseModel):
     migrations_table: str = ""
     approver_registry_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9_.\-]+)*$")
     required_gates: tuple[str, ...] = ()
+    minimum_quorum: int = Field(default=1, ge=1, le=10)
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -27,6 +28,7 @@ class Settings(BaseModel):
             approval_key_secret_arn=os.environ.get("APPROVAL_KEY_SECRET_ARN", ""),
             migrations_table=os.environ.get("MIGRATIONS_TABLE", ""),
             approver_registry_path=os.environ.get("APPROVER_REGISTRY_PATH", ""),
+            minimum_quorum=int(os.environ.get("MINIMUM_QUORUM") or 1),
             required_gates=tuple(
                 g.strip() for g in os.environ.get("REQUIRED_GATES", "").split(",") if g.strip()
             ),

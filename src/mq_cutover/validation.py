@@ -35,6 +35,7 @@ def approval_problems(
     required_gates: tuple[str, ...],
     approvers: dict[str, Approver],
     unsafe: list[str],
+    minimum_quorum: int = 1,
 ) -> list[str]:
     """Gates the stack requires, and enough registered approvers who can be told apart."""
     problems = [
@@ -48,8 +49,15 @@ def approval_problems(
             "approvals: the stack has no approver who can vote (none registered with a "
             "confirmed subscription or an IAM principal: mq-cutover approvers add)"
         )
+    if approvers and minimum_quorum > len(approvers):
+        problems.append(
+            f"approvals: the stack requires {minimum_quorum} different approvers at every gate "
+            f"(stack parameter MinimumQuorum); it has {len(approvers)} who can vote "
+            f"({', '.join(sorted(approvers))})"
+        )
     for gate, quorum in sorted(plan.approvals.quorum.items()):
-        if approvers and quorum > len(approvers):
+        # (a quorum at or below the stack's minimum is covered by the message above)
+        if approvers and quorum > len(approvers) and quorum > minimum_quorum:
             problems.append(
                 f"approvals.quorum.{gate}: needs {quorum} different approvers; the stack has "
                 f"{len(approvers)} who can vote ({', '.join(sorted(approvers))})"
@@ -66,6 +74,7 @@ def validate_plan(
     ssm: Any,
     mq: Any,
     required_gates: tuple[str, ...] = (),
+    minimum_quorum: int = 1,
     approvers: dict[str, Approver] | None = None,
     unsafe_approvals: list[str] | None = None,
 ) -> MigrationPlan:
@@ -78,6 +87,7 @@ def validate_plan(
             approval_problems(
                 plan,
                 required_gates=required_gates,
+                minimum_quorum=minimum_quorum,
                 approvers=approvers,
                 unsafe=unsafe_approvals or [],
             )

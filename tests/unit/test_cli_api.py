@@ -410,7 +410,14 @@ def test_reject_that_decides_nothing_exits_1_and_says_why(
     stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     transport = FakeTransport((409, {"outcome": "ambiguous", "detail": "several gates are open"}))
-    assert main(["reject", "orders", "--api-url", API], session=stack, transport=transport) == 1
+    assert (
+        main(
+            ["reject", "orders", "--gate", "cutover", "--api-url", API],
+            session=stack,
+            transport=transport,
+        )
+        == 1
+    )
     assert capsys.readouterr().err == "nothing decided (ambiguous): several gates are open\n"
 
 
@@ -418,7 +425,14 @@ def test_a_refused_caller_exits_3_naming_the_identity(
     stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     transport = FakeTransport((403, {"message": "User is not authorized to access this resource"}))
-    assert main(["extend", "orders", "--api-url", API], session=stack, transport=transport) == 3
+    assert (
+        main(
+            ["extend", "orders", "--gate", "drainTimeout", "--api-url", API],
+            session=stack,
+            transport=transport,
+        )
+        == 3
+    )
     err = capsys.readouterr().err
     caller = stack.client("sts").get_caller_identity()["Arn"]
     assert err.startswith(f"mq-cutover: not authorised as {caller} (access key ")
@@ -444,7 +458,12 @@ def test_a_stack_without_the_decision_api_exits_2(
         StackName="old", TemplateBody=json.dumps({"Resources": TEMPLATE["Resources"]})
     )
     assert (
-        main(["approve", "orders", "--stack", "old"], session=stack, transport=FakeTransport()) == 2
+        main(
+            ["approve", "orders", "--gate", "cutover", "--stack", "old"],
+            session=stack,
+            transport=FakeTransport(),
+        )
+        == 2
     )
     assert "stack old has no DecisionApiUrl output" in capsys.readouterr().err
 

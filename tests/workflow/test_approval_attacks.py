@@ -64,7 +64,10 @@ def test_one_link_cannot_pass_a_quorum_of_two_by_typing_names(ordered_plan: dict
         # The old trick: the same link, ten names. A name is no longer a form field at all.
         for name in ("Ana Ops", "Bea Lead", "Cy Oncall", "Mallory"):
             typed = run.api.post(ana.approve_link, {**APPROVE, "name": name})
-            assert typed["statusCode"] == 400 and "unknown form field &#x27;name&#x27;" in typed["body"]
+            assert (
+                typed["statusCode"] == 400
+                and "unknown form field &#x27;name&#x27;" in typed["body"]
+            )
         assert votes(run) == []
         assert "recorded (1 of 2)" in run.api.post(ana.approve_link, APPROVE)["body"]
         for _ in range(3):  # the same link again, any number of times
@@ -362,3 +365,22 @@ def test_the_deployed_api_signs_the_decision_routes_and_only_those() -> None:
         signed = path.startswith("/decisions/")
         assert (op.get("security") == [{"AWS_IAM": []}]) is signed, path
         assert "credentials" not in op["x-amazon-apigateway-integration"], path
+
+
+def test_the_stack_sets_the_fewest_approvers_a_plan_can_ask_for(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """MinimumQuorum=2: a plan with no quorum (1) still needs two people at every gate; a stack
+    whose minimum exceeds the approvers who can vote refuses the run before any change."""
+    with live_run(ordered_plan, stack_parameters={"MinimumQuorum": "2"}) as live:
+        ana = live.wait_for_gate("cutover")
+        assert "This gate needs 2 different approvers" in ana.message
+        assert "recorded (1 of 2)" in live.api.post(ana.approve_link, APPROVE)["body"]
+        assert waiting_at_cutover(live)
+    sim = run(ordered_plan, stack_parameters={"MinimumQuorum": "4"})
+    assert sim.report["execution"]["error"] == "PlanInvalid"
+    assert (
+        "the stack requires 4 different approvers at every gate"
+        in (sim.report["execution"]["cause"])
+    )
+    assert sim.report["brokersCreated"] == [] and sim.report["approvalEmails"] == []

@@ -304,7 +304,9 @@ def test_registered_iam_principals_approve_the_cutover_through_the_cli(
         assert "taskToken" not in json.dumps(listed.body)
 
         with pytest.raises(NotAuthorised) as refused:
-            decide(api(mallory), migration_id=migration, decision="approve", gate=None, comment="")
+            decide(
+                api(mallory), migration_id=migration, decision="approve", gate="cutover", comment=""
+            )
         assert f"arn:aws:iam::{ACCOUNT}:user/mallory" in str(refused.value)
 
         first = decide(
@@ -313,7 +315,9 @@ def test_registered_iam_principals_approve_the_cutover_through_the_cli(
         assert decision_line(first) == (True, "approval recorded (1 of 2): the gate stays closed")
         assert "Repoint Producers" not in run.entered()
 
-        second = decide(api(bea), migration_id=migration, decision="approve", gate=None, comment="")
+        second = decide(
+            api(bea), migration_id=migration, decision="approve", gate="cutover", comment=""
+        )
         decided, line = decision_line(second)
         assert decided and line.startswith(f"cutover of {migration} approved by Ana Ops, Bea Lead")
         run.wait_until("producers moved", lambda: "Repoint Producers" in run.entered())
@@ -360,7 +364,9 @@ def test_one_role_with_two_session_names_counts_once(ordered_plan: dict[str, Any
                 creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
             )
             api = DecisionApi(url, credentials, "us-east-1", run.api.signed)
-            answer = decide(api, migration_id=migration, decision="approve", gate=None, comment="")
+            answer = decide(
+                api, migration_id=migration, decision="approve", gate="cutover", comment=""
+            )
             return decision_line(answer)
 
         assert vote_as("bea-laptop") == (True, "approval recorded (1 of 2): the gate stays closed")
