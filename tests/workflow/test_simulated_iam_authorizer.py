@@ -382,3 +382,24 @@ def test_one_role_with_two_session_names_counts_once(ordered_plan: dict[str, Any
         ]
         assert record["status"]["S"] == "PENDING"
         assert [v["M"]["approver"]["S"] for v in record["votes"]["L"]] == ["bea"]
+
+
+def test_a_vote_by_link_and_by_terminal_is_one_vote(ordered_plan: dict[str, Any]) -> None:
+    """Ana approves through her emailed link, then again from her terminal: still one vote of
+    two. The gate opens only when a second person (Bea, from her link) approves."""
+    from mq_cutover_cli.decide import DecisionApi, decide
+    from mq_cutover_cli.live import live_run
+
+    ordered_plan["approvals"] = {"quorum": {"cutover": 2}}
+    migration = ordered_plan["migrationId"]
+    with live_run(ordered_plan) as run:
+        link = run.wait_for_gate("cutover").approve_link
+        assert "recorded (1 of 2)" in run.api.post(link, {"decision": "approve"})["body"]
+        url = run.emulator.approval_api_url.replace("/approvals", "/decisions")
+        ana = DecisionApi(url, user_credentials(run.emulator.client), "us-east-1", run.api.signed)
+        again = decide(ana, migration_id=migration, decision="approve", gate="cutover", comment="")
+        assert again.status == 409 and again.body["outcome"] == "already-voted"
+        assert "Repoint Producers" not in run.entered()
+        bea = run.wait_for_gate("cutover", approver="bea").approve_link
+        assert run.api.post(bea, {"decision": "approve"})["statusCode"] == 200
+        run.wait_until("producers moved", lambda: "Repoint Producers" in run.entered())
