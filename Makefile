@@ -93,8 +93,10 @@ unit: setup
 workflow: setup
 	$(BIN)/python -m pytest tests/workflow
 
+# Two workers: each test has its own moto (per process) and free ports; the e2e tier runs alone
+# (real brokers on fixed ports).
 test: lint typecheck cfn-lint sam-validate setup-browser
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e" -n 2
 	$(MAKE) e2e
 
 pr: test
