@@ -129,35 +129,6 @@ def _registry_of(args: argparse.Namespace, session: Any) -> tuple[str, str]:
     )
 
 
-def subscription_status(sns: Any, topic_arn: str, registry: dict[str, Any]) -> dict[str, str]:
-    """Each approver's subscription as SNS reports it: confirmed, pending confirmation (an email
-    subscription the person has not confirmed yet) or none."""
-    status = dict.fromkeys(registry, "none")
-    endpoints = {(a.protocol, a.endpoint.casefold()): a.id for a in registry.values()}
-    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
-        for subscription in page.get("Subscriptions", []):
-            arn = str(subscription["SubscriptionArn"])
-            owner = endpoints.get((subscription["Protocol"], subscription["Endpoint"].casefold()))
-            if not arn.startswith("arn:"):
-                if owner and status[owner] == "none":
-                    status[owner] = "pending confirmation"
-                continue
-            attributes = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
-            try:
-                policy = json.loads(attributes.get("FilterPolicy") or "{}")
-            except json.JSONDecodeError:
-                policy = {}
-            ids = policy.get("approver") if isinstance(policy, dict) else None
-            for approver_id in ids if isinstance(ids, list) else []:
-                if approver_id in status:
-                    pending = attributes.get("PendingConfirmation") == "true"
-                    if not pending:
-                        status[approver_id] = "confirmed"
-                    elif status[approver_id] == "none":
-                        status[approver_id] = "pending confirmation"
-    return status
-
-
 def _approvers(args: argparse.Namespace, session: Any) -> int:
     from mq_cutover.approvers import (
         Approver,
@@ -165,6 +136,7 @@ def _approvers(args: argparse.Namespace, session: Any) -> int:
         check_subscriptions,
         load_registry,
         remove_approver,
+        subscription_status,
     )
     from mq_cutover.errors import ApproversInvalid
     from mq_cutover_cli.decide import shown

@@ -221,9 +221,9 @@ def decide(
     (a vote, and a quorum, count only approvers still registered under the gate's enrolment).
 
     Outcomes: approved, rejected, extended, vote-recorded (quorum not reached yet),
-    already-decided, already-voted, expired, not-found, not-an-approver. Every write is conditional on the gate being open and before its deadline,
-    so a double click, a replay or a late click decides nothing twice. Rejecting and extending
-    change nothing in the migration, so one approver may do either whatever the quorum;
+    already-decided, already-voted, expired, not-found, not-an-approver. Every write is
+    conditional on the gate being open and before its deadline, so a double click, a replay or
+    a late click decides nothing twice. One approver may reject or extend whatever the quorum;
     approving needs `quorum` distinct approvers.
     """
     if decision not in DECISIONS:

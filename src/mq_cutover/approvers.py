@@ -237,6 +237,26 @@ def subscription_report(
     return problems, reached
 
 
+def subscription_status(sns: Any, topic_arn: str, registry: dict[str, Approver]) -> dict[str, str]:
+    """Each approver's subscription as SNS reports it: "confirmed", "pending confirmation" (an
+    email subscription the person has not confirmed yet) or "none" (for `approvers list`)."""
+    status = dict.fromkeys(registry, "none")
+    endpoints = {(a.protocol, a.endpoint.casefold()): a.id for a in registry.values()}
+    for subscription in _subscriptions(sns, topic_arn):
+        arn = str(subscription["SubscriptionArn"])
+        if not arn.startswith("arn:"):  # SNS lists an unconfirmed one without an ARN
+            owner = endpoints.get((subscription["Protocol"], subscription["Endpoint"].casefold()))
+            if owner and status[owner] == "none":
+                status[owner] = "pending confirmation"
+            continue
+        attributes = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+        pending = attributes.get("PendingConfirmation") == "true"
+        for approver_id in _filtered_approver(attributes) or []:
+            if approver_id in status and status[approver_id] != "confirmed":
+                status[approver_id] = "pending confirmation" if pending else "confirmed"
+    return status
+
+
 def able_to_vote(registry: dict[str, Approver], reached: set[str]) -> dict[str, Approver]:
     """Approvers who can vote at all: their links reach them, or they have an IAM principal."""
     return {i: a for i, a in registry.items() if i in reached or a.iam_principal}

@@ -561,7 +561,7 @@ def test_approvers_add_refuses_an_invalid_entry(
 def test_subscription_status_tells_pending_confirmation_from_confirmed() -> None:
     """SNS lists an email subscription nobody confirmed yet as "PendingConfirmation" (moto
     confirms at once, so this is a stub)."""
-    from mq_cutover_cli.cli import subscription_status
+    from mq_cutover.approvers import subscription_status
 
     listed = [
         {"SubscriptionArn": "PendingConfirmation", "Protocol": "email", "Endpoint": "Bea@x.com"},
