@@ -32,15 +32,14 @@ from mq_cutover.approval_api import (
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
 from mq_cutover.approval_pages import confirmation_page, page, result_page
-from mq_cutover.approvals import (
-    DECISIONS,
-    ResumeFailed,
-    decide,
-    load,
-    pending_for,
+from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load, pending_for
+from mq_cutover.approvers import (
+    Approver,
+    approver_for_principal,
+    load_registry,
+    principal_of,
     verified_approvers,
 )
-from mq_cutover.approvers import Approver, approver_for_principal, load_registry, principal_of
 from mq_cutover.errors import ApproversInvalid
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings

@@ -14,6 +14,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from mq_cutover.approvers import approving_votes
 from mq_cutover.gate_facts import (
     GATE_TITLES,
     SIDE_NAMES,
@@ -146,10 +147,6 @@ def _table(
     return f"<table id='{table_id}'>{colgroup}{thead}<tbody>{''.join(rows)}</tbody></table>"
 
 
-def _approving(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [v for v in record.get("votes") or [] if v.get("decision", "approve") == "approve"]
-
-
 def _voter_name(vote: dict[str, Any]) -> str:
     return str(vote.get("name") or vote.get("by") or vote.get("approver") or "?")
 
@@ -168,7 +165,7 @@ def time_left(seconds: int) -> str:
 def _status(record: dict[str, Any], now: datetime) -> str:
     """The tally, who may still vote, and the time left."""
     quorum = int(record.get("quorum", 1))
-    approving = _approving(record)
+    approving = approving_votes(record)
     more = max(0, quorum - len(approving))
     seconds = int(record.get("deadlineEpoch", 0)) - int(now.timestamp())
     status = _table(
@@ -447,7 +444,11 @@ def confirmation_page(
             "yours: it votes as you; do not forward it.</p>"
         )
         voted = next(
-            (v for v in _approving(record) if str(v.get("approver")) == str(approver.get("id"))),
+            (
+                v
+                for v in approving_votes(record)
+                if str(v.get("approver")) == str(approver.get("id"))
+            ),
             None,
         )
     if voted is not None:

@@ -17,7 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mq_cutover.approval_links import new_approval_id, sign
 from mq_cutover.approval_pages import approval_email
-from mq_cutover.approvers import Approver, check_subscriptions
+from mq_cutover.approvers import (
+    Approver,
+    approving_votes,
+    check_subscriptions,
+    verified_approvers,
+)
 from mq_cutover.errors import ApproversInvalid
 
 DECISIONS = ("approve", "reject", "extend")
@@ -138,32 +143,6 @@ def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[
         if record is not None and record.get("status") == "PENDING":
             found.append(record)
     return found
-
-
-def verified_approvers(record: dict[str, Any], registry: dict[str, Approver]) -> set[str]:
-    """Who may vote at this gate now: its links were issued to them (the registry when the gate
-    opened) and they are still registered under the same enrolment (not removed, not replaced
-    by someone re-added under their id)."""
-    return {
-        str(a["id"])
-        for a in record.get("approvers") or []
-        if a.get("id") in registry
-        and registry[str(a["id"])].enrolment == str(a.get("enrolment") or "")
-    }
-
-
-def approving_votes(
-    record: dict[str, Any], verified: set[str] | None = None
-) -> list[dict[str, Any]]:
-    """The approving votes (a rejection whose delivery failed stays in the list, but never
-    counts towards a quorum), of `verified` approvers only when given: the vote of someone
-    removed since no longer counts."""
-    return [
-        v
-        for v in record.get("votes") or []
-        if v.get("decision", "approve") == "approve"
-        and (verified is None or v.get("approver") in verified)
-    ]
 
 
 class ResumeFailed(Exception):

@@ -311,6 +311,32 @@ def remove_approver(ssm: Any, sns: Any, *, path: str, topic_arn: str, approver_i
     return removed
 
 
+def verified_approvers(record: dict[str, Any], registry: dict[str, Approver]) -> set[str]:
+    """Who may vote at this gate now: its links were issued to them (the registry when the gate
+    opened) and they are still registered under the same enrolment (not removed, not replaced
+    by someone re-added under their id)."""
+    return {
+        str(a["id"])
+        for a in record.get("approvers") or []
+        if a.get("id") in registry
+        and registry[str(a["id"])].enrolment == str(a.get("enrolment") or "")
+    }
+
+
+def approving_votes(
+    record: dict[str, Any], verified: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """The approving votes (a rejection whose delivery failed stays in the list, but never
+    counts towards a quorum), of `verified` approvers only when given: the vote of someone
+    removed since no longer counts."""
+    return [
+        v
+        for v in record.get("votes") or []
+        if v.get("decision", "approve") == "approve"
+        and (verified is None or v.get("approver") in verified)
+    ]
+
+
 def principal_of(user_arn: str) -> str:
     """The person behind a caller ARN: an IAM user, or the ROLE of an assumed-role session (the
     session name is chosen by whoever assumes the role, so it is not a person) - except an IAM
