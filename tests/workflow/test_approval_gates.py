@@ -159,3 +159,22 @@ def test_the_task_token_appears_in_no_email_or_page(ordered_plan: dict[str, Any]
         for token in tokens:
             # Nor any long piece of it (a token cut or wrapped by a mailer).
             assert all(token[10:40] not in text for text in mail + pages)
+
+
+def test_the_simulator_rehearses_a_plan_with_quorums(ordered_plan: dict[str, Any]) -> None:
+    """`mq-cutover simulate` on a plan whose gates need 2 and 3 people: distinct simulated
+    approvers vote one after another until each gate opens (it used to wait for a second vote
+    that never came)."""
+    from tests.workflow.conftest import run as simulate
+
+    ordered_plan["approvals"] = {"quorum": {"cutover": 2, "stopOnPrem": 3}}
+    sim = simulate(ordered_plan)
+    assert sim.report["execution"]["status"] == "SUCCEEDED", sim.report["execution"]
+    people = {"Ana Ops", "Bea Lead", "Cy Oncall"}
+    decided = {a["gate"]: a["decidedBy"].split(", ") for a in sim.report["approvals"]}
+    for gate, quorum in (("cutover", 2), ("stopOnPrem", 3)):
+        assert len(decided[gate]) == len(set(decided[gate]) & people) == quorum, decided
+        # One vote per person, every vote counted (nobody answered a gate already open).
+        votes = [a for a in sim.report["approverActions"] if a["gate"] == gate]
+        assert len({a["approver"] for a in votes}) == len(votes) == quorum, votes
+        assert {a["postStatus"] for a in votes} == {200}
