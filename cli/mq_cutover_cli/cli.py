@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mq_cutover.plan import json_schema
-from mq_cutover_cli.faults import parse as parse_fault
-from mq_cutover_cli.simulate import Simulation, summary_lines
-from mq_cutover_cli.world import World
 
 if TYPE_CHECKING:
     from mq_cutover_cli.api import Transport
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    # The simulator (moto, jsonata, the harness) is loaded only for `simulate`: the operator's
+    # commands (approve, approvers, publish-metrics, ...) never import it.
+    from mq_cutover_cli.faults import parse as parse_fault
+    from mq_cutover_cli.simulate import Simulation, summary_lines
+    from mq_cutover_cli.world import World
+
     try:
         plan_text = Path(args.plan).read_text()
     except OSError as exc:
