@@ -162,11 +162,25 @@ def _send_task_failure(response: StepFunctionResponse) -> Any:
     return EmptyResult()
 
 
+# The workflow tests' check against the reference JavaScript JSONata
+# (mq_cutover_cli.jsonata_reference, set by tests/workflow/conftest.py): when set, it is called
+# with each expression as evaluated (moto's variable declarations included) and its result, or
+# the error it raised. None (the default) records nothing.
+JsonataRecorder = Callable[[str, Any, Exception | None], None]
+jsonata_recorder: JsonataRecorder | None = None
+
+
 def _jsonata_eval(expression: str) -> Any:
+    recorder = jsonata_recorder
     try:
-        return jsonata.Jsonata(expression).evaluate(None)
+        result = jsonata.Jsonata(expression).evaluate(None)
     except Exception as exc:  # any evaluator error is a States.QueryEvaluationError on AWS
+        if recorder is not None:
+            recorder(expression, None, exc)
         raise moto_jsonata.JSONataException("JSONataError", str(exc)) from exc
+    if recorder is not None:
+        recorder(expression, result, None)
+    return result
 
 
 def _encode_declarations(bindings: dict[str, Any]) -> str:
