@@ -38,6 +38,12 @@ def test_ordered_moves_every_producer_before_any_consumer(ordered_plan: dict[str
     assert order[first_drain - 1] == "Repoint Producers"
     assert order[-3:] == ["Repoint Consumers", "Approve Stop On-Prem", "Stop On-Prem"]
     assert "Widen Consumers" not in states and "Narrow Consumers" not in states
+    # The stop was followed (Check On-Prem Stop) until its command finished on every target.
+    (stop,) = task_results(sim, "Stop On-Prem")
+    stop_checks = task_results(sim, "Check On-Prem Stop")
+    assert stop_checks[-1]["commandId"] == stop["commandId"]
+    assert stop_checks[-1]["done"] and stop_checks[-1]["status"] == "Success"
+    assert stop_checks[-1]["completed"] == stop_checks[-1]["targets"] >= 1
     (producers,) = task_results(sim, "Repoint Producers")
     (consumers,) = task_results(sim, "Repoint Consumers")
     assert producers["changed"] == ordered_plan["producers"]["parameters"]
