@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup setup-sam setup-browser setup-brokers e2e demo demo-unordered bench bench-quick test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
+.PHONY: setup setup-sam setup-node setup-browser setup-brokers e2e demo demo-unordered bench bench-quick test pr lint typecheck cfn-lint sam-validate unit workflow schema build clean
 
 # The venvs are rebuilt when their pinned requirements change.
 $(BIN)/.installed: requirements-dev.txt constraints.txt pyproject.toml
@@ -31,6 +31,20 @@ $(SAM_VENV)/bin/.installed: requirements-sam.txt
 
 setup: $(BIN)/.installed
 setup-sam: $(SAM_VENV)/bin/.installed
+
+# The reference JavaScript JSONata (npm `jsonata`, the version package-lock.json pins) that the
+# workflow tests check every JSONata result of the emulator against. Reinstalled when the lock
+# changes; Node.js and npm come from Debian's packages when missing (needs root or sudo).
+node_modules/.installed: package.json package-lock.json
+	@if command -v node >/dev/null && command -v npm >/dev/null; then :; else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	npm ci --no-audit --no-fund
+	touch $@
+
+setup-node: node_modules/.installed
 
 # Headless Chromium and tesseract-ocr for the approval-page browser test, which opens the page
 # at a phone's size and reads its screenshot with OCR (Debian packages; needs root or sudo).
@@ -87,15 +101,15 @@ sam-validate: setup-sam
 schema: setup
 	$(BIN)/mq-cutover schema > schema/migration-plan.schema.json
 
-unit: setup
+unit: setup setup-node
 	$(BIN)/python -m pytest tests/unit tests/lint
 
-workflow: setup
+workflow: setup setup-node
 	$(BIN)/python -m pytest tests/workflow
 
 # Two workers: each test has its own moto (per process) and free ports; the e2e tier runs alone
 # (real brokers on fixed ports).
-test: lint typecheck cfn-lint sam-validate setup-browser
+test: lint typecheck cfn-lint sam-validate setup-browser setup-node
 	$(BIN)/python -m pytest -m "not e2e" -n 2
 	$(MAKE) e2e
 
