@@ -4,12 +4,14 @@ is about to happen, with signed links to the confirmation page."""
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approvals import request_approval
 from mq_cutover.approvers import load_registry
+from mq_cutover.contracts import RequestApprovalEvent
 from mq_cutover.gate_facts import EXTENDABLE_GATES, gate_facts
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
@@ -24,10 +26,11 @@ ssm = aws.client("ssm")
 # The event holds the task token: it is never logged (no log_event; only named fields below).
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = parse_plan(event["plan"])
-    gate = str(event["gate"])
-    drain = event.get("drain") or {}
+@event_parser(model=RequestApprovalEvent)
+def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event.plan)
+    gate = event.gate
+    drain = event.drain or {}
     can_extend = gate in EXTENDABLE_GATES and int(drain.get("extensionsLeft", 0)) > 0
     result = request_approval(
         table,
@@ -35,10 +38,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         key=approval_key(settings.approval_key_secret_arn),
         topic_arn=settings.approval_topic_arn,
         api_url=settings.approval_api_url,
-        task_token=event["taskToken"],
+        task_token=event.task_token,
         migration_id=plan.migration_id,
         gate=gate,
-        facts=gate_facts(gate, plan, event.get("broker") or {}, event.get("drain"), ssm),
+        facts=gate_facts(gate, plan, event.broker or {}, event.drain, ssm),
         quorum=plan.approvals.quorum_of(gate, settings.minimum_quorum),
         timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),

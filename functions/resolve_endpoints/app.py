@@ -2,10 +2,12 @@
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
 from mq_cutover.broker import resolve_endpoints
+from mq_cutover.contracts import BrokerEvent
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
 
@@ -14,7 +16,8 @@ mq = aws.client("mq")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = resolve_endpoints(parse_plan(event["plan"]), mq, event["brokerId"])
+@event_parser(model=BrokerEvent)
+def lambda_handler(event: BrokerEvent, context: LambdaContext) -> dict[str, Any]:
+    result = resolve_endpoints(parse_plan(event.plan), mq, event.broker_id)
     logger.info("endpoints resolved", extra={"clientUrl": result["clientUrl"]})
     return result

@@ -3,9 +3,11 @@
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.contracts import TakeLeaseEvent
 from mq_cutover.lease import take_lease
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
@@ -17,12 +19,13 @@ sfn = aws.client("stepfunctions")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=TakeLeaseEvent)
+def lambda_handler(event: TakeLeaseEvent, context: LambdaContext) -> dict[str, Any]:
     lease = take_lease(
         table,
         sfn,
-        migration_id=event["migrationId"],
-        execution_arn=event["executionArn"],
+        migration_id=event.migration_id,
+        execution_arn=event.execution_arn,
         now=clock.utcnow(),
     )
     logger.info("lease taken", extra={"lease": lease})

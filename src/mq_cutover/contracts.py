@@ -21,8 +21,13 @@ PackedPlan = str | dict[str, Any]
 
 
 class _Event(BaseModel):
+    # hide_input_in_errors: a refusal names the field, never echoes the event (its task token).
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     migration_id: str
@@ -31,7 +36,9 @@ class _Event(BaseModel):
 class ValidatePlanEvent(BaseModel):
     """The execution input, unchecked (Validate Plan is what checks it, field by field)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     plan: Any = None
     execution_name: str | None = None

@@ -72,3 +72,12 @@ def test_the_task_token_is_never_shown() -> None:
     )
     assert "SECRET-TOKEN" not in repr(event) and "SECRET-TOKEN" not in str(event)
     assert event.task_token == "SECRET-TOKEN"
+
+
+def test_a_refused_event_names_the_field_and_never_echoes_the_token() -> None:
+    with pytest.raises(ValidationError) as refused:
+        RequestApprovalEvent.model_validate(
+            {"migrationId": "m", "plan": "p", "taskToken": "SECRET-TOKEN"}
+        )
+    assert "gate" in str(refused.value)
+    assert "SECRET-TOKEN" not in str(refused.value)
