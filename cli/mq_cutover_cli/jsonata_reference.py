@@ -90,10 +90,10 @@ def pinned_version() -> str:
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        raise ReferenceUnavailable(f"the JSONata reference check needs node: {INSTALL_HINT}")
+        raise ReferenceUnavailable(f"node is not on PATH: {INSTALL_HINT}")
     if not INSTALLED_PACKAGE.exists():
         raise ReferenceUnavailable(
-            f"the JSONata reference check needs the npm package jsonata: {INSTALL_HINT}"
+            f"the npm package jsonata is not installed (node_modules/jsonata): {INSTALL_HINT}"
         )
     installed = json.loads(INSTALLED_PACKAGE.read_text()).get("version")
     if installed != pinned_version():
