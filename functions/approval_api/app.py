@@ -4,7 +4,8 @@
 nothing (mail scanners open every link); only the POST from that page decides, as the approver
 the signed link was issued to.
 /decisions/<migrationId> (API Gateway AWS_IAM authorisation, the `mq-cutover` CLI): GET lists the
-open gates, POST decides one, as the registered approver whose IAM principal signed the request.
+open gates, POST decides one, as the registered approver whose IAM principal signed the request,
+or (decision "abort") asks for the run's rollback (mq_cutover.abort).
 """
 
 import html
@@ -20,7 +21,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mq_cutover import aws, clock
+from mq_cutover.abort import request_abort
 from mq_cutover.approval_api import (
+    ABORT,
     HEADERS,
     STATUS,
     BadRequest,
@@ -46,6 +49,8 @@ from mq_cutover.settings import Settings
 
 settings = Settings.from_environment()
 table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.approvals_table)
+# The migrations' leases: where an abort is recorded (mq_cutover.lease).
+leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 # One attempt per SendTask* call: a retry after a lost response would meet "InvalidToken"
 # for a decision that was in fact delivered.
 sfn = boto3.client("stepfunctions", config=aws.CLIENT_CONFIG.merge(aws.NO_RETRIES))
@@ -169,6 +174,8 @@ def decide_from_terminal(migration_id: str) -> Response[dict[str, Any]]:
     if approver is None:
         return _not_an_approver(principal)
     request = decision_request(_raw_body(), app.current_event.headers)
+    if request["decision"] == ABORT:
+        return _abort(checked_migration_id(migration_id), approver, principal, request["reason"])
     pending = pending_for(table, checked_migration_id(migration_id), request["gate"])
     if not pending:
         where = f" at gate {request['gate']}" if request["gate"] else ""
@@ -199,6 +206,41 @@ def decide_from_terminal(migration_id: str) -> Response[dict[str, Any]]:
         },
     )
     # The verified principal, so the terminal shows who the server counted.
+    return _json({**result, "principal": principal}, STATUS.get(result["outcome"], 400))
+
+
+def _abort(
+    migration_id: str, approver: dict[str, str], principal: str, reason: str
+) -> Response[dict[str, Any]]:
+    """A registered approver asks for the run's rollback; refused after the point of no
+    return, while it already rolls back, or when no run holds the migration."""
+    try:
+        result = request_abort(
+            leases,
+            table,
+            sfn,
+            migration_id=migration_id,
+            approver=approver,
+            principal=principal,
+            reason=reason,
+            now=clock.utcnow(),
+        )
+    except ResumeFailed:
+        logger.warning("abort recorded, a gate not closed", extra={"migrationId": migration_id})
+        detail = (
+            "the abort is recorded, but a gate the run waits at could not be closed: send the "
+            "same abort again"
+        )
+        return _json({"outcome": "unavailable", "detail": detail}, 503)
+    logger.info(
+        "abort",
+        extra={
+            "migrationId": migration_id,
+            "approver": approver["id"],
+            "outcome": result["outcome"],
+            "closedGates": result.get("closedGates"),
+        },
+    )
     return _json({**result, "principal": principal}, STATUS.get(result["outcome"], 400))
 
 

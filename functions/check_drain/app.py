@@ -4,12 +4,17 @@ summary. Returns as soon as the purpose's condition held K times or the deadline
 Event: `purpose` drain (default) | fence | placement; `side` onPrem (default) | amazonMq;
 `metricBrokers` the Amazon MQ broker's instance names for its own metrics (`<name>-1`, ...);
 `startedAt` (the execution's start): when the fence holds, the count reconciliation since then
-is added (`counts`)."""
+is added (`counts`).
+
+A person's abort (mq_cutover.lease) is looked for before the first reading and before each
+next one: AbortRequested ends the check, so the run rolls back within one poll interval (a
+rollback's own drains go on)."""
 
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -22,10 +27,15 @@ from mq_cutover.drain import (
     side_of,
     watch_drain,
 )
+from mq_cutover.lease import check_abort
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.plan import parse_plan
 from mq_cutover.reconcile import reconcile
+from mq_cutover.settings import Settings
 
+settings = Settings.from_environment()
+# Where a person's abort is recorded (mq_cutover.lease): read only.
+leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 cloudwatch = aws.client("cloudwatch")
 
 
@@ -48,6 +58,12 @@ def _progress(summary: dict[str, Any]) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])
+    check_abort(leases, migration_id=plan.migration_id)
+
+    def progress(summary: dict[str, Any]) -> None:
+        _progress(summary)
+        check_abort(leases, migration_id=plan.migration_id)
+
     budget = min(
         plan.drain.max_seconds_per_check,
         context.get_remaining_time_in_millis() / 1000 - CALL_RESERVE_SECONDS,
@@ -64,7 +80,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         budget_seconds=budget,
         now=clock.utcnow,
         sleep=clock.sleep,
-        progress=_progress,
+        progress=progress,
         purpose=purpose,
         side=side,
         other=amazon_mq_side(plan, brokers) if purpose == Purpose.PLACEMENT else None,

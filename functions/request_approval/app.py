@@ -1,5 +1,7 @@
 """Open an approval gate: store its record (with the task token) and email the approvers what
-is about to happen, with signed links to the confirmation page."""
+is about to happen, with signed links to the confirmation page. No gate opens once a person
+asked for the rollback (`mq-cutover abort`: AbortRequested); the manual stop's gate is the point
+of no return (mq_cutover.lease.gate_may_open)."""
 
 from typing import Any
 
@@ -13,12 +15,14 @@ from mq_cutover.approvals import request_approval
 from mq_cutover.approvers import load_registry
 from mq_cutover.contracts import RequestApprovalEvent
 from mq_cutover.gate_facts import EXTENDABLE_GATES, gate_facts
+from mq_cutover.lease import check_abort, gate_may_open
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
 from mq_cutover.settings import Settings
 
 settings = Settings.from_environment()
 table = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.approvals_table)
+leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 sns = aws.client("sns")
 ssm = aws.client("ssm")
 
@@ -32,6 +36,7 @@ def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[
     gate = event.gate
     drain = event.drain or {}
     can_extend = gate in EXTENDABLE_GATES and int(drain.get("extensionsLeft", 0)) > 0
+    gate_may_open(leases, migration_id=plan.migration_id, gate=gate, now=clock.utcnow())
     result = request_approval(
         table,
         sns,
@@ -48,5 +53,7 @@ def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[
         approvers=load_registry(settings.approver_registry_path),
         extend_minutes=plan.drain.extend_minutes if can_extend else None,
     )
+    # An abort recorded while the gate opened may have missed it: the run rolls back now.
+    check_abort(leases, migration_id=plan.migration_id)
     logger.info("approval requested", extra={"approval": result})
     return result

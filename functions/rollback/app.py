@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
 from mq_cutover.drain import amazon_mq_side, broker_counts, on_prem_side
-from mq_cutover.lease import verify_lease
+from mq_cutover.lease import mark_rolling_back
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.plan import parse_plan
 from mq_cutover.reconcile import reconcile
@@ -29,7 +29,15 @@ cloudwatch = aws.client("cloudwatch")
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])
-    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
+    # The lease check, which also marks that the rollback began: an abort recorded before no
+    # longer stops it, one asked from now on is answered "already rolling back".
+    mark_rolling_back(
+        leases,
+        migration_id=plan.migration_id,
+        execution_arn=event["executionArn"],
+        failure=event.get("failure"),
+        now=clock.utcnow(),
+    )
     broker = event.get("broker")
     result = roll_back_step(
         plan,

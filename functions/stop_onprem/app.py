@@ -1,12 +1,14 @@
-"""Start stopping the on-prem broker (the point of no return)."""
+"""Start stopping the on-prem broker: the point of no return, marked on the migration's lease
+item first, in one conditional write that fails if a person asked for the rollback (then
+AbortRequested: nothing is stopped, the run rolls back)."""
 
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mq_cutover import aws
-from mq_cutover.lease import verify_lease
+from mq_cutover import aws, clock
+from mq_cutover.lease import pass_point_of_no_return
 from mq_cutover.observability import logger, tracer
 from mq_cutover.onprem import stop_on_prem
 from mq_cutover.plan import parse_plan
@@ -23,7 +25,13 @@ ec2 = aws.client("ec2")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event["plan"])
-    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
+    pass_point_of_no_return(
+        leases,
+        migration_id=plan.migration_id,
+        execution_arn=event["executionArn"],
+        step="Stop On-Prem",
+        now=clock.utcnow(),
+    )
     result = stop_on_prem(plan, ssm, ec2)
     logger.info("on-prem stop started", extra={"stop": result})
     return result

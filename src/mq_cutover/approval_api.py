@@ -18,6 +18,8 @@ from mq_cutover.plan import MIGRATION_ID_PATTERN
 
 MAX_BODY = 4096
 MAX_COMMENT = 500
+MAX_REASON = 500
+ABORT = "abort"
 _GATE = re.compile(r"[A-Za-z]{1,40}")
 
 HEADERS = {
@@ -43,6 +45,11 @@ STATUS = {
     "invalid-link": 403,
     "not-an-approver": 403,
     "cannot-extend": 409,
+    "abort-requested": 200,
+    "already-aborted": 409,
+    "already-rolling-back": 409,
+    "past-point-of-no-return": 409,
+    "not-running": 404,
 }
 
 
@@ -74,6 +81,21 @@ def _decision(value: Any) -> str:
     if value not in DECISIONS:
         raise BadRequest(f"decision must be one of {', '.join(DECISIONS)}")
     return str(value)
+
+
+def _reason(value: Any) -> str:
+    if value is None:
+        raise BadRequest("reason is required: say why the migration must roll back")
+    if not isinstance(value, str):
+        raise BadRequest("reason must be text")
+    reason = value.strip()
+    if not reason:
+        raise BadRequest("reason is required: say why the migration must roll back")
+    if len(reason) > MAX_REASON:
+        raise BadRequest(f"reason is longer than {MAX_REASON} characters")
+    if not reason.isprintable():
+        raise BadRequest("reason has control characters or line breaks")
+    return reason
 
 
 def _content_type(headers: Mapping[str, str] | None) -> str:
@@ -118,7 +140,8 @@ def checked_migration_id(migration_id: str) -> str:
 
 
 def decision_request(raw: bytes, headers: Mapping[str, str] | None) -> dict[str, Any]:
-    """A terminal's decision: JSON {"decision", "gate"?, "comment"?}."""
+    """A terminal's decision: JSON {"decision", "gate", "comment"?}, or an abort: JSON
+    {"decision": "abort", "reason"} (reason required, at most 500 printable characters)."""
     if _content_type(headers) != "application/json":
         raise BadRequest("send the decision as application/json")
     try:
@@ -127,6 +150,11 @@ def decision_request(raw: bytes, headers: Mapping[str, str] | None) -> dict[str,
         raise BadRequest(f"the body is not JSON ({exc.msg})") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    if body.get("decision") == ABORT:
+        unknown = sorted(set(body) - {"decision", "reason"})
+        if unknown:
+            raise BadRequest(f"unknown field {unknown[0]!r} (an abort takes decision and reason)")
+        return {"decision": ABORT, "reason": _reason(body.get("reason"))}
     unknown = sorted(set(body) - {"decision", "gate", "comment"})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r} (only decision, gate and comment)")

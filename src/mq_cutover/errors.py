@@ -66,3 +66,9 @@ class ApproversInvalid(MigrationError):
     """The stack's approver registry cannot prove who votes: an entry is malformed, there are
     fewer approvers than a quorum needs, or a subscription could deliver someone's link to
     someone else. Raised before a link is sent."""
+
+
+class AbortRequested(MigrationError):
+    """A person asked for this migration's rollback (`mq-cutover abort`): raised by the next step
+    that checks the lease, before it changes anything, so the run takes its rollback path. The
+    message says who (name and IAM principal), when and why."""
