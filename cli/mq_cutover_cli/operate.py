@@ -206,6 +206,10 @@ class Record:
         plan = _json(execution.get("input"))
         record = cls(execution, events, plan if isinstance(plan, dict) else {})
         record.steps = _steps(events)
+        stopped = _when(execution.get("stopDate"))
+        if stopped is not None:  # a Fail state, or a stopped run, has no exit event
+            for step in record.steps:
+                step.exited = step.exited or stopped
         return record
 
     @property
@@ -217,8 +221,8 @@ class Record:
         return str(self.plan.get("migrationId") or self.execution.get("name", "?"))
 
     def drain_readings(self) -> list[dict[str, Any]]:
-        """Every queue reading the run made, oldest first: (state, side, purpose, time,
-        messages left, queues with messages)."""
+        """The queue readings the history holds, oldest first: each check's last reading
+        (state, side, purpose, time, messages left, queues with messages)."""
         readings = []
         for step in self.steps:
             output = step.output
@@ -849,22 +853,50 @@ def parameter_changes(ssm: Any, record: Record) -> tuple[list[dict[str, Any]], l
     return changes, problems
 
 
+def chart_series(record: Record) -> dict[str, list[dict[str, Any]]]:
+    """Messages left on each broker over time: each check's last reading and, for each wait
+    (a side, a purpose, its start), its first reading (the history keeps it with every later
+    summary: `initialMessagesLeft` at `startedAt`)."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    seen: set[tuple[str, Any, Any]] = set()
+    for step in record.steps:
+        output = step.output
+        if step.name not in DRAIN_CHECKS or not isinstance(output, dict):
+            continue
+        side = str(output.get("side") or "onPrem")
+        points = series.setdefault(side, [])
+        wait = (side, output.get("purpose"), output.get("startedAt"))
+        if wait not in seen and output.get("startedAt"):
+            seen.add(wait)
+            if output.get("startedAt") != output.get("checkedAt"):
+                points.append(
+                    {
+                        "at": output.get("startedAt"),
+                        "messagesLeft": output.get("initialMessagesLeft"),
+                        "state": step.name,
+                        "reading": "first",
+                    }
+                )
+        points.append(
+            {
+                "at": output.get("checkedAt") or _iso(step.exited),
+                "messagesLeft": output.get("messagesLeft"),
+                "state": step.name,
+                "reading": "last",
+            }
+        )
+    for points in series.values():
+        points.sort(key=lambda p: str(p["at"]))
+    return series
+
+
 def build_report(record: Record, ssm: Any) -> dict[str, Any]:
     execution = record.execution
     started = _when(execution.get("startDate"))
     stopped = _when(execution.get("stopDate"))
     changes, problems = parameter_changes(ssm, record)
     moved, total, _ = parameter_progress(record)
-    readings = record.drain_readings()
-    series: dict[str, list[dict[str, Any]]] = {}
-    for reading in readings:
-        series.setdefault(reading["side"], []).append(
-            {
-                "at": reading["at"],
-                "messagesLeft": reading["messagesLeft"],
-                "state": reading["state"],
-            }
-        )
+    series = chart_series(record)
     latest = record.latest_readings()
     return {
         "migrationId": record.migration_id,
