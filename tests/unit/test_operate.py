@@ -1,0 +1,162 @@
+"""start/status/report pieces that need no run: --at refusals, the schedule's size limit, the
+reading of a history (a gate's task token is never shown), and the report page's escaping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mq_cutover_cli import operate
+from mq_cutover_cli.cli import main
+from mq_cutover_cli.report_page import chart_points, render
+
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:Migration"
+TOKEN = "AQCEAAAAKgAAAA-secret-task-token+/=="
+
+
+@pytest.fixture
+def stack() -> Iterator[Any]:
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        template = {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {
+                "StateMachineArn": {"Value": MACHINE},
+                "CutoverScheduleRoleArn": {"Value": "arn:aws:iam::123456789012:role/s"},
+            },
+        }
+        session.client("cloudformation").create_stack(
+            StackName="s", TemplateBody=json.dumps(template)
+        )
+        yield session
+
+
+def plan_file(tmp_path: Path, **extra: Any) -> str:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"migrationId": "orders-1", "mode": "ordered", **extra}))
+    return str(path)
+
+
+def test_at_in_the_past_an_unknown_zone_or_a_bad_time_is_refused_before_anything(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = plan_file(tmp_path)
+    past = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    cases = {
+        past: "is in the past",
+        "tomorrow at two": "is not a time like 2026-12-01T02:00:00",
+    }
+    for at, why in cases.items():
+        assert main(["start", "--plan", plan, "--stack", "s", "--at", at], session=stack) == 2
+        assert why in capsys.readouterr().err
+    argv = ["start", "--plan", plan, "--stack", "s", "--at", "2099-01-01T02:00:00"]
+    assert main([*argv, "--time-zone", "Mars/Olympus"], session=stack) == 2
+    assert "--time-zone: 'Mars/Olympus' is not an IANA time zone" in capsys.readouterr().err
+    assert stack.client("scheduler").list_schedules()["Schedules"] == []
+
+
+def test_a_time_with_an_offset_is_read_in_the_schedules_zone() -> None:
+    moment = operate._schedule_time("2099-06-01T02:00:00+00:00", "Europe/Paris")
+    assert moment.strftime("%Y-%m-%dT%H:%M:%S") == "2099-06-01T04:00:00"  # CEST, UTC+2
+
+
+def test_a_plan_too_large_for_the_schedule_says_its_size_and_the_limit(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = plan_file(tmp_path, padding="x" * operate.SCHEDULE_INPUT_LIMIT)
+    argv = ["start", "--plan", plan, "--stack", "s", "--at", "2099-01-01T02:00:00"]
+    assert main(argv, session=stack) == 2
+    err = capsys.readouterr().err
+    assert "--plan: too large to schedule: the schedule's input would be 262," in err
+    assert "the limit is 262,144" in err
+    assert stack.client("scheduler").list_schedules()["Schedules"] == []
+
+
+def test_an_unreadable_plan_is_one_line(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.json").write_text("[1, 2")
+    for path in (str(tmp_path / "missing.json"), str(tmp_path / "bad.json")):
+        assert main(["start", "--plan", path, "--stack", "s"], session=stack) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mq-cutover: --plan: ") and err.count("\n") == 1
+
+
+def event(number: int, kind: str, seconds: int, **details: Any) -> dict[str, Any]:
+    key = kind[0].lower() + kind[1:]
+    key = {
+        "taskStateEntered": "stateEnteredEventDetails",
+        "taskStateExited": "stateExitedEventDetails",
+    }.get(key, f"{key}EventDetails")
+    at = datetime(2026, 12, 1, 2, 0, tzinfo=UTC) + timedelta(seconds=seconds)
+    return {"id": number, "type": kind, "timestamp": at, key: details}
+
+
+def waiting_at_the_cutover() -> operate.Record:
+    parameters = {"FunctionName": "f", "Payload": {"gate": "cutover", "taskToken": TOKEN}}
+    events = [
+        event(1, "ExecutionStarted", 0, input="{}"),
+        event(2, "TaskStateEntered", 1, name="Approve Cutover"),
+        event(
+            3,
+            "TaskScheduled",
+            1,
+            resource="invoke.waitForTaskToken",
+            parameters=json.dumps(parameters),
+        ),
+    ]
+    execution = {
+        "executionArn": f"{MACHINE.replace('stateMachine', 'execution')}:orders-1",
+        "name": "orders-1",
+        "status": "RUNNING",
+        "startDate": datetime(2026, 12, 1, 2, 0, tzinfo=UTC),
+        "input": json.dumps({"migrationId": "orders-1", "mode": "ordered"}),
+    }
+    record = operate.Record(execution, events, json.loads(execution["input"]))
+    record.steps = operate._steps(events)
+    return record
+
+
+def test_a_gates_task_token_is_never_shown() -> None:
+    record = waiting_at_the_cutover()
+    gate = record.open_gate()
+    assert gate is not None and gate.gate == "cutover"
+    text = "\n".join(operate.status_lines(record, None, "no API"))
+    assert "  gate:      cutover open since 02:00:01Z" in text
+    assert TOKEN not in text and "secret-task-token" not in text
+    report = json.dumps(operate.build_report(record, ssm=None))
+    assert "secret-task-token" not in report
+    assert json.loads(report)["approvals"][0]["outcome"] == "open"
+
+
+def test_the_page_escapes_what_the_run_carries_and_draws_known_counts_only() -> None:
+    hostile = '<script>alert("x")</script>'
+    report = {
+        "migrationId": hostile,
+        "execution": {"status": "FAILED", "cause": hostile},
+        "approvals": [{"gate": "cutover", "outcome": "rejected", "by": hostile, "detail": "x"}],
+        "parameterChanges": [],
+        "messagesLeft": {"onPrem": {"at": "2026-12-01T02:00:00Z", "queues": [{"queue": hostile}]}},
+        "drainReadings": {
+            "onPrem": [
+                {"at": "2026-12-01T02:00:00+00:00", "messagesLeft": 10},
+                {"at": "2026-12-01T02:05:00+00:00", "messagesLeft": None},  # unknown, not zero
+                {"at": "2026-12-01T02:10:00+00:00", "messagesLeft": 0},
+            ],
+            "amazonMq": [{"at": "2026-12-01T02:10:00+00:00", "messagesLeft": 4}],
+        },
+    }
+    page = render(report)
+    assert "<script" not in page
+    assert page.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") >= 4
+    assert [v for _, v in chart_points(report["drainReadings"])["onPrem"]] == [10, 0]
+    assert page.count('<polyline class="series"') == 2
+    assert "On-prem (2 readings, 1 unknown (not drawn))" in page
+    assert "src=" not in page and "href=" not in page  # nothing fetched from anywhere
