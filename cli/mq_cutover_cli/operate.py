@@ -737,9 +737,12 @@ def _parameter_lines(record: Record) -> list[str]:
 
 def _last_events(events: list[dict[str, Any]], count: int = 8) -> list[str]:
     shown_events = []
+    state = ""  # a task's own events do not name their state: the last one entered does
     for event in events:
         kind = str(event["type"])
         details = _details(event)
+        if kind.endswith("StateEntered"):
+            state = str(details.get("name") or "")
         if kind.startswith(("Choice", "Pass")) or kind in (
             "TaskScheduled",
             "TaskStarted",
@@ -748,9 +751,11 @@ def _last_events(events: list[dict[str, Any]], count: int = 8) -> list[str]:
             "MapIterationSucceeded",
         ):
             continue
-        what = str(details.get("name") or "")
+        what = str(details.get("name") or (state if kind.startswith("Task") else ""))
         if kind in ("TaskFailed", "ExecutionFailed", "TaskTimedOut"):
-            what = f"{details.get('error', '')} {str(details.get('cause') or '')[:120]}".strip()
+            cause = str(details.get("cause") or "")[:120]
+            what = f"{state + ': ' if kind != 'ExecutionFailed' else ''}"
+            what += f"{details.get('error', '')} {cause}".strip()
         shown_events.append(
             f"{_clock(_when(event.get('timestamp')))}  {kind}"
             + (f"  {shown(what)}" if what else "")
