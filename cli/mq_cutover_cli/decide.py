@@ -153,3 +153,31 @@ def pending_lines(answer: Answer, migration_id: str) -> list[str]:
         for fact in facts:
             lines.append(f"  | {shown(fact)}".rstrip())
     return lines
+
+
+def abort(api: DecisionApi, *, migration_id: str, reason: str) -> Answer:
+    """Ask for the run's rollback as the caller's IAM identity: POST /decisions/{migrationId}
+    with decision "abort" (no gate: it is the run, not a gate, that is stopped)."""
+    return api.post(migration_id, {"decision": "abort", "reason": reason})
+
+
+def abort_line(answer: Answer, follow: str) -> tuple[bool, str]:
+    """(the abort was recorded, the line to print). `follow`: how to follow the rollback."""
+    result = answer.body
+    if result.get("outcome") != "abort-requested":
+        outcome = shown(result.get("outcome") or answer.status)
+        detail = shown(result.get("detail") or result.get("message") or "")
+        return False, f"abort refused ({outcome}): {detail}".rstrip(": ")
+    recorded = result.get("abort")
+    if not isinstance(recorded, dict):
+        recorded = {}
+    who = shown(recorded.get("name") or "?")
+    principal = recorded.get("principal") or result.get("principal")
+    if principal:
+        who = f"{who} ({shown(principal)})"
+    gates = [shown(g) for g in result.get("closedGates") or [] if isinstance(g, str)]
+    waiting = f"; it was waiting at {', '.join(gates)}" if gates else ""
+    return (
+        True,
+        f"abort requested by {who}: the migration rolls back{waiting} (follow it with {follow})",
+    )
