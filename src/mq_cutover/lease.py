@@ -21,7 +21,7 @@ A new run of the migration replaces the item (take_lease), so none of them carri
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -73,6 +73,10 @@ def take_lease(
             ) from exc
         raise
     return {**item, "tookOverFrom": holder_arn.rsplit(":", 1)[-1], "holderStatus": status}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _name(execution_arn: str) -> str:
@@ -168,7 +172,7 @@ def pass_point_of_no_return(
 
     `execution_arn`: the run that stops (its lease is checked in the same write); None where the
     caller does not know it (the manual stop's gate)."""
-    mark = {"step": step, "at": now.isoformat()}
+    mark = {"step": step, "at": _iso(now)}
     condition = f"attribute_exists(migrationId) AND attribute_not_exists({ABORT})"
     values: dict[str, Any] = {":mark": mark}
     if execution_arn is not None:
@@ -213,7 +217,7 @@ def mark_rolling_back(
     answered "already rolling back", and one recorded before no longer stops the rollback."""
     failure = failure or {}
     began = {
-        "at": now.isoformat(),
+        "at": _iso(now),
         "state": str(failure.get("state") or "?"),
         "error": str(failure.get("error") or "?"),
     }
@@ -286,7 +290,7 @@ def record_abort(
         "name": str(approver["name"]),
         "principal": principal,
         "reason": reason,
-        "at": now.isoformat(),
+        "at": _iso(now),
     }
     for _attempt in range(3):  # the lease may change hands between the read and the write
         item = _read(table, migration_id)

@@ -133,7 +133,7 @@ def test_an_abort_before_the_point_of_no_return_is_recorded_and_stops_every_next
         "name": "Ana Ops",
         "principal": ANA_ARN,
         "reason": "consumers are failing",
-        "at": NOW.isoformat(),
+        "at": "2026-12-01T02:00:00+00:00",
     }
     # A step that changes something, and a wait loop's check, both stop with who and why.
     with pytest.raises(AbortRequested) as stopped:
@@ -169,7 +169,7 @@ def test_an_abort_after_the_point_of_no_return_is_refused_with_the_reason(leases
     result = abort(leases)
     assert result == {
         "outcome": "past-point-of-no-return",
-        "detail": f"m1 passed the point of no return at {NOW.isoformat()} (Stop On-Prem: "
+        "detail": "m1 passed the point of no return at 2026-12-01T02:00:00+00:00 (Stop On-Prem: "
         "on-prem is being stopped); it can no longer roll back",
     }
     assert "abortRequested" not in item(leases)
