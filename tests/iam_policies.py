@@ -759,6 +759,13 @@ def _secret_value(auth: Authorizations, params: dict[str, Any]) -> list[Request]
     return requests
 
 
+def _on_secret(action: str) -> Rule:
+    def rule(auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+        return [Request(action, str(auth.secret(str(params["SecretId"]))["ARN"]))]
+
+    return rule
+
+
 def _put_metric_data(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
     return [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": params["Namespace"]})]
 
@@ -775,6 +782,10 @@ CALLS: dict[tuple[str, str], Rule] = {
     ("dynamodb", "Query"): _table("dynamodb:Query"),
     ("dynamodb", "Scan"): _table("dynamodb:Scan"),
     ("stepfunctions", "DescribeExecution"): _on("states:DescribeExecution", "executionArn"),
+    ("stepfunctions", "ListExecutions"): _on("states:ListExecutions", "stateMachineArn"),
+    ("stepfunctions", "DescribeStateMachine"): _on(
+        "states:DescribeStateMachine", "stateMachineArn"
+    ),
     ("stepfunctions", "StartExecution"): _on("states:StartExecution", "stateMachineArn"),
     # Task-token callbacks support no resource-level permissions.
     ("stepfunctions", "SendTaskSuccess"): _anywhere("states:SendTaskSuccess"),
@@ -799,6 +810,12 @@ CALLS: dict[tuple[str, str], Rule] = {
     ("mq", "CreateBroker"): _create_broker,
     ("mq", "DescribeBroker"): _describe_broker,
     ("mq", "ListBrokers"): _anywhere("mq:ListBrokers"),
+    ("mq", "DescribeBrokerEngineTypes"): _anywhere("mq:DescribeBrokerEngineTypes"),
+    ("mq", "DescribeBrokerInstanceOptions"): _anywhere("mq:DescribeBrokerInstanceOptions"),
+    ("ssm", "DescribeInstanceInformation"): _anywhere("ssm:DescribeInstanceInformation"),
+    ("ec2", "DescribeSubnets"): _anywhere("ec2:DescribeSubnets"),
+    ("ec2", "DescribeSecurityGroups"): _anywhere("ec2:DescribeSecurityGroups"),
+    ("secretsmanager", "DescribeSecret"): _on_secret("secretsmanager:DescribeSecret"),
     ("secretsmanager", "GetSecretValue"): _secret_value,
     ("ec2", "StopInstances"): _stop_instances,
     ("ec2", "DescribeInstances"): _anywhere("ec2:DescribeInstances"),

@@ -410,6 +410,51 @@ class Emulator:
         self.state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=machine_name, definition=definition, roleArn=role, type="STANDARD"
         )["stateMachineArn"]
+        self.resources[machine_name] = self.state_machine_arn
+        self._describe_stack(environment["APPROVER_REGISTRY_PATH"])
+
+    # The stack parameters and outputs the operator's CLI reads (DescribeStacks).
+    STACK_PARAMETERS = (
+        "EnvironmentName",
+        "ParameterPathPrefix",
+        "RequiredGates",
+        "MinimumQuorum",
+        "BrokerUserSecretsPrefix",
+        "OnPremTagKey",
+        "ClientHostTagKey",
+    )
+
+    def _describe_stack(self, registry_path: str) -> None:
+        """A CloudFormation stack named STACK_NAME whose parameters and outputs are the
+        emulator's, so the CLI finds the stack as it would on AWS (moto cannot deploy the SAM
+        template itself: the stack holds only its parameters and outputs)."""
+        import warnings
+
+        outputs = {
+            "StateMachineArn": self.state_machine_arn,
+            "ApprovalApiUrl": self.approval_api_url,
+            "DecisionApiUrl": self.approval_api_url.rsplit("/approvals", 1)[0] + "/decisions",
+            "ApprovalTopicArn": self.resources["ApprovalTopic"],
+            "ApproverRegistryPath": registry_path,
+            "NotificationTopicArn": self.resources.get("NotificationTopic", ""),
+            "ApprovalsTableName": self.resources.get("ApprovalsTable", ""),
+        }
+        body = {
+            # String parameters: DescribeStacks gives a CommaDelimitedList as "a,b" on AWS.
+            "Parameters": {name: {"Type": "String"} for name in self.STACK_PARAMETERS},
+            "Resources": {"Stack": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items() if value},
+        }
+        with warnings.catch_warnings():  # moto notes that it creates no WaitConditionHandle
+            warnings.simplefilter("ignore")
+            self.client("cloudformation").create_stack(
+                StackName=STACK_NAME,
+                TemplateBody=json.dumps(body),
+                Parameters=[
+                    {"ParameterKey": name, "ParameterValue": self._parameter_default(name)}
+                    for name in self.STACK_PARAMETERS
+                ],
+            )
 
     def _inbox(self, name: str, topic_arn: str, approver: str | None = None) -> str:
         """Simulated mailbox: an SQS queue subscribed where the email subscription would be."""
@@ -538,6 +583,10 @@ class Emulator:
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(self.captured_output)
+
+    def stack_parameter(self, name: str) -> str:
+        """A stack parameter's value in the emulated stack (an override, else the default)."""
+        return self._parameter_default(name)
 
     def _parameter_default(self, name: str) -> str:
         """A stack parameter: the emulator's override, else the template's default."""

@@ -10,6 +10,15 @@
 - The clients' hosts run a restart hook as `restartHosts` says (moto runs nothing and reports
   Success at once), and ListCommandInvocations, which moto 5.2.5 does not implement, is
   answered from moto's own command records.
+- What the preflight (Validate Plan) checks exists before the run, as in a prepared account:
+  the plan's subnets (one Availability Zone each) and security groups, with the plan's ids
+  (moto draws random ids: its id generator is patched while they are created); every host a
+  restart hook or the stop names is an SSM managed instance, Online, tagged with the stack's
+  ClientHostTagKey / OnPremTagKey; the plan's EC2 instances (ec2-stop) run; the on-prem
+  metrics bridge has been publishing for a few periods (every queue with its consumers).
+- Two APIs moto 5.2.5 lacks are simulated (`simulated_apis`): SSM DescribeInstanceInformation
+  (answered from the world's managed hosts) and Amazon MQ DescribeBrokerEngineTypes /
+  DescribeBrokerInstanceOptions (answered from `SIMULATED_OFFERINGS`, a simulated catalogue).
 
 A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. Fields:
   parameters          {name: initial value}; default: every plan parameter = onPrem.url
@@ -29,6 +38,10 @@ A world file (JSON) sets it up; `default_world(plan)` derives one from a plan. F
                       "TimedOut", "Cancelled", "Undeliverable" (at once), "never" (still
                       running, whatever the wait), or a number of seconds it runs before
                       succeeding (simulated time, from the first check of the command)
+  hosts               {instance id: SSM PingStatus} of a managed host: "Online" (the default),
+                      "ConnectionLost", or "absent" (no SSM Agent registered)
+  subnetZones         {subnet id: Availability Zone}; default: the plan's subnets each in its
+                      own zone (us-east-1a, b, ...)
 
 Where clients are is read from their parameters (what the workflow wrote): a consumer with the
 on-prem URL, or a widened URL listing an on-prem member first (randomize=false connects to the
@@ -41,20 +54,27 @@ publishes ConsumerCount = consumers placed on-prem.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import moto.ec2.models.instances as moto_instances
+import moto.ec2.models.security_groups as moto_security_groups
+import moto.ec2.models.subnets as moto_subnets
+import moto.mq.urls as moto_mq_urls
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.responses import ActionResult
 from moto.mq.models import mq_backends
+from moto.mq.responses import MQResponse
 from moto.ssm.models import Command, ssm_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from mq_cutover.metrics_bridge import QueueStats, metric_data, put
-from mq_cutover.plan import MigrationPlan, QueueMetrics
+from mq_cutover.plan import MigrationPlan, QueueMetrics, StopMethod
 from mq_cutover_cli.fast_metrics import prune
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 
@@ -119,6 +139,9 @@ class World:
     amazon_mq: dict[str, list[float]] = field(default_factory=dict)  # queue -> [messages, enqueued]
     restart_hosts: dict[str, str | float] = field(default_factory=dict)
     restart_seen: dict[str, datetime] = field(default_factory=dict)  # command id -> first check
+    host_status: dict[str, str] = field(default_factory=dict)  # instance id -> PingStatus
+    subnet_zones: dict[str, str] = field(default_factory=dict)
+    managed_hosts: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags
     plan: MigrationPlan | None = field(default=None, repr=False)
 
     @classmethod
@@ -141,6 +164,8 @@ class World:
             amazon_mq_enqueue_per_minute=int(document.get("amazonMqEnqueuePerMinute", 600)),
             stray_consumers=int(document.get("strayConsumers", 0)),
             restart_hosts=dict(document.get("restartHosts", {})),
+            host_status=dict(document.get("hosts", {})),
+            subnet_zones=dict(document.get("subnetZones", {})),
         )
 
     @classmethod
@@ -190,6 +215,14 @@ class World:
                 secrets.create_secret(Name=secret_name, SecretString="offline-password-1234")
         if plan is not None:
             self._on_prem_hosts(emulator, plan)
+            self._network(emulator, plan)
+            self._managed_hosts(emulator, plan)
+        for patch_ in simulated_apis(self):
+            patch_.start()
+            emulator.cleanups.append(patch_.stop)
+        if plan is not None:
+            # The bridge was running before the window: every queue reporting, consumers on.
+            self._bridge_publish(self._emulator_now(), before_drain=True)
         emulator.hooks.append(self._on_invoke)
         emulator.ticks.append(self.tick)
         patch = mock.patch.object(
@@ -209,33 +242,93 @@ class World:
         targets.start()
         emulator.cleanups.append(targets.stop)
 
-    @staticmethod
-    def _on_prem_hosts(emulator: Emulator, plan: MigrationPlan) -> None:
+    def _on_prem_hosts(self, emulator: Emulator, plan: MigrationPlan) -> None:
         """Hosts that SSM Run Command targets by tag. On AWS these are hybrid-activated
         managed instances; moto resolves tag targets only to EC2 instances, so one tagged EC2
-        instance stands in for each tag target."""
-        tags = dict(plan.stop_on_prem.target_tags)
+        instance stands in for each tag target. It carries the stack's tag keys as the
+        operator sets them (the stack may run commands only on hosts tagged so)."""
+        tags = {k: v[0] for k, v in plan.stop_on_prem.target_tags.items()}
+        if plan.stop_on_prem.target_tags:
+            tags[emulator.stack_parameter("OnPremTagKey")] = "true"
         for group in (plan.producers, plan.consumers):
-            if group.restart_hook:
-                tags.update(group.restart_hook.target_tags)
-        if not tags:
+            if group.restart_hook and group.restart_hook.target_tags:
+                tags.update({k: v[0] for k, v in group.restart_hook.target_tags.items()})
+                tags[emulator.stack_parameter("ClientHostTagKey")] = "true"
+        if tags:
+            instance = emulator.client("ec2").run_instances(
+                ImageId="ami-12c6146b",
+                MinCount=1,
+                MaxCount=1,
+                InstanceType="t3.micro",
+                TagSpecifications=[
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                    }
+                ],
+            )["Instances"][0]
+            self.managed_hosts[str(instance["InstanceId"])] = tags
+        stop = plan.stop_on_prem
+        if stop.method == StopMethod.EC2_STOP:
+            on_prem = {emulator.stack_parameter("OnPremTagKey"): "true"}
+            for instance_id in stop.instance_ids:
+                with _ids(instances=instance_id):
+                    emulator.client("ec2").run_instances(
+                        ImageId="ami-12c6146b",
+                        MinCount=1,
+                        MaxCount=1,
+                        InstanceType="t3.micro",
+                        TagSpecifications=[
+                            {
+                                "ResourceType": "instance",
+                                "Tags": [{"Key": k, "Value": v} for k, v in on_prem.items()],
+                            }
+                        ],
+                    )
+
+    def _managed_hosts(self, emulator: Emulator, plan: MigrationPlan) -> None:
+        """Every host a restart hook or an SSM stop names is a managed instance, tagged with
+        the stack's key for what the plan does there."""
+        named: list[tuple[list[str], str]] = [
+            (list(group.restart_hook.instance_ids), "ClientHostTagKey")
+            for group in (plan.producers, plan.consumers)
+            if group.restart_hook
+        ]
+        if plan.stop_on_prem.method == StopMethod.SSM_COMMAND:
+            named.append((list(plan.stop_on_prem.instance_ids), "OnPremTagKey"))
+        for ids, key in named:
+            for instance_id in ids:
+                tags = self.managed_hosts.setdefault(instance_id, {})
+                tags[emulator.stack_parameter(key)] = "true"
+
+    def _network(self, emulator: Emulator, plan: MigrationPlan) -> None:
+        """The plan's subnets (each in its own zone unless `subnetZones` says otherwise) and
+        security groups, in the default VPC, with the plan's ids."""
+        spec = plan.target.create
+        if spec is None:
             return
-        emulator.client("ec2").run_instances(
-            ImageId="ami-12c6146b",
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v[0]} for k, v in tags.items()],
-                }
-            ],
-        )
+        ec2 = emulator.client("ec2")
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+        zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+        for index, subnet_id in enumerate(spec.subnet_ids):
+            zone = self.subnet_zones.get(subnet_id, zones[index % len(zones)])
+            with _ids(subnet=subnet_id):
+                ec2.create_subnet(
+                    VpcId=vpc["VpcId"],
+                    CidrBlock=f"172.31.{200 + index}.0/24",
+                    AvailabilityZone=zone,
+                )
+        for group_id in spec.security_groups:
+            with _ids(security_group=group_id):
+                ec2.create_security_group(
+                    GroupName=f"broker-{group_id}", Description="broker", VpcId=vpc["VpcId"]
+                )
 
     # --- what happens while the workflow runs -------------------------------------------
     def _on_invoke(self, function: str, event: dict[str, Any]) -> None:
-        if function == "CheckBrokerFunction":
+        if function == "ValidatePlanFunction":
+            self._preflight_sample(self._emulator_now())
+        elif function == "CheckBrokerFunction":
             self._broker_creation(event["brokerId"])
         elif function == "CheckDrainFunction":
             self._bridge_publish(self._emulator_now())
@@ -321,46 +414,32 @@ class World:
         )
         return None if after == float("inf") else self.drain_started + timedelta(seconds=after)
 
-    def _bridge_publish(self, now: datetime) -> None:
+    def _bridge_publish(self, now: datetime, before_drain: bool = False) -> None:
         """The on-prem broker's statistics, simulated, published by the product's bridge code
         (`mq_cutover.metrics_bridge`): one sample per metric period at period boundaries,
-        readable `visibility_delay_seconds` after its timestamp."""
+        readable `visibility_delay_seconds` after its timestamp. `before_drain`: the bridge
+        before the run reached its drain (backlogs as they are, every queue's consumers on)."""
         if self.plan is None or not self.queues:
             return
         metrics = self.plan.on_prem.metrics
         step = metrics.period_seconds
         period = timedelta(seconds=step)
-        if self.drain_started is None:
+        if self.drain_started is None and not before_drain:
             self.drain_started = now
         visible = now - timedelta(seconds=self.visibility_delay_seconds)
+        epoch = int((self.drain_started or now).timestamp())
+        history = datetime.fromtimestamp(epoch - epoch % step, tz=UTC) - 3 * period
         if self.published_until is not None:
-            moment = self.published_until + period
+            # (the quiet stretch between the preflight's samples and the drain is left out:
+            # the drain reads a few periods back, as it always has)
+            moment = max(self.published_until + period, history)
         else:  # the bridge was running before the drain: a few points of history
-            epoch = int(self.drain_started.timestamp())
-            moment = datetime.fromtimestamp(epoch - epoch % step, tz=UTC) - 3 * period
+            moment = history
         cloudwatch = boto3_client("cloudwatch")
         placed = self._placement()
         amazon_mq = self._amazon_mq_metrics()
         while moment <= visible:
-            elapsed = (moment - self.drain_started).total_seconds()
-            stats = []
-            for queue in self.queues:
-                messages, in_flight = queue.at(elapsed)
-                enqueued = queue.enqueue_count(elapsed)
-                stats.append(
-                    QueueStats(
-                        queue=queue.name,
-                        messages=messages,
-                        in_flight=in_flight,
-                        enqueued=enqueued,
-                        dequeued=max(0, enqueued - messages),
-                        consumers=placed["onPrem"] if queue.drain_per_minute else 0,
-                    )
-                )
-            # The product's bridge code formats and publishes; only the broker is simulated.
-            data = metric_data(stats, metrics, moment, high_resolution=step < 60)
-            put(cloudwatch, metrics.namespace, data)
-            self.metrics_published += len(data)
+            self._on_prem_sample(cloudwatch, moment, placed, before_drain)
             if amazon_mq is not None:
                 self._amazon_mq_sample(cloudwatch, amazon_mq, moment, step, placed)
             self.published_until = moment
@@ -373,6 +452,43 @@ class World:
                 cloudwatch_backends[ACCOUNT][REGION], now - timedelta(seconds=self.retain_seconds)
             )
             self.pruned_at = now
+
+    def _on_prem_sample(
+        self, cloudwatch: Any, moment: datetime, placed: dict[str, int], before_drain: bool
+    ) -> None:
+        """One sample of every on-prem queue, as the bridge publishes it. Before the drain
+        began the backlog is as it was (at(0)) and every queue's consumers are on."""
+        assert self.plan is not None
+        metrics = self.plan.on_prem.metrics
+        elapsed = (moment - self.drain_started).total_seconds() if self.drain_started else 0.0
+        stats = []
+        for queue in self.queues:
+            messages, in_flight = queue.at(elapsed)
+            enqueued = queue.enqueue_count(elapsed)
+            stats.append(
+                QueueStats(
+                    queue=queue.name,
+                    messages=messages,
+                    in_flight=in_flight,
+                    enqueued=enqueued,
+                    dequeued=max(0, enqueued - messages),
+                    consumers=placed["onPrem"] if queue.drain_per_minute or before_drain else 0,
+                )
+            )
+        # The product's bridge code formats and publishes; only the broker is simulated.
+        data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
+        put(cloudwatch, metrics.namespace, data)
+        self.metrics_published += len(data)
+
+    def _preflight_sample(self, now: datetime) -> None:
+        """Validate Plan reads the bridge now: a later attempt's consumers are back on-prem
+        (its rollback moved them) though the last period's sample, taken mid-rollback, does
+        not show them yet. One more sample, as the bridge would take it."""
+        if self.plan is None or not self.queues:
+            return
+        self._bridge_publish(now, before_drain=True)
+        if self.published_until is not None and now > self.published_until:
+            self._on_prem_sample(boto3_client("cloudwatch"), now, self._placement(), True)
 
     def _placement(self) -> dict[str, int]:
         """Consumers on each broker and producers on Amazon MQ, from their parameters now."""
@@ -482,3 +598,155 @@ def default_world(plan: MigrationPlan) -> World:
     world = World(parameters={}, queues=[])
     world.fill_defaults(plan)
     return world
+
+
+@contextmanager
+def _ids(
+    *, subnet: str | None = None, security_group: str | None = None, instances: str | None = None
+) -> Iterator[None]:
+    """moto draws random resource ids; the plan names its own: the generator is patched while
+    one resource is created."""
+    patches = []
+    if subnet:
+        patches.append(mock.patch.object(moto_subnets, "random_subnet_id", lambda: subnet))
+    if security_group:
+        patches.append(
+            mock.patch.object(
+                moto_security_groups, "random_security_group_id", lambda: security_group
+            )
+        )
+    if instances:
+        patches.append(mock.patch.object(moto_instances, "random_instance_id", lambda: instances))
+    for patch in patches:
+        patch.start()
+    try:
+        yield
+    finally:
+        for patch in reversed(patches):
+            patch.stop()
+
+
+# Simulated: what Amazon MQ offers in the emulator's region (DescribeBrokerEngineTypes and
+# DescribeBrokerInstanceOptions, which moto 5.2.5 does not implement). Engine -> versions, and
+# engine -> host instance type -> deployment modes.
+SIMULATED_OFFERINGS: dict[str, dict[str, Any]] = {
+    "ACTIVEMQ": {
+        "versions": ["5.18", "5.17.6"],
+        "instances": {
+            "mq.t2.micro": ["SINGLE_INSTANCE"],
+            "mq.t3.micro": ["SINGLE_INSTANCE"],
+            "mq.m5.large": ["SINGLE_INSTANCE", "ACTIVE_STANDBY_MULTI_AZ"],
+            "mq.m5.xlarge": ["SINGLE_INSTANCE", "ACTIVE_STANDBY_MULTI_AZ"],
+            "mq.m5.2xlarge": ["SINGLE_INSTANCE", "ACTIVE_STANDBY_MULTI_AZ"],
+            "mq.m5.4xlarge": ["SINGLE_INSTANCE", "ACTIVE_STANDBY_MULTI_AZ"],
+        },
+    },
+    "RABBITMQ": {
+        "versions": ["3.13", "4.2"],
+        "instances": {
+            "mq.t3.micro": ["SINGLE_INSTANCE"],
+            "mq.m5.large": ["SINGLE_INSTANCE", "CLUSTER_MULTI_AZ"],
+            "mq.m5.xlarge": ["SINGLE_INSTANCE", "CLUSTER_MULTI_AZ"],
+            "mq.m7g.large": ["SINGLE_INSTANCE", "CLUSTER_MULTI_AZ"],
+        },
+    },
+}
+SIMULATED_ZONES = [f"{REGION}{letter}" for letter in "abcdef"]
+
+
+def _engine_types(response: MQResponse) -> ActionResult:
+    """DescribeBrokerEngineTypes, simulated (one page)."""
+    wanted = response._get_param("EngineType")
+    return ActionResult(
+        {
+            "BrokerEngineTypes": [
+                {"EngineType": engine, "EngineVersions": [{"Name": v} for v in offer["versions"]]}
+                for engine, offer in SIMULATED_OFFERINGS.items()
+                if not wanted or engine == str(wanted).upper()
+            ]
+        }
+    )
+
+
+def _instance_options(response: MQResponse) -> ActionResult:
+    """DescribeBrokerInstanceOptions, simulated (one page)."""
+    engine_wanted = response._get_param("EngineType")
+    type_wanted = response._get_param("HostInstanceType")
+    options = [
+        {
+            "EngineType": engine,
+            "HostInstanceType": instance_type,
+            "StorageType": "EBS",
+            "SupportedDeploymentModes": list(modes),
+            "SupportedEngineVersions": list(offer["versions"]),
+            "AvailabilityZones": [{"Name": zone} for zone in SIMULATED_ZONES],
+        }
+        for engine, offer in SIMULATED_OFFERINGS.items()
+        for instance_type, modes in offer["instances"].items()
+        if (not engine_wanted or engine == str(engine_wanted).upper())
+        and (not type_wanted or instance_type == type_wanted)
+    ]
+    return ActionResult({"BrokerInstanceOptions": options})
+
+
+def managed_instances(world: World) -> list[dict[str, Any]]:
+    """The world's SSM managed instances (what DescribeInstanceInformation lists)."""
+    listed = []
+    for instance_id, tags in world.managed_hosts.items():
+        status = world.host_status.get(instance_id, "Online")
+        if status == "absent":
+            continue
+        listed.append(
+            {
+                "InstanceId": instance_id,
+                "PingStatus": status,
+                "ResourceType": "ManagedInstance"
+                if instance_id.startswith("mi-")
+                else "EC2Instance",
+                "Tags": dict(tags),
+            }
+        )
+    return listed
+
+
+def simulated_apis(world: World) -> list[Any]:
+    """Patches (not yet started) answering the APIs moto 5.2.5 lacks that the preflight reads:
+    SSM DescribeInstanceInformation from `world.managed_hosts` / `world.host_status`, and
+    Amazon MQ's engine and instance offerings from SIMULATED_OFFERINGS."""
+
+    def describe_instance_information(response: SimpleSystemManagerResponse) -> ActionResult:
+        filters = response._get_param("Filters") or []
+        found = []
+        for host in managed_instances(world):
+            keep = True
+            for wanted in filters:
+                key, values = str(wanted["Key"]), list(wanted["Values"])
+                if key == "InstanceIds":
+                    keep &= host["InstanceId"] in values
+                elif key == "PingStatus":
+                    keep &= host["PingStatus"] in values
+                elif key.startswith("tag:"):
+                    keep &= host["Tags"].get(key[4:]) in values
+                elif key == "tag-key":
+                    keep &= any(k in values for k in host["Tags"])
+            if keep:
+                found.append({k: v for k, v in host.items() if k != "Tags"})
+        return ActionResult({"InstanceInformationList": found})
+
+    routes = {
+        "{0}/v1/broker-engine-types$": MQResponse.dispatch,
+        "{0}/v1/broker-instance-options$": MQResponse.dispatch,
+    }
+    return [
+        mock.patch.object(
+            SimpleSystemManagerResponse,
+            "describe_instance_information",
+            describe_instance_information,
+            create=True,
+        ),
+        mock.patch.dict(moto_mq_urls.url_paths, routes),
+        mock.patch.object(MQResponse, "describe_broker_engine_types", _engine_types, create=True),
+        mock.patch.object(
+            MQResponse, "describe_broker_instance_options", _instance_options, create=True
+        ),
+    ]

@@ -1,42 +1,45 @@
-"""Validate the migration plan (the execution input) before anything is changed."""
+"""Validate the migration plan (the execution input) before anything is changed: the schema,
+then every preflight check against the account and the stack (`mq_cutover.preflight`)."""
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mq_cutover import aws
-from mq_cutover.approvers import able_to_vote, load_registry, subscription_report
-from mq_cutover.errors import ApproversInvalid
+from mq_cutover import aws, clock
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import pack, summary
+from mq_cutover.preflight import Clients, StackSettings
 from mq_cutover.settings import Settings
 from mq_cutover.validation import validate_plan
 
 settings = Settings.from_environment()
-ssm = aws.client("ssm")
-mq = aws.client("mq")
-sns = aws.client("sns")
+clients = Clients.from_factory(aws.client)
+
+
+def stack_settings(state_machine_arn: str) -> StackSettings:
+    return StackSettings(
+        parameter_prefix=settings.parameter_path_prefix,
+        approval_topic_arn=settings.approval_topic_arn,
+        approver_registry_path=settings.approver_registry_path,
+        required_gates=settings.required_gates,
+        minimum_quorum=settings.minimum_quorum,
+        state_machine_arn=state_machine_arn,
+        secrets_prefix=os.environ.get("BROKER_USER_SECRETS_PREFIX", "mq-cutover/"),
+        on_prem_tag_key=os.environ.get("ON_PREM_TAG_KEY", "mq-cutover:on-prem"),
+        client_host_tag_key=os.environ.get("CLIENT_HOST_TAG_KEY", "mq-cutover:client-host"),
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path="executionName")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        registry = load_registry(settings.approver_registry_path)
-        unsafe, reached = subscription_report(sns, settings.approval_topic_arn, registry)
-        approvers = able_to_vote(registry, reached)
-    except ApproversInvalid as exc:
-        approvers, unsafe = {}, [str(exc)]
     plan = validate_plan(
         event.get("plan"),
         execution_name=event.get("executionName"),
-        parameter_prefix=settings.parameter_path_prefix,
-        ssm=ssm,
-        mq=mq,
-        required_gates=settings.required_gates,
-        minimum_quorum=settings.minimum_quorum,
-        approvers=approvers,
-        unsafe_approvals=unsafe,
+        stack=stack_settings(str(event.get("stateMachineArn") or "")),
+        clients=clients,
+        now=clock.utcnow(),
     )
     logger.info(
         "plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)}

@@ -112,7 +112,9 @@ class _CannotCheck(Exception):
     """A check could not be made (an AWS call failed): the check fails, saying why."""
 
 
-def _aws_error(exc: Exception) -> str:
+def _aws_error(exc: BaseException) -> str:
+    if not isinstance(exc, ClientError) and isinstance(exc.__cause__, ClientError):
+        exc = exc.__cause__  # the AWS call under a typed failure (DrainCheckFailed, ...)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Error")
@@ -141,6 +143,7 @@ class _Run:
     definition: dict[str, Any] | None
     checks: list[Check] = field(default_factory=list)
     offered_zones: set[str] | None = None  # where the instance type is offered (engine check)
+    consumers_moved: bool = False  # an earlier attempt moved consumers off on-prem already
 
     def ok(self, field_name: str, check: str, detail: str) -> None:
         self.checks.append(Check(field_name, check, True, detail=detail))
@@ -362,6 +365,7 @@ def _parameters(run: _Run) -> None:
         if not _on_prem(plan, value):
             if _labelled(ssm, name, own, int(parameter.get("Version", 0))):
                 run.ok(where, "parameter", f"{name} was already moved by this migration")
+                run.consumers_moved |= where.startswith("consumers.")
                 good[where.split(".")[0]] += 1
                 continue
             shown = "(SecureString, value not shown)" if kind == "SecureString" else _shown(value)
@@ -536,7 +540,7 @@ def _network(run: _Run) -> None:
             f"{spec.deployment_mode.value} broker in a different zone",
             "give subnets in distinct Availability Zones",
         )
-    if spec.deployment_mode == DeploymentMode.ACTIVE_STANDBY_MULTI_AZ and len(zones) < 2:
+    elif spec.deployment_mode == DeploymentMode.ACTIVE_STANDBY_MULTI_AZ and len(zones) < 2:
         problems = True
         run.fail(
             "target.create.subnetIds",
@@ -729,7 +733,8 @@ def _metrics(run: _Run) -> None:
         and q not in {s["queue"] for s in reading.stale}
         and q not in {i["queue"] for i in reading.ignored}
     ]
-    if metrics.consumers_metric:
+    # (a later attempt whose consumers an earlier one moved finds none on-prem, rightly)
+    if metrics.consumers_metric and not run.consumers_moved:
         lonely = [q for q in fresh if q not in consumers]
         if lonely:
             bad = True
@@ -745,7 +750,11 @@ def _metrics(run: _Run) -> None:
             "onPrem.metrics",
             "metrics",
             f"{reading.watched} queue(s) report fresh figures (within {limit} s)"
-            + (" with consumers on each" if metrics.consumers_metric else ""),
+            + (
+                " with consumers on each"
+                if metrics.consumers_metric and not run.consumers_moved
+                else ""
+            ),
         )
 
 
@@ -1112,8 +1121,8 @@ def run_checks(
     definition: dict[str, Any] | None = None,
 ) -> list[Check]:
     """Every check, in order (read-only). `execution_name`: the run being validated (Validate
-    Plan), left out of "already running"; `definition`: the state machine's ASL, if already
-    at hand (else read from the stack's state machine)."""
+    Plan), whose lease step checks for another running attempt; `definition`: the state
+    machine's ASL, if already at hand (else read from the stack's state machine)."""
     try:
         plan = parse_plan(document)
     except PlanInvalid as exc:
@@ -1121,7 +1130,10 @@ def run_checks(
     run = _Run(plan, stack, clients, execution_name, now or datetime.now(UTC), definition)
     run.guarded("approvals", "approvals", lambda: _approvals(run))
     _execution_name(run)
-    run.guarded("migrationId", "running", lambda: _running(run))
+    if execution_name is None:
+        # Inside a run (Validate Plan) the next step, Take Migration Lease, refuses a second
+        # run atomically and names the holder; a listing here would only race it.
+        run.guarded("migrationId", "running", lambda: _running(run))
     _parameters(run)
     run.guarded("target.adoptBrokerId", "broker", lambda: _adopted_broker(run))
     run.guarded("target.create.engineVersion", "engine", lambda: _engine(run))

@@ -1,80 +1,68 @@
-"""Account checks on a plan: read-only, and every problem names its field."""
+"""Validate Plan = the preflight's checks, raised: every failed check is one PlanInvalid problem
+naming its field, before any change (the account is seeded as in tests/unit/test_preflight.py)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from mq_cutover.errors import PlanInvalid
+from mq_cutover.plan import MigrationPlan
+from mq_cutover.preflight import Clients
 from mq_cutover.validation import validate_plan
+from mq_cutover_cli.harness import STACK_NAME
+from mq_cutover_cli.preflight_cmd import stack_settings
+from tests.unit.test_preflight import Account, account
 
 
-@pytest.fixture
-def ssm(aws: Any, ordered_plan: dict[str, Any]) -> Any:
-    client = aws("ssm")
-    for group in ("producers", "consumers"):
-        for name in ordered_plan[group]["parameters"]:
-            client.put_parameter(Name=name, Value="ssl://onprem:61617", Type="String")
-    return client
-
-
-def _validate(
-    plan: dict[str, Any], ssm: Any, aws: Any, name: str | None = "orders-2026-12-01"
-) -> Any:
+def _validate(acct: Account, plan: Any, name: str | None = "orders-2026-12-01") -> MigrationPlan:
     return validate_plan(
-        plan, execution_name=name, parameter_prefix="/mq-cutover/", ssm=ssm, mq=aws("mq")
+        plan,
+        execution_name=name,
+        stack=stack_settings(acct.client("cloudformation"), STACK_NAME),
+        clients=Clients.from_factory(acct.client),
+        now=acct.emulator.clock.now(),
     )
 
 
-def test_valid_plan_passes(ssm: Any, aws: Any, ordered_plan: dict[str, Any]) -> None:
-    assert _validate(ordered_plan, ssm, aws).migration_id == "orders-2026-12-01"
-
-
-def test_execution_name_must_be_the_migration_id(
-    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
-) -> None:
-    with pytest.raises(
-        PlanInvalid, match="the execution name 'console-run-1' must be the migration id"
-    ):
-        _validate(ordered_plan, ssm, aws, name="console-run-1")
-
-
-def test_parameter_outside_the_stack_prefix(
-    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
-) -> None:
-    ordered_plan["consumers"]["parameters"][0] = "/other-team/secret-url"
-    with pytest.raises(PlanInvalid) as caught:
-        _validate(ordered_plan, ssm, aws)
+def test_valid_plan_passes_and_a_later_attempt_may_carry_a_suffix() -> None:
+    with account() as acct:
+        assert _validate(acct, acct.plan).migration_id == "orders-2026-12-01"
+        assert _validate(acct, acct.plan, "orders-2026-12-01--2").migration_id
+        with pytest.raises(PlanInvalid) as caught:
+            _validate(acct, acct.plan, "orders-2026-12-01-2")
     assert caught.value.problems == [
-        "consumers.parameters[0]: /other-team/secret-url is outside /mq-cutover/, "
-        "the only path this stack may change"
+        "migrationId: the execution name 'orders-2026-12-01-2' must be the migration id "
+        "'orders-2026-12-01' (or 'orders-2026-12-01--<attempt>' for a later attempt), so that "
+        "runs of one migration can be told and kept apart"
     ]
 
 
-def test_missing_parameter_and_missing_broker(
-    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
-) -> None:
-    ordered_plan["producers"]["parameters"].append("/mq-cutover/orders/ghost/broker-url")
-    del ordered_plan["target"]["create"]
-    ordered_plan["target"]["adoptBrokerId"] = "b-0000"
-    with pytest.raises(PlanInvalid) as caught:
-        _validate(ordered_plan, ssm, aws)
+def test_every_failed_check_is_named_and_nothing_changes() -> None:
+    with account() as acct:
+        plan = copy.deepcopy(acct.plan)
+        plan["producers"]["parameters"].append("/mq-cutover/orders/ghost/broker-url")
+        plan["consumers"]["parameters"][0] = "/other-team/secret-url"
+        del plan["target"]["create"]
+        plan["target"]["adoptBrokerId"] = "b-0000"
+        before = acct.state()
+        with pytest.raises(PlanInvalid) as caught:
+            _validate(acct, plan)
+        assert acct.state() == before
     assert caught.value.problems == [
+        "consumers.parameters[0]: /other-team/secret-url is outside /mq-cutover/, "
+        "the only path this stack may change",
         "producers.parameters[2]: /mq-cutover/orders/ghost/broker-url does not exist",
         "target.adoptBrokerId: broker b-0000 not found",
     ]
-    # Read-only: nothing was created or changed.
-    assert aws("mq").list_brokers()["BrokerSummaries"] == []
-    history = ssm.get_parameter_history(Name=ordered_plan["producers"]["parameters"][0])[
-        "Parameters"
-    ]
-    assert len(history) == 1
 
 
-def test_a_later_attempt_may_carry_a_suffix(
-    ssm: Any, aws: Any, ordered_plan: dict[str, Any]
-) -> None:
-    assert _validate(ordered_plan, ssm, aws, name="orders-2026-12-01--2").migration_id
-    with pytest.raises(PlanInvalid):
-        _validate(ordered_plan, ssm, aws, name="orders-2026-12-01-2")
+def test_a_plan_that_does_not_parse_names_its_fields() -> None:
+    with account() as acct:
+        plan = copy.deepcopy(acct.plan)
+        del plan["target"]["create"]["engine"]
+        with pytest.raises(PlanInvalid) as caught:
+            _validate(acct, plan)
+    assert caught.value.problems == ["target.create.engine: Field required"]

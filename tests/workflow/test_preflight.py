@@ -1,0 +1,79 @@
+"""Validate Plan runs the preflight: a run whose account is not ready fails at its first step,
+naming the plan field, before any change (no command sent, no parameter written, no broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mq_cutover.plan import parse_plan
+from mq_cutover_cli.harness import Emulator
+from mq_cutover_cli.simulate import Simulation
+from mq_cutover_cli.world import default_world
+from tests.workflow.conftest import entered, run
+
+pytestmark = pytest.mark.workflow
+
+STOP_HOST, CLIENT_HOST = "mi-0a1b2c3d4e5f60718", "i-0c1d2e3f4a5b60718"
+
+
+def nothing_changed(sim: Simulation, commands: list[Any]) -> None:
+    report = sim.report
+    assert report["execution"]["status"] == "FAILED"
+    assert report["execution"]["error"] == "PlanInvalid"
+    assert entered(sim) == ["Validate Plan", "Notify Not Started", "Not Started"]
+    scheduled = [
+        (e["taskScheduledEventDetails"]["resourceType"], e["taskScheduledEventDetails"]["resource"])
+        for e in sim.history
+        if e["type"] == "TaskScheduled"
+    ]
+    assert scheduled == [("lambda", "invoke"), ("sns", "publish")]  # the check, the notice
+    assert report["brokersCreated"] == [] and report["approvalEmails"] == []
+    assert all(len(p["history"]) == 1 for p in report["parameters"].values())
+    assert commands == []  # no SSM command was sent (read when the run had ended)
+
+
+def count_commands(commands: list[Any]) -> Any:
+    def after_run(emulator: Emulator, _arn: str) -> None:
+        commands.extend(emulator.client("ssm").list_commands()["Commands"])
+
+    return after_run
+
+
+def test_a_missing_broker_user_secret_stops_the_run_at_validate_plan(
+    ordered_plan: dict[str, Any],
+) -> None:
+    def remove_secret(emulator: Emulator) -> None:
+        emulator.client("secretsmanager").delete_secret(
+            SecretId="mq-cutover/orders-app", ForceDeleteWithoutRecovery=True
+        )
+
+    commands: list[Any] = []
+    sim = run(ordered_plan, before_start=remove_secret, after_run=count_commands(commands))
+    nothing_changed(sim, commands)
+    assert sim.report["execution"]["cause"] == (
+        "target.create.users[0].passwordSecretArn: secret mq-cutover/orders-app does not exist"
+    )
+
+
+def test_an_offline_host_stops_the_run_at_validate_plan(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["stopOnPrem"] = {
+        "method": "ssm-command",
+        "commands": ["systemctl stop activemq"],
+        "instanceIds": [STOP_HOST],
+    }
+    ordered_plan["consumers"]["restartHook"] = {
+        "commands": ["systemctl restart consumers"],
+        "instanceIds": [CLIENT_HOST],
+    }
+    world = default_world(parse_plan(ordered_plan))
+    world.host_status = {STOP_HOST: "ConnectionLost", CLIENT_HOST: "absent"}
+    commands: list[Any] = []
+    sim = run(ordered_plan, world=world, after_run=count_commands(commands))
+    nothing_changed(sim, commands)
+    assert sim.report["execution"]["cause"].split("; ") == [
+        f"consumers.restartHook.instanceIds: {CLIENT_HOST} is not an SSM managed instance (no "
+        "SSM Agent registered)",
+        f"stopOnPrem.instanceIds: {STOP_HOST} is ConnectionLost: a command would never reach it",
+    ]
