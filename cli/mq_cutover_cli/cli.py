@@ -1,6 +1,8 @@
-"""`mq-cutover`: run a plan offline (`simulate`), see and decide a gate from a terminal
-(`pending`, `approve`, `reject`, `extend`), manage who may approve (`approvers`), publish the
-on-prem broker's metrics (`publish-metrics`), or print the plan's JSON Schema (`schema`)."""
+"""`mq-cutover`: check a plan against the account (`preflight`), run it (`start`), follow it
+(`status`), ask for its rollback (`abort`), keep its record (`report`), see and decide a gate from
+a terminal (`pending`, `approve`, `reject`, `extend`), manage who may approve (`approvers`),
+publish the on-prem broker's metrics (`publish-metrics`), print the plan's JSON Schema (`schema`),
+or rehearse a plan offline (`simulate`, needs the `simulator` extra)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,26 @@ if TYPE_CHECKING:
     from mq_cutover_cli.api import Transport
 
 
+# What `simulate` needs beyond the operator's CLI: pyproject.toml's `simulator` extra.
+_SIMULATOR_MODULES = ("moto", "jsonata", "flask", "werkzeug")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     # The simulator (moto, jsonata, the harness) is loaded only for `simulate`: the operator's
     # commands (approve, approvers, publish-metrics, ...) never import it.
-    from mq_cutover_cli.faults import parse as parse_fault
-    from mq_cutover_cli.simulate import Simulation, summary_lines
-    from mq_cutover_cli.world import World
+    try:
+        from mq_cutover_cli.faults import parse as parse_fault
+        from mq_cutover_cli.simulate import Simulation, summary_lines
+        from mq_cutover_cli.world import World
+    except ModuleNotFoundError as exc:
+        if exc.name not in _SIMULATOR_MODULES:
+            raise
+        print(
+            f"mq-cutover: simulate needs the simulator ({exc.name} is not installed): "
+            "pip install 'mq-cutover[simulator]'",
+            file=sys.stderr,
+        )
+        return 2
 
     try:
         plan_text = Path(args.plan).read_text()
@@ -218,6 +234,19 @@ def _aws_command(args: argparse.Namespace, session: Any, transport: Transport | 
             return _approvers(args, session)
         if args.command == "pending":
             return _pending(args, session, transport)
+        if args.command == "preflight":
+            from mq_cutover_cli import preflight_cmd
+
+            return preflight_cmd.run(args, session)
+        if args.command in ("start", "status", "report"):
+            from mq_cutover_cli import operate
+
+            command = {"start": operate.start, "status": operate.status, "report": operate.report}
+            return command[args.command](args, session, transport)
+        if args.command == "abort":
+            from mq_cutover_cli import abort_cmd
+
+            return abort_cmd.run(args, session, transport)
         return _decide(args, session, transport)
     except (_Usage, StackOutputMissing, ApproversInvalid) as exc:
         print(f"mq-cutover: {exc}", file=sys.stderr)
@@ -304,6 +333,74 @@ def _api_arguments(command: argparse.ArgumentParser) -> None:
         help="AWS region of the stack (default: your configuration); requests to an "
         "execute-api URL are signed for that API's own region",
     )
+
+
+_AWS_COMMANDS = (
+    "approve",
+    "reject",
+    "extend",
+    "pending",
+    "approvers",
+    "preflight",
+    "start",
+    "status",
+    "abort",
+    "report",
+)
+
+
+def _operator_commands(commands: Any) -> None:
+    """preflight, start, status, abort, report: a migration run against a deployed stack."""
+    preflight = commands.add_parser(
+        "preflight",
+        help="check a plan against the account and the stack, read-only, before the window",
+        description="Every check the Validate Plan step makes, and more, run from a terminal: "
+        "one line per check (the plan field, what is wrong, how to fix it); exit status 1 if "
+        "any check fails. Nothing is changed.",
+    )
+    preflight.add_argument("--plan", required=True, help="the migration plan (JSON)")
+    preflight.add_argument("--json", action="store_true", help="print the checks as JSON")
+    start = commands.add_parser(
+        "start",
+        help="preflight the plan, then start the migration (now, or --at a time)",
+        description="Runs the preflight first and starts nothing if any check fails. The "
+        "execution is named after the migration id. With --at, a one-time EventBridge "
+        "Scheduler schedule starts it instead.",
+    )
+    start.add_argument("--plan", required=True, help="the migration plan (JSON)")
+    start.add_argument(
+        "--at", help="start at this local time, e.g. 2026-12-01T02:00:00 (one-time schedule)"
+    )
+    start.add_argument("--time-zone", default="UTC", help="IANA time zone of --at (default UTC)")
+    status = commands.add_parser(
+        "status",
+        help="where a migration stands: step, messages left per queue, open gate, parameters",
+    )
+    status.add_argument("migration_id")
+    status.add_argument("--watch", action="store_true", help="refresh in place until it ends")
+    status.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between refreshes (--watch)"
+    )
+    abort = commands.add_parser(
+        "abort",
+        help="ask for a migration's rollback (refused once on-prem is being stopped)",
+        description="Asks the running migration to roll back through its own rollback path "
+        "(nothing is lost: the same drains as a rejected gate). Your IAM identity and the "
+        "reason are recorded. Refused, with the reason, after the point of no return.",
+    )
+    abort.add_argument("migration_id")
+    abort.add_argument("--reason", required=True, help="why (recorded and notified)")
+    report = commands.add_parser(
+        "report",
+        help="the record of a migration: timeline, approvals, parameter changes, counts",
+    )
+    report.add_argument("migration_id")
+    report.add_argument("--json", dest="json_path", help="write the report as JSON here")
+    report.add_argument("--html", dest="html_path", help="write a single-file HTML page here")
+    for command in (preflight, start, status, report):
+        command.add_argument("--stack", required=True, help="the deployed stack")
+        command.add_argument("--region", help="AWS region (default: your configuration)")
+    _api_arguments(abort)
 
 
 def main(
@@ -412,11 +509,12 @@ def main(
     runtime.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     bridge.add_argument("--region", help="AWS region (default: your configuration)")
     commands.add_parser("schema", help="print the migration plan's JSON Schema")
+    _operator_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2, sort_keys=True))
         return 0
-    if args.command in ("approve", "reject", "extend", "pending", "approvers"):
+    if args.command in _AWS_COMMANDS:
         return _aws_command(args, session, transport)
     if args.command == "publish-metrics":
         return _publish_metrics(args)
