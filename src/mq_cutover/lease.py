@@ -247,10 +247,12 @@ def _refusal(item: dict[str, Any] | None, migration_id: str) -> dict[str, Any] |
         }
     if item.get(ABORT):
         abort = item[ABORT]
+        began = item.get(ROLLING_BACK)
+        then = f"its rollback began at {began.get('at')}" if began else "it rolls back next"
         return {
             "outcome": "already-aborted",
             "detail": f"{migration_id} was already {abort_text(abort)} (at {abort.get('at')}); "
-            "it rolls back",
+            + then,
             "abort": dict(abort),
         }
     if item.get(ROLLING_BACK):

@@ -216,7 +216,10 @@ def test_a_second_abort_keeps_the_first(leases: Any) -> None:
         now=NOW,
     )
     assert again["outcome"] == "already-aborted"
-    assert again["detail"].startswith(f"m1 was already {SAID} (at ")
+    assert (
+        again["detail"]
+        == f"m1 was already {SAID} (at 2026-12-01T02:00:00+00:00); it rolls back next"
+    )
     assert item(leases)["abortRequested"]["by"] == "ana"
 
 

@@ -157,8 +157,12 @@ def test_an_abort_at_an_open_gate_rolls_back_at_once(ordered_plan: dict[str, Any
         assert gate_status(run, "stopOnPrem") == "ABORTED"
         late = run.api.post(email.approve_link, APPROVE)
         assert late["statusCode"] == 409 and "Already aborted by" in late["body"]
-        # After the end: the record says so, nothing else is recorded.
-        assert abort(run, ana, migration)[0] == 1
+        # After the end: refused, with what happened.
+        code, said = abort(run, ana, migration, "again")
+        assert code == 1 and said.startswith(
+            f"mq-cutover: abort refused (already-aborted): {migration} was already {ABORTED_BY} "
+        )
+        assert "its rollback began at " in said
 
 
 def test_an_abort_in_unordered_mode_after_a_producer_moved_brings_everyone_back(
