@@ -536,8 +536,8 @@ def _network(run: _Run) -> None:
         run.fail(
             "target.create.subnetIds",
             "subnet zones",
-            f"subnets share an Availability Zone ({where}); Amazon MQ needs each subnet of a "
-            f"{spec.deployment_mode.value} broker in a different zone",
+            f"subnets share an Availability Zone ({where}); Amazon MQ needs each subnet of the "
+            f"broker ({spec.deployment_mode.value}) in a different zone",
             "give subnets in distinct Availability Zones",
         )
     elif spec.deployment_mode == DeploymentMode.ACTIVE_STANDBY_MULTI_AZ and len(zones) < 2:

@@ -519,3 +519,7 @@ def test_an_unreadable_plan_is_exit_status_2(
         session = boto3.Session(region_name=REGION)
         missing = str(tmp_path / "nowhere.json")
         assert main(["preflight", "--plan", missing, "--stack", STACK_NAME], session=session) == 2
+        (tmp_path / "plan.json").write_text(json.dumps(load_event("plan-ordered.json")))
+        no_stack = ["preflight", "--plan", str(tmp_path / "plan.json"), "--stack", "nope"]
+        assert main(no_stack, session=session) == 3
+        assert "DescribeStacks failed" in capsys.readouterr().err
