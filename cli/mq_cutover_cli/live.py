@@ -13,6 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
+
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback as callback_task,
+)
 
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import MigrationPlan, parse_plan
@@ -92,6 +97,7 @@ class LiveRun:
     plan: MigrationPlan | None
     world: World
     initial: dict[str, str]
+    gate_timeouts: list[dict[str, Any]] = field(default_factory=list)  # gates_time_out=True
     api: ApprovalApiClient = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +144,37 @@ class LiveRun:
         return {n: ssm.get_parameter(Name=n)["Parameter"]["Value"] for n in self.world.parameters}
 
 
+@dataclass
+class GateTimeouts:
+    """Nobody decides (`simulate --approve none`): each gate times out at once, on simulated
+    time. When a gate's task starts waiting for its task token (its Lambda has sent the emails
+    and stored the gate), the simulated clock moves on by the gate's whole TimeoutSeconds and
+    the wait ends with no decision: moto raises the same timeout as when a real wait runs out,
+    so the history shows the gate's TaskTimedOut (States.Timeout), then whatever the state
+    machine does with it, at the simulated times they would have on AWS.
+
+    Patched (a moto 5.2.5 internal): `StateTaskServiceCallback._wait_for_task_token_timeout`."""
+
+    emulator: Emulator
+    timed_out: list[dict[str, Any]] = field(default_factory=list)  # {"state", "seconds"}
+
+    def install(self) -> None:
+        gates = self
+
+        def no_decision(
+            state: callback_task.StateTaskServiceCallback, timeout_seconds: float, _: Any
+        ) -> None:
+            gates.emulator.clock.advance(timeout_seconds)
+            gates.timed_out.append({"state": state.name, "seconds": timeout_seconds})
+            return None
+
+        patch = mock.patch.object(
+            callback_task.StateTaskServiceCallback, "_wait_for_task_token_timeout", no_decision
+        )
+        patch.start()
+        self.emulator.cleanups.append(patch.stop)
+
+
 @contextmanager
 def live_run(
     plan: Any,
@@ -152,7 +189,10 @@ def live_run(
     real_time: bool = False,
     stack_parameters: dict[str, str] | None = None,
     approvers: tuple[tuple[str, str, str | None], ...] = DEFAULT_APPROVERS,
+    gates_time_out: bool = False,
 ) -> Iterator[LiveRun]:
+    """`gates_time_out`: nobody will decide; each gate times out at once on simulated time
+    (`GateTimeouts`), and `LiveRun.gate_timeouts` lists them."""
     faults = [Fault(*parse_fault(spec)) for spec in fail_at or []]
     try:
         parsed: MigrationPlan | None = parse_plan(plan)
@@ -172,6 +212,9 @@ def live_run(
         approvers=approvers,
     )
     with emulator.running():
+        gate_timeouts = GateTimeouts(emulator)
+        if gates_time_out:
+            gate_timeouts.install()
         world.install(emulator, parsed)
         for fault in faults:
             fault.install(emulator)
@@ -182,7 +225,7 @@ def live_run(
         text = plan if isinstance(plan, str) else json.dumps(plan)
         arn = emulator.start(text, name=execution_name(plan))
         try:
-            yield LiveRun(emulator, arn, parsed, world, initial)
+            yield LiveRun(emulator, arn, parsed, world, initial, gate_timeouts.timed_out)
         finally:
             _drive_to_an_end(emulator, arn)
 

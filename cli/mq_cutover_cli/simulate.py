@@ -20,6 +20,10 @@ from mq_cutover_cli.live import TERMINAL, ApprovalEmail, live_run
 from mq_cutover_cli.world import World
 
 
+class CannotSimulate(Exception):
+    """The plan cannot be rehearsed offline (the message says why, in one line)."""
+
+
 @dataclass
 class Approver:
     """The simulated approvers: each reads the approval emails in their own inbox, opens their
@@ -190,6 +194,7 @@ class Simulation:
             fail_at=self.fail_at,
             stack_parameters=self.stack_parameters,
             approvers=self.approvers,
+            gates_time_out=self.approve == "none",
         ) as run:
             emulator = run.emulator
             started = emulator.clock.now()
@@ -201,6 +206,10 @@ class Simulation:
                 emulator, run.world, run.plan, run.arn, status, approver, run.initial
             )
             self.report["simulatedSeconds"] = int((emulator.clock.now() - started).total_seconds())
+            self.report["gateTimeouts"] = [
+                {"state": gate["state"], "minutes": round(gate["seconds"] / 60, 1)}
+                for gate in run.gate_timeouts
+            ]
             if self.after_run:
                 self.after_run(emulator, run.arn)
         return self.report
@@ -228,8 +237,11 @@ class Simulation:
                         self._narrate(emulator, event, entered)
                 return status
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"execution still {status['status']} after {self.timeout_seconds}s"
+                states = emulator.states_entered(arn)
+                raise CannotSimulate(
+                    f"the run did not end within {self.timeout_seconds:g} s of real time (still "
+                    f"in {states[-1] if states else 'its first state'} after "
+                    f"{len(states)} states)"
                 )
             time.sleep(0.1)
 
@@ -353,6 +365,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         else:
             mark = "never changed"
         lines.append(f"    {name}: {info['final']}  [{mark}, {len(info['history'])} version(s)]")
+    for gate in report.get("gateTimeouts", []):
+        lines.append(
+            f"  {gate['state']}: nobody decided; the gate timed out after {gate['minutes']:g} "
+            "min (simulated time)"
+        )
     if report["notifications"]:
         lines.append("  notifications: " + "; ".join(report["notifications"]))
     return lines
