@@ -27,7 +27,7 @@ def _simulate(args: argparse.Namespace) -> int:
     # commands (approve, approvers, publish-metrics, ...) never import it.
     try:
         from mq_cutover_cli.faults import parse as parse_fault
-        from mq_cutover_cli.simulate import Simulation, summary_lines
+        from mq_cutover_cli.simulate import CannotSimulate, Simulation, summary_lines
         from mq_cutover_cli.world import World
     except ModuleNotFoundError as exc:
         if exc.name not in _SIMULATOR_MODULES:
@@ -63,7 +63,11 @@ def _simulate(args: argparse.Namespace) -> int:
         pace_seconds=args.pace,
         fail_at=list(args.fail_at),
     )
-    report = simulation.run()
+    try:
+        report = simulation.run()
+    except CannotSimulate as exc:
+        print(f"mq-cutover: cannot simulate this plan: {exc}", file=sys.stderr)
+        return 2
     for line in summary_lines(report):
         print(line)
     if args.report:
