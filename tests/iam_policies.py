@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mq_cutover_cli.harness import ACCOUNT, REGION, STACK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +124,7 @@ class Stack:
         parameters: Mapping[str, Any] | None = None,
         refs: Mapping[str, str] | None = None,
         template: dict[str, Any] | None = None,
+        stack_id: str = STACK_ID,
     ) -> None:
         self.template = template if template is not None else transformed_template()
         self.resources: dict[str, Any] = self.template["Resources"]
@@ -144,7 +147,7 @@ class Stack:
                 "AWS::Partition": PARTITION,
                 "AWS::URLSuffix": "amazonaws.com",
                 "AWS::StackName": STACK_NAME,
-                "AWS::StackId": STACK_ID,
+                "AWS::StackId": stack_id,
                 "AWS::NoValue": _NO_VALUE,
             }
         )
@@ -766,6 +769,34 @@ def _on_secret(action: str) -> Rule:
     return rule
 
 
+def _describe_stacks(auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+    """DescribeStacks is authorized on the stack's ARN (its id), whether named or given."""
+    name = str(params.get("StackName") or "")
+    if not name:
+        return [Request("cloudformation:DescribeStacks", "*")]  # every stack: not scoped
+    if name.startswith("arn:"):
+        return [Request("cloudformation:DescribeStacks", name)]
+    try:
+        (stack,) = auth.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+    except ClientError:
+        return [Request("cloudformation:DescribeStacks", arn("cloudformation", f"stack/{name}/-"))]
+    return [Request("cloudformation:DescribeStacks", str(stack["StackId"]))]
+
+
+def _create_schedule(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+    """The schedule (in its group), and the role it is given: passed to Scheduler."""
+    group = str(params.get("GroupName") or "default")
+    requests = [
+        Request("scheduler:CreateSchedule", arn("scheduler", f"schedule/{group}/{params['Name']}"))
+    ]
+    role = (params.get("Target") or {}).get("RoleArn")
+    if role:
+        requests.append(
+            Request("iam:PassRole", str(role), {"iam:PassedToService": "scheduler.amazonaws.com"})
+        )
+    return requests
+
+
 def _put_metric_data(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
     return [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": params["Namespace"]})]
 
@@ -773,7 +804,8 @@ def _put_metric_data(_auth: Authorizations, params: dict[str, Any]) -> list[Requ
 Rule = Callable[[Authorizations, dict[str, Any]], list[Request]]
 
 # (boto3 service, API operation) -> the IAM requests it makes. Every call the product's
-# handlers make (src/, functions/) is here; a call missing from it fails the test by name.
+# handlers make (src/, functions/) and the operator's commands make (cli/: preflight, start,
+# status, report) is here; a call missing from it fails the test by name.
 CALLS: dict[tuple[str, str], Rule] = {
     ("dynamodb", "GetItem"): _table("dynamodb:GetItem"),
     ("dynamodb", "PutItem"): _table("dynamodb:PutItem"),
@@ -787,6 +819,9 @@ CALLS: dict[tuple[str, str], Rule] = {
         "states:DescribeStateMachine", "stateMachineArn"
     ),
     ("stepfunctions", "StartExecution"): _on("states:StartExecution", "stateMachineArn"),
+    ("stepfunctions", "GetExecutionHistory"): _on("states:GetExecutionHistory", "executionArn"),
+    ("cloudformation", "DescribeStacks"): _describe_stacks,
+    ("scheduler", "CreateSchedule"): _create_schedule,
     # Task-token callbacks support no resource-level permissions.
     ("stepfunctions", "SendTaskSuccess"): _anywhere("states:SendTaskSuccess"),
     ("stepfunctions", "SendTaskFailure"): _anywhere("states:SendTaskFailure"),

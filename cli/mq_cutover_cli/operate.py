@@ -452,6 +452,7 @@ def _start(args: argparse.Namespace, session: Any) -> int:
     role = stack_output(outputs, SCHEDULE_ROLE_OUTPUT, args.stack) if schedule_at else ""
     name = _migration_id(document) if schedule_at else ""
     schedule_input = _schedule_input(state_machine, name, text) if schedule_at else ""
+    schedule = schedule_name(args.stack, name) if schedule_at else ""
     sfn = session.client("stepfunctions")
     if isinstance(document.get("migrationId"), str) and _NAME.fullmatch(document["migrationId"]):
         # Read-only, and a clearer answer than the preflight's: this migration ran already.
@@ -462,7 +463,9 @@ def _start(args: argparse.Namespace, session: Any) -> int:
         return 1
     name = _migration_id(document)
     if schedule_at is not None:
-        return _schedule(session, args, state_machine, role, name, schedule_input, schedule_at)
+        return _schedule(
+            session, args, state_machine, role, (name, schedule), schedule_input, schedule_at
+        )
     try:
         arn = str(
             sfn.start_execution(stateMachineArn=state_machine, name=name, input=text)[
@@ -500,8 +503,22 @@ def _schedule_time(at: str, zone_name: str) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def schedule_name(migration_id: str) -> str:
-    return f"mq-cutover-{migration_id}"[:64]
+SCHEDULE_NAME_LIMIT = 64  # EventBridge Scheduler's limit on a schedule's name
+
+
+def schedule_name(stack: str, migration_id: str) -> str:
+    """`<stack name>.<migration id>`: the operator policy may create only schedules named after
+    its own stack (a stack name holds no ".", so no other stack's prefix matches). Refused,
+    before anything is created, when it would be longer than Scheduler allows."""
+    stack_name = stack.split("/")[1] if stack.startswith("arn:") and "/" in stack else stack
+    name = f"{stack_name}.{migration_id}"
+    if len(name) > SCHEDULE_NAME_LIMIT:
+        raise OperateError(
+            f"migrationId: the schedule's name {name} would be {len(name)} characters, the "
+            f"limit is {SCHEDULE_NAME_LIMIT} (<stack name>.<migrationId>): shorten the "
+            "migrationId, or start the run at the time without --at"
+        )
+    return name
 
 
 def _schedule_input(state_machine: str, name: str, text: str) -> str:
@@ -521,13 +538,13 @@ def _schedule(
     args: argparse.Namespace,
     state_machine: str,
     role: str,
-    name: str,
+    names: tuple[str, str],
     schedule_input: str,
     at: datetime,
 ) -> int:
+    name, schedule = names  # the migration's, the schedule's
     partition = state_machine.split(":")[1]
     local = at.strftime("%Y-%m-%dT%H:%M:%S")
-    schedule = schedule_name(name)
     try:
         session.client("scheduler").create_schedule(
             Name=schedule,

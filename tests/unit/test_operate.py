@@ -79,6 +79,27 @@ def test_a_plan_too_large_for_the_schedule_says_its_size_and_the_limit(
     assert stack.client("scheduler").list_schedules()["Schedules"] == []
 
 
+def test_the_schedule_is_named_after_the_stack_and_refused_when_too_long(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator policy may create only schedules named `<stack name>.<migration id>` (the
+    workflow test start --at creates one); a name too long is refused before anything."""
+    assert operate.schedule_name("s", "orders-1") == "s.orders-1"
+    stack_arn = "arn:aws:cloudformation:us-east-1:123456789012:stack/mq-prod/0a1b-2c3d"
+    assert operate.schedule_name(stack_arn, "orders-1") == "mq-prod.orders-1"
+    long_id = tmp_path / "long.json"
+    long_id.write_text(json.dumps({"migrationId": "o" * 63, "mode": "ordered"}))
+    argv = ["start", "--plan", str(long_id), "--stack", "s", "--at", "2099-01-01T02:00:00"]
+    assert main(argv, session=stack) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"mq-cutover: migrationId: the schedule's name s.{'o' * 63} would be 65 characters, the "
+        "limit is 64 (<stack name>.<migrationId>): shorten the migrationId, or start the run "
+        "at the time without --at\n"
+    )
+    assert stack.client("scheduler").list_schedules()["Schedules"] == []
+
+
 def test_an_unreadable_plan_is_one_line(
     stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -164,7 +164,7 @@ def test_start_at_creates_a_one_time_schedule_that_starts_this_migration(
         assert main(argv, session=session()) == 0
         out = capsys.readouterr().out
         assert f"scheduled {migration} at {tomorrow} Europe/Paris" in out
-        schedule = emulator.client("scheduler").get_schedule(Name=f"mq-cutover-{migration}")
+        schedule = emulator.client("scheduler").get_schedule(Name=f"{STACK}.{migration}")
         assert schedule["ScheduleExpression"] == f"at({tomorrow})"
         assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
         assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
@@ -183,7 +183,7 @@ def test_start_at_creates_a_one_time_schedule_that_starts_this_migration(
         assert main(argv, session=session()) == 2
         assert "is in the past" in capsys.readouterr().err
         listed = emulator.client("scheduler").list_schedules()["Schedules"]
-        assert [s["Name"] for s in listed] == [f"mq-cutover-{migration}"]
+        assert [s["Name"] for s in listed] == [f"{STACK}.{migration}"]
 
 
 # --- status -----------------------------------------------------------------------------------
