@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +47,18 @@ CLIENT_STEPS = {
     "narrow-consumers": ("consumers", "amazonMq"),
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# A person's abort (mq-cutover abort), as the run meets it: the step that stops for it fails
+# with this error, its cause "aborted by NAME (PRINCIPAL): REASON" (mq_cutover.lease.abort_text).
+ABORT_ERROR = "AbortRequested"
+_ABORTED_BY = re.compile(
+    r"aborted by (?P<name>.*?) \((?P<principal>arn:[^)]*)\): (?P<reason>.*)\Z", re.DOTALL
+)
+# The on-prem stop begins in these steps: from then on an abort is refused. A step that failed
+# with one of these errors did not pass it (an abort came first, or another run holds the lease).
+POINT_OF_NO_RETURN_STEPS = ("Stop On-Prem", "Confirm On-Prem Stopped")
+_NOT_PASSED = (ABORT_ERROR, "LeaseLost")
+ROLLBACK_STEP = "Roll Back"
+ROLLBACK_ENDS = {"Rolled Back": "rolled back", "Rollback Failed": "rollback failed"}
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, clear: `--watch` redraws in place
 
 
@@ -170,6 +183,15 @@ def _details(event: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def error_message(cause: Any) -> str:
+    """A task failure's cause as a person reads it: a Lambda error's cause is JSON
+    ({"errorMessage", "errorType", ...}); a gate failed by the approval API gives the text."""
+    document = _json(cause)
+    if isinstance(document, dict) and isinstance(document.get("errorMessage"), str):
+        return str(document["errorMessage"])
+    return str(cause or "")
+
+
 # --- what the history says ----------------------------------------------------------------
 @dataclass
 class Step:
@@ -289,10 +311,12 @@ class Record:
                 entry["outcome"] = {
                     "Rejected": "rejected",
                     "States.Timeout": "timed out",
+                    ABORT_ERROR: "aborted",
                 }.get(error, error or "failed")
                 entry["detail"] = cause
                 by = re.search(r" rejected by (.*?)(?::|\s\(no reason given\)|$)", cause)
-                entry["by"] = by.group(1) if by else None
+                aborted = _ABORTED_BY.match(error_message(cause))
+                entry["by"] = by.group(1) if by else aborted.group("name") if aborted else None
             elif answer.get("extend"):
                 entry.update(outcome="extended", by=answer.get("by"), comment=answer.get("comment"))
                 entry["extendMinutes"] = answer.get("extendMinutes")
@@ -345,6 +369,69 @@ class Record:
                     elif CLIENT_STEPS[move["step"]][0] == group:
                         places[name] = CLIENT_STEPS[move["step"]][1]
         return groups
+
+    def abort(self) -> dict[str, Any] | None:
+        """A person's abort, once the run met it (the first step that failed with
+        AbortRequested): who, their IAM principal, why, when and in which step. An abort the run
+        has not met yet is on the lease item only: it shows at the run's next step or reading."""
+        state = ""
+        for event in self.events:
+            details = _details(event)
+            if str(event["type"]).endswith("StateEntered"):
+                state = str(details.get("name") or "")
+            if event["type"] != "TaskFailed" or details.get("error") != ABORT_ERROR:
+                continue
+            text = error_message(details.get("cause"))
+            said = _ABORTED_BY.match(text)
+            return {
+                "by": said.group("name") if said else None,
+                "principal": said.group("principal") if said else None,
+                "reason": said.group("reason") if said else text,
+                "at": _iso(_when(event.get("timestamp"))),
+                "state": state,
+                "text": text,
+            }
+        return None
+
+    def point_of_no_return(self) -> dict[str, Any] | None:
+        """When the on-prem stop began (an abort is refused from then on), or None."""
+        for step in self.steps:
+            if step.name not in POINT_OF_NO_RETURN_STEPS:
+                continue
+            if step.failed and step.failed.partition(":")[0] in _NOT_PASSED:
+                continue
+            return {"state": step.name, "at": _iso(step.entered)}
+        return None
+
+    def rollback(self) -> dict[str, Any] | None:
+        """The rollback, once it began: when, after which failure (the state, error and cause
+        the Roll Back step was given), and whether it ended (rolled back, rollback failed)."""
+        began: Step | None = None
+        failure: dict[str, Any] = {}
+        entered = False
+        for event in self.events:
+            kind, details = str(event["type"]), _details(event)
+            if kind.endswith("StateEntered"):
+                entered = details.get("name") == ROLLBACK_STEP and began is None
+                if entered:
+                    began = next((s for s in self.steps if s.name == ROLLBACK_STEP), None)
+            elif kind == "TaskScheduled" and entered:
+                entered = False
+                parameters = _json(details.get("parameters")) or {}
+                payload = parameters.get("Payload") if isinstance(parameters, dict) else None
+                if isinstance(payload, dict) and isinstance(payload.get("failure"), dict):
+                    failure = payload["failure"]
+        if began is None:
+            return None
+        ended = next((s for s in self.steps if s.name in ROLLBACK_ENDS), None)
+        return {
+            "at": _iso(began.entered),
+            "afterState": failure.get("state"),
+            "error": failure.get("error"),
+            "cause": error_message(failure.get("cause")),
+            "outcome": ROLLBACK_ENDS[ended.name] if ended else "rolling back",
+            "endedAt": _iso(ended.entered) if ended else None,
+        }
 
     def counts(self) -> dict[str, Any] | None:
         """The reconciliation of message counts since the run began (the fence's or the
@@ -623,7 +710,10 @@ def _gate_votes(
 
 
 def status_lines(
-    record: Record, gate_info: dict[str, Any] | None = None, gate_problem: str | None = None
+    record: Record,
+    gate_info: dict[str, Any] | None = None,
+    gate_problem: str | None = None,
+    stack: str | None = None,
 ) -> list[str]:
     now = datetime.now(UTC)
     execution = record.execution
@@ -646,11 +736,49 @@ def status_lines(
     elif stopped:
         cause = execution.get("cause") or execution.get("error")
         lines.append(f"  ended:     {_iso(stopped)}" + (f": {shown(cause)}" if cause else ""))
+    lines += abort_lines(record, stack)
     lines += _broker_lines(record)
     lines += _gate_lines(record, gate_info, gate_problem)
     lines += _parameter_lines(record)
     lines.append("  last events:")
     lines += [f"    {line}" for line in _last_events(record.events)]
+    return lines
+
+
+def abort_lines(record: Record, stack: str | None = None) -> list[str]:
+    """A person's abort (who, why, when, where the run met it), the rollback (since when, after
+    what, how it ended), or whether an abort is still possible, all from the history."""
+    lines = []
+    abort = record.abort()
+    if abort is not None:
+        who = f"{abort['by']} ({abort['principal']})" if abort["by"] else "a person"
+        lines.append(
+            f"  abort:     asked by {shown(who)}, met at {_clock(_when(abort['at']))} in "
+            f"{shown(abort['state'] or '?')}: {shown(abort['reason'])}"
+        )
+    rollback = record.rollback()
+    if rollback is not None:
+        since = _clock(_when(rollback["at"]))
+        after = f"after {shown(rollback['afterState'] or '?')} failed ({rollback['error'] or '?'})"
+        if rollback["outcome"] == "rolling back":
+            lines.append(f"  rollback:  rolling back since {since}, {after}")
+        else:
+            lines.append(
+                f"  rollback:  {rollback['outcome']} at {_clock(_when(rollback['endedAt']))} "
+                f"(began {since}, {after})"
+            )
+    passed = record.point_of_no_return()
+    if passed is not None and rollback is None:
+        lines.append(
+            f"  abort:     no longer possible: past the point of no return since "
+            f"{_clock(_when(passed['at']))} ({shown(passed['state'])} began)"
+        )
+    elif record.status == "RUNNING" and abort is None and rollback is None:
+        where = f" --stack {shlex.quote(stack)}" if stack else ""
+        lines.append(
+            "  abort:     possible until the on-prem stop begins: mq-cutover abort "
+            f"{shlex.quote(record.migration_id)}{where} --reason TEXT"
+        )
     return lines
 
 
@@ -770,7 +898,7 @@ def _last_events(events: list[dict[str, Any]], count: int = 8) -> list[str]:
             continue
         what = str(details.get("name") or (state if kind.startswith("Task") else ""))
         if kind in ("TaskFailed", "ExecutionFailed", "TaskTimedOut"):
-            cause = str(details.get("cause") or "")[:120]
+            cause = error_message(details.get("cause"))[:120]  # a Lambda error: its message
             what = f"{state + ': ' if kind != 'ExecutionFailed' else ''}"
             what += f"{details.get('error', '')} {cause}".strip()
         shown_events.append(
@@ -790,7 +918,7 @@ def status(args: argparse.Namespace, session: Any, transport: Any = None) -> int
                 info, problem = _gate_votes(
                     session, args.stack, record.migration_id, gate.gate or "", transport
                 )
-            text = "\n".join(status_lines(record, info, problem))
+            text = "\n".join(status_lines(record, info, problem, args.stack))
             if args.watch:
                 print(CLEAR_SCREEN + text, flush=True)
             else:

@@ -157,6 +157,123 @@ def test_a_gates_task_token_is_never_shown() -> None:
     assert json.loads(report)["approvals"][0]["outcome"] == "open"
 
 
+ANA = "arn:aws:iam::123456789012:user/ana"
+ABORTED = f"aborted by Ana Ops ({ANA}): DLQ growing (see INC-7): fix first"
+
+
+def record_of(events: list[dict[str, Any]], status: str = "RUNNING") -> operate.Record:
+    execution = {
+        "executionArn": f"{MACHINE.replace('stateMachine', 'execution')}:orders-1",
+        "name": "orders-1",
+        "status": status,
+        "startDate": datetime(2026, 12, 1, 2, 0, tzinfo=UTC),
+        "input": json.dumps({"migrationId": "orders-1", "mode": "ordered"}),
+    }
+    record = operate.Record(execution, events, json.loads(execution["input"]))
+    record.steps = operate._steps(events)
+    return record
+
+
+def rollback_events(first: int, seconds: int, state: str, cause: str) -> list[dict[str, Any]]:
+    payload = {"failure": {"state": state, "error": "AbortRequested", "cause": cause}}
+    return [
+        event(first, "TaskStateEntered", seconds, name="Roll Back"),
+        event(first + 1, "TaskScheduled", seconds, parameters=json.dumps({"Payload": payload})),
+    ]
+
+
+def test_an_abort_at_a_gate_and_its_rollback_are_read_from_the_history() -> None:
+    """A gate failed by the approval API carries the abort's text as its cause."""
+    gate = {"FunctionName": "f", "Payload": {"gate": "stopOnPrem", "taskToken": TOKEN}}
+    events = [
+        event(1, "ExecutionStarted", 0, input="{}"),
+        event(2, "TaskStateEntered", 60, name="Approve Stop On-Prem"),
+        event(
+            3, "TaskScheduled", 60, resource="invoke.waitForTaskToken", parameters=json.dumps(gate)
+        ),
+        event(4, "TaskFailed", 125, error="AbortRequested", cause=ABORTED),
+        event(5, "TaskStateExited", 125, name="Approve Stop On-Prem"),
+        *rollback_events(6, 126, "Approve Stop On-Prem", ABORTED),
+    ]
+    record = record_of(events)
+    assert record.abort() == {
+        "by": "Ana Ops",
+        "principal": ANA,
+        "reason": "DLQ growing (see INC-7): fix first",
+        "at": "2026-12-01T02:02:05Z",
+        "state": "Approve Stop On-Prem",
+        "text": ABORTED,
+    }
+    assert record.point_of_no_return() is None
+    rollback = record.rollback()
+    assert rollback is not None and rollback["outcome"] == "rolling back"
+    assert (rollback["afterState"], rollback["error"]) == ("Approve Stop On-Prem", "AbortRequested")
+    (approval,) = record.approvals()
+    assert (approval["outcome"], approval["by"]) == ("aborted", "Ana Ops")
+    text = "\n".join(operate.status_lines(record, stack="prod"))
+    assert (
+        f"  abort:     asked by Ana Ops ({ANA}), met at 02:02:05Z in Approve Stop On-Prem: "
+        "DLQ growing (see INC-7): fix first\n" in text
+    )
+    assert (
+        "  rollback:  rolling back since 02:02:06Z, after Approve Stop On-Prem failed "
+        "(AbortRequested)\n" in text
+    )
+    assert "point of no return" not in text and "abort:     possible" not in text
+    assert TOKEN not in text
+
+
+def test_an_abort_that_came_before_the_stop_is_not_the_point_of_no_return() -> None:
+    """Stop On-Prem met the abort first (a Lambda error: its cause is JSON): nothing was
+    stopped, so the run never passed the point of no return, and rolled back."""
+    lambda_cause = json.dumps({"errorMessage": ABORTED, "errorType": "AbortRequested"})
+    events = [
+        event(1, "ExecutionStarted", 0, input="{}"),
+        event(2, "TaskStateEntered", 60, name="Stop On-Prem"),
+        event(3, "TaskFailed", 61, error="AbortRequested", cause=lambda_cause),
+        event(4, "TaskStateExited", 61, name="Stop On-Prem"),
+        *rollback_events(5, 62, "Stop On-Prem", ABORTED),
+        event(7, "TaskSucceeded", 63, output=json.dumps({"Payload": {"restored": []}})),
+        event(8, "TaskStateExited", 63, name="Roll Back"),
+        event(9, "FailStateEntered", 64, name="Rolled Back"),
+        event(10, "ExecutionFailed", 64, error="AbortRequested", cause="Rolled back"),
+    ]
+    record = record_of(events, status="FAILED")
+    abort = record.abort()
+    assert abort is not None and abort["reason"] == "DLQ growing (see INC-7): fix first"
+    assert abort["state"] == "Stop On-Prem"
+    assert record.point_of_no_return() is None
+    text = "\n".join(operate.status_lines(record))
+    assert (
+        "  rollback:  rolled back at 02:01:04Z (began 02:01:02Z, after Stop On-Prem failed "
+        "(AbortRequested))\n" in text
+    )
+    assert "TaskFailed  Stop On-Prem: AbortRequested aborted by Ana Ops" in text  # not JSON
+
+
+def test_past_the_stop_an_abort_is_no_longer_possible() -> None:
+    events = [
+        event(1, "ExecutionStarted", 0, input="{}"),
+        event(2, "TaskStateEntered", 60, name="Stop On-Prem"),
+        event(3, "TaskSucceeded", 61, output=json.dumps({"Payload": {"commandId": "c"}})),
+        event(4, "TaskStateExited", 61, name="Stop On-Prem"),
+        event(5, "TaskStateEntered", 61, name="Check On-Prem Stop"),
+    ]
+    record = record_of(events)
+    assert record.point_of_no_return() == {"state": "Stop On-Prem", "at": "2026-12-01T02:01:00Z"}
+    assert record.abort() is None and record.rollback() is None
+    text = "\n".join(operate.status_lines(record, stack="prod"))
+    assert (
+        "  abort:     no longer possible: past the point of no return since 02:01:00Z "
+        "(Stop On-Prem began)\n" in text
+    )
+    before = record_of(events[:1])
+    assert (
+        "  abort:     possible until the on-prem stop begins: mq-cutover abort orders-1 "
+        "--stack prod --reason TEXT"
+    ) in "\n".join(operate.status_lines(before, stack="prod"))
+
+
 def test_the_page_escapes_what_the_run_carries_and_draws_known_counts_only() -> None:
     hostile = '<script>alert("x")</script>'
     report = {

@@ -23,7 +23,7 @@ from botocore.credentials import Credentials
 from mq_cutover.plan import parse_plan
 from mq_cutover_cli import operate
 from mq_cutover_cli.cli import main
-from mq_cutover_cli.harness import REGION, Emulator, SimClock
+from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, SimClock
 from mq_cutover_cli.harness import STACK_NAME as STACK
 from mq_cutover_cli.live import _drive_to_an_end, live_run
 from mq_cutover_cli.world import World, default_world
@@ -207,6 +207,11 @@ def test_status_at_a_gate_shows_its_votes_from_the_decision_api(
         assert "    vote: Ana Ops approve at " in out
         assert "  parameters: 0 of 4 moved to Amazon MQ (producers 0 of 2; consumers 0 of 2)" in out
         assert "  brokers:   no queue reading yet" in out
+        assert (
+            "  abort:     possible until the on-prem stop begins: mq-cutover abort "
+            f"{migration} --stack {STACK} --reason TEXT\n" in out
+        )
+        assert "rollback:" not in out
 
         # The decision API cannot be reached: the gate is shown, without votes, and why.
         def unreachable(*_: Any) -> Any:
@@ -276,11 +281,22 @@ def test_status_after_the_run_and_of_an_unknown_migration(
         run.api.post(run.wait_for_gate("cutover").approve_link, APPROVE)
         run.api.post(run.wait_for_gate("stopOnPrem").approve_link, APPROVE)
         run.wait_until_done()
+        stop_began = next(
+            e["timestamp"]
+            for e in run.emulator.history(run.arn)
+            if e["type"] == "TaskStateEntered"
+            and e["stateEnteredEventDetails"]["name"] == "Stop On-Prem"
+        )
         capsys.readouterr()
         argv = ["status", migration, "--stack", STACK, "--watch"]
         assert main(argv, session=session()) == 0  # ended: one screen, no wait
         out = capsys.readouterr().out
         assert out.startswith(operate.CLEAR_SCREEN + f"{migration} (ordered): SUCCEEDED after ")
+        assert (
+            "  abort:     no longer possible: past the point of no return since "
+            f"{stop_began.astimezone(UTC):%H:%M:%S}Z (Stop On-Prem began)\n" in out
+        )
+        assert "rollback:" not in out and "abort:     possible" not in out
         assert "  gate:      none open" in out
         assert "  parameters: 4 of 4 moved to Amazon MQ" in out
         assert "ExecutionSucceeded" in out
@@ -317,6 +333,77 @@ def test_status_watch_redraws_until_the_run_ends(
     assert "  step:      Approve Cutover" in screens[0]
     assert "  step:      Approve Stop On-Prem" in screens[1]
     assert ": SUCCEEDED after " in screens[2]
+
+
+def test_status_shows_who_aborted_why_and_when_and_the_rollback(
+    ordered_plan: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ana aborts between two readings of the drain (as tests/workflow/test_abort.py does);
+    status, read while the rollback runs and after it, says who asked, why, where and when the
+    run met it, and the rollback's progress, all from the execution's history."""
+    migration = ordered_plan["migrationId"]
+    reason = "billing consumers fail on the new broker"
+    principal = f"arn:aws:iam::{ACCOUNT}:user/ana"
+    sent: dict[str, Any] = {}
+    screens: list[str] = []
+    with live_run(ordered_plan) as run:
+        deploy(run.emulator)
+        ana = session(iam_user(run.emulator, "ana"))  # a registered approver's principal
+        url = run.emulator.approval_api_url.replace("/approvals", "/decisions")
+        forward_drain: list[bool] = []
+
+        def entering(function: str, payload: dict[str, Any]) -> None:
+            drain = {"migrationId", "plan", "previous"}
+            forward_drain[:] = [function == "CheckDrainFunction" and set(payload) == drain]
+            if function == "RollbackFunction" and not screens:  # the rollback's first step
+                sent["said"] = capsys.readouterr().out  # the abort's answer
+                assert main(["status", migration, "--stack", STACK], session=session()) == 0
+                screens.append(capsys.readouterr().out)
+
+        def between_readings() -> None:
+            if forward_drain == [True] and "code" not in sent:
+                argv = ["abort", migration, "--reason", reason, "--api-url", url]
+                sent["code"] = main(argv, session=ana, transport=run.api.signed)
+
+        run.emulator.hooks.append(entering)
+        run.emulator.ticks.append(between_readings)
+        run.api.post(run.wait_for_gate("cutover").approve_link, APPROVE)
+        ended = run.wait_until_done()
+        assert sent["code"] == 0 and sent["said"].startswith("abort requested by Ana Ops")
+        assert ended["status"] == "FAILED" and ended["error"] == "AbortRequested"
+        assert main(["status", migration, "--stack", STACK], session=session()) == 0
+        screens.append(capsys.readouterr().out)
+        history = run.emulator.history(run.arn)
+
+    def at(kind: str, name: str | None = None) -> str:
+        for event in history:
+            details = event.get("stateEnteredEventDetails") or {}
+            if event["type"] == kind and (name is None or details.get("name") == name):
+                return f"{event['timestamp'].astimezone(UTC):%H:%M:%S}Z"
+        raise AssertionError(f"no {kind} {name or ''} in the history")
+
+    (met,) = [e for e in history if e["type"] == "TaskFailed"]
+    assert met["taskFailedEventDetails"]["error"] == "AbortRequested"
+    met_at = f"{met['timestamp'].astimezone(UTC):%H:%M:%S}Z"
+    began = at("TaskStateEntered", "Roll Back")
+    abort_line = (
+        f"  abort:     asked by Ana Ops ({principal}), met at {met_at} in Check Drain: {reason}\n"
+    )
+    during, after = screens
+    assert during.startswith(f"{migration} (ordered): RUNNING for ")
+    assert abort_line in during
+    assert (
+        f"  rollback:  rolling back since {began}, after Check Drain failed (AbortRequested)\n"
+        in during
+    )
+    assert "point of no return" not in during and "abort:     possible" not in during
+    assert after.startswith(f"{migration} (ordered): FAILED after ")
+    assert abort_line in after
+    assert (
+        f"  rollback:  rolled back at {at('FailStateEntered', 'Rolled Back')} (began {began}, "
+        "after Check Drain failed (AbortRequested))\n" in after
+    )
+    assert "  parameters: 0 of 4 moved to Amazon MQ" in after
 
 
 # --- report -----------------------------------------------------------------------------------
