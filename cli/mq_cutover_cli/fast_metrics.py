@@ -1,12 +1,19 @@
-"""An indexed GetMetricData for the simulated CloudWatch, for runs at scale.
+"""An indexed GetMetricData and ListMetrics for the simulated CloudWatch, for runs at scale.
 
 moto 5.2.5 answers GetMetricData by scanning every datapoint ever stored, for every query and
 every period of the window: with 1,000 queues (3,000 queries, 5,000 datapoints a period) one
 drain reading takes minutes. This reader keeps the datapoints indexed by metric and answers the
 same MetricStat queries (same period buckets from StartTime, same statistics, same ordering).
-It is opt-in (`Emulator(fast_metric_reads=True)`: the benchmark and the scale tests) and
-`tests/unit/test_fast_metrics.py` checks that it answers exactly as moto does. Queries with
-math or Insights expressions go to moto's own code.
+ListMetrics is worse: moto compares every datapoint with every metric found so far (a minute
+for the drain's discovery of 1,000 queues), and lists a metric once per datapoint where
+CloudWatch lists it once. The index answers with each distinct metric once, in moto's order.
+Together they were the `States.Timeout` at Check Drain of a simulated 800-queue plan: a
+discovery and a reading took more than the state's 330 s of real time, which moto enforces on
+the wall clock while the handler runs on simulated time.
+
+`mq-cutover simulate` (`Simulation(fast_metric_reads=True)`, the default) uses both, and
+`tests/unit/test_fast_metrics.py` checks that they answer as moto does. Queries with math or
+Insights expressions go to moto's own code.
 
 `prune(backend, before)` drops datapoints older than a moment: a 12-hour simulated drain at
 one-second resolution would otherwise keep millions of them in memory.
@@ -36,13 +43,16 @@ class _Index:
         self.seen = 0
         self.first: object | None = None
         self.series: dict[Key, tuple[list[datetime], list[float]]] = {}
+        self.metrics: dict[Key, Any] = {}  # the first datum of each distinct metric
 
     def update(self, data: list[Any]) -> None:
         if len(data) < self.seen or (data and data[0] is not self.first):
             self.__init__()  # type: ignore[misc]  # pruned or replaced: start again
         for datum in data[self.seen :]:
             dims = tuple(sorted((d.name, d.value) for d in datum.dimensions))
-            stamps, values = self.series.setdefault((datum.namespace, datum.name, dims), ([], []))
+            key = (datum.namespace, datum.name, dims)
+            self.metrics.setdefault(key, datum)
+            stamps, values = self.series.setdefault(key, ([], []))
             at = bisect.bisect_right(stamps, datum.timestamp)
             stamps.insert(at, datum.timestamp)
             values.insert(at, float(datum.value))
@@ -117,6 +127,30 @@ def install(original: Callable[..., Any]) -> Callable[..., Any]:
     return get_metric_data
 
 
+def install_list_metrics(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A replacement for `CloudWatchBackend.list_metrics`: each distinct metric once."""
+
+    def list_metrics(
+        self: CloudWatchBackend,
+        next_token: str | None,
+        namespace: str,
+        metric_name: str,
+        dimensions: list[dict[str, str]],
+    ) -> tuple[str | None, list[Any]]:
+        if next_token:  # moto keeps the rest of the listing under the token
+            return original(self, next_token, namespace, metric_name, dimensions)  # type: ignore[no-any-return]
+        index = _INDEXES.setdefault(id(self), _Index())
+        index.update(self.metric_data)
+        found = [
+            datum
+            for datum in [*index.metrics.values(), *self.aws_metric_data]
+            if datum.filter(namespace=namespace, name=metric_name, dimensions=dimensions)
+        ]
+        return self._get_paginated(found)
+
+    return list_metrics
+
+
 def prune(backend: CloudWatchBackend, before: datetime) -> None:
     naive = before.astimezone(UTC).replace(tzinfo=None)
 
@@ -130,8 +164,14 @@ def enable(emulator: Any) -> None:
     """Use the indexed reader for this emulator's lifetime (call it from `before_start`)."""
     from unittest import mock
 
-    patch = mock.patch.object(
-        CloudWatchBackend, "get_metric_data", install(CloudWatchBackend.get_metric_data)
-    )
-    patch.start()
-    emulator.cleanups.append(patch.stop)
+    patches = [
+        mock.patch.object(
+            CloudWatchBackend, "get_metric_data", install(CloudWatchBackend.get_metric_data)
+        ),
+        mock.patch.object(
+            CloudWatchBackend, "list_metrics", install_list_metrics(CloudWatchBackend.list_metrics)
+        ),
+    ]
+    for patch in patches:
+        patch.start()
+        emulator.cleanups.append(patch.stop)

@@ -463,3 +463,80 @@ def test_amazon_mq_side_reads_the_freshest_instance(aws: Any, plan: MigrationPla
     reading = read_queues(plan, cw, T0 + timedelta(seconds=5), list(ALL_EMPTY), side=side)
     assert reading.stale == [] and reading.missing == []
     assert reading.messages_left == 7
+
+
+class CountingCloudWatch:
+    """CloudWatch at scale, without moto: every queue reports, empty and quiet; counts calls
+    and refuses what CloudWatch refuses (more than 500 queries a call)."""
+
+    def __init__(self, queues: list[str]) -> None:
+        self.queues = queues
+        self.calls: list[str] = []
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_metrics"
+        outer = self
+
+        class Pages:
+            def paginate(self, **kwargs: Any) -> Any:
+                dims = [d for d in kwargs["Dimensions"] if "Value" in d]
+                for start in range(0, len(outer.queues), 500):  # ListMetrics: 500 a page
+                    outer.calls.append("ListMetrics")
+                    yield {
+                        "Metrics": [
+                            {"Dimensions": [*dims, {"Name": "Queue", "Value": q}]}
+                            for q in outer.queues[start : start + 500]
+                        ]
+                    }
+
+        return Pages()
+
+    def get_metric_data(self, **kwargs: Any) -> dict[str, Any]:
+        queries = kwargs["MetricDataQueries"]
+        assert len(queries) <= 500, len(queries)
+        self.calls.append("GetMetricData")
+        end = kwargs["EndTime"]
+        results = []
+        for query in queries:
+            period = timedelta(seconds=query["MetricStat"]["Period"])
+            value = 100.0 if query["Id"].startswith(("e", "c")) else 0.0
+            stamps = [end - 2 * period, end - 3 * period]
+            results.append({"Id": query["Id"], "Timestamps": stamps, "Values": [value, value]})
+        return {"MetricDataResults": results}
+
+
+@pytest.mark.parametrize(
+    ("purpose", "brokers", "per_reading"),
+    [
+        # 1,000 queues x 4 metrics (messages, in flight, enqueued, consumers) = 8 calls of 500
+        (Purpose.DRAIN, None, 8),
+        (Purpose.FENCE, None, 8),
+        # on-prem 3 metrics + Amazon MQ 3 metrics on each of its 2 instances: 18 calls
+        (Purpose.PLACEMENT, ["orders-amazonmq-1", "orders-amazonmq-2"], 18),
+    ],
+)
+def test_calls_per_reading_at_1000_queues_matched_by_pattern(
+    ordered_plan: dict[str, Any], purpose: Purpose, brokers: list[str] | None, per_reading: int
+) -> None:
+    """The documented scale: one discovery (2 ListMetrics pages) per Lambda call, then each
+    reading batches 500 queries a GetMetricData call. A regression here (a call per queue, a
+    discovery per reading) is what would push Check Drain past its Lambda timeout."""
+    queues = [f"app.queue-{i:04d}" for i in range(1000)]
+    ordered_plan["onPrem"]["queues"] = ["app.queue-*"]
+    plan = fast_plan(ordered_plan, pollIntervalSeconds=10)
+    cw = CountingCloudWatch(queues)
+    fake = FakeTime(T0, lambda _now: None)
+    result = watch_drain(
+        plan,
+        cw,
+        None,
+        budget_seconds=45,
+        now=lambda: fake.now,
+        sleep=fake.sleep,
+        purpose=purpose,
+        other=amazon_mq_side(plan, brokers) if brokers else None,
+    )
+    readings = result["readings"]
+    assert result["watchedQueues"] == 1000 and readings >= 2
+    assert cw.calls.count("ListMetrics") == 2
+    assert cw.calls.count("GetMetricData") == per_reading * readings

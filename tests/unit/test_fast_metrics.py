@@ -79,3 +79,45 @@ def test_indexed_reads_match_moto(aws: Any) -> None:
     assert indexed() == expected
     prune(cloudwatch_backends["123456789012"]["us-east-1"], T0 + timedelta(minutes=5))
     assert indexed() == answers()
+
+
+def test_indexed_list_metrics_lists_each_metric_once_as_moto_finds_them(aws: Any) -> None:
+    from mq_cutover_cli.fast_metrics import install_list_metrics
+
+    cw = aws("cloudwatch")
+    for second in range(0, 300, 60):  # five datapoints of each metric
+        cw.put_metric_data(
+            Namespace="N",
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Dimensions": [{"Name": "Broker", "Value": "b"}, {"Name": "Queue", "Value": q}],
+                    "Timestamp": T0 + timedelta(seconds=second),
+                    "Value": 1,
+                }
+                for q in [f"q{i:03d}" for i in range(300)]
+                for name in ("QueueSize", "EnqueueCount")
+            ],
+        )
+    cw.put_metric_data(Namespace="Other", MetricData=[{"MetricName": "QueueSize", "Value": 1}])
+    request = {
+        "Namespace": "N",
+        "MetricName": "QueueSize",
+        "Dimensions": [{"Name": "Queue"}, {"Name": "Broker", "Value": "b"}],
+    }
+
+    def listing() -> list[tuple[str, str, str]]:
+        pages = cw.get_paginator("list_metrics").paginate(**request)
+        return [
+            (m["Namespace"], m["MetricName"], str(sorted(map(str, m["Dimensions"]))))
+            for page in pages
+            for m in page["Metrics"]
+        ]
+
+    expected = listing()
+    with mock.patch.object(
+        CloudWatchBackend, "list_metrics", install_list_metrics(CloudWatchBackend.list_metrics)
+    ):
+        indexed = listing()
+    # The same metrics, each once (CloudWatch's answer; moto repeats one per datapoint).
+    assert len(indexed) == 300 and set(indexed) == set(expected)
