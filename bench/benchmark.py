@@ -34,7 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "cli")]
 
-from mq_cutover_cli import fast_metrics  # noqa: E402
 from mq_cutover_cli.harness import Emulator  # noqa: E402
 from mq_cutover_cli.simulate import Simulation  # noqa: E402
 from mq_cutover_cli.world import SimQueue, World  # noqa: E402
@@ -137,7 +136,6 @@ def simulate(plan: dict[str, Any], world: World, approve: str = "auto") -> tuple
         world=world,
         approve=approve,
         timeout_seconds=3600,
-        before_start=fast_metrics.enable,
         stack_parameters=NO_REQUIRED_GATES,
     )
     began = time.perf_counter()
@@ -164,8 +162,6 @@ def lag_trials(setting: Setting, trials: int, delay: float, seed: int) -> dict[s
         repointed: list[datetime] = []
 
         def watch(emulator: Emulator, marks: list[datetime] = repointed) -> None:
-            fast_metrics.enable(emulator)
-
             def after(function: str, event: dict[str, Any], result: Any) -> None:
                 consumers = (
                     function == "RepointClientsFunction" and event.get("step") == "consumers"
