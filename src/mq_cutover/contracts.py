@@ -42,6 +42,7 @@ class ValidatePlanEvent(BaseModel):
 
     plan: Any = None
     execution_name: str | None = None
+    state_machine_arn: str | None = None  # its own runs are not "another run" (preflight)
 
 
 class TakeLeaseEvent(_Event):

@@ -106,7 +106,13 @@ def test_a_plan_without_a_required_gate_never_reaches_a_side_effect(
     assert execution["status"] == "FAILED" and execution["error"] == "PlanInvalid"
     assert "approvals.gates: the stack requires the gate 'cutover'" in execution["cause"]
     assert "approvals.gates: the stack requires the gate 'stopOnPrem'" in execution["cause"]
-    assert entered(sim) == ["Validate Plan", "Notify Not Started", "Not Started"]
+    assert entered(sim) == [
+        "Validate Plan",
+        "Describe Failure",
+        "Route Failure",
+        "Notify Not Started",
+        "Not Started",
+    ]
     assert commands == [] and sim.report["brokersCreated"] == []
     assert sim.report["approvalEmails"] == []
     assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())

@@ -202,7 +202,13 @@ def test_bad_plan_fails_at_validation_and_changes_nothing(ordered_plan: dict[str
     execution = sim.report["execution"]
     assert execution["status"] == "FAILED" and execution["error"] == "PlanInvalid"
     assert "target.create.engine: Field required" in execution["cause"]
-    assert entered(sim) == ["Validate Plan", "Notify Not Started", "Not Started"]
+    assert entered(sim) == [
+        "Validate Plan",
+        "Describe Failure",
+        "Route Failure",
+        "Notify Not Started",
+        "Not Started",
+    ]
     assert sim.report["brokersCreated"] == []
     assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
     assert sim.report["approvals"] == []

@@ -35,6 +35,8 @@ def test_a_second_execution_of_a_running_migration_is_refused(ordered_plan: dict
         assert emulator.states_entered(second) == [
             "Validate Plan",
             "Take Migration Lease",
+            "Describe Failure",
+            "Route Failure",
             "Notify Not Started",
             "Not Started",
         ]
@@ -110,7 +112,13 @@ def test_simulated_redrive_of_an_older_attempt_changes_nothing(
                     "orders-2026-12-01--2 holds it"
                 )
                 states = emulator.states_entered(first.arn)
-                assert states[-3:] == ["Repoint Producers", "Notify Not Ours", "Not Ours"]
+                assert states[-5:] == [
+                    "Repoint Producers",
+                    "Describe Failure",
+                    "Route Failure",
+                    "Notify Not Ours",
+                    "Not Ours",
+                ]
                 assert "Roll Back" not in states
                 # Nothing in SSM changed: no parameter version, no command.
                 ssm = emulator.client("ssm")
@@ -163,7 +171,13 @@ def test_simulated_redrive_rejected_at_a_gate_does_not_roll_back_the_later_attem
                 assert status["status"] == "FAILED" and status["error"] == "LeaseLost"
                 assert status["cause"].startswith("Stopped at Roll Back, nothing changed")
                 states = emulator.states_entered(first.arn)
-                assert states[-3:] == ["Roll Back", "Notify Not Ours", "Not Ours"]
+                assert states[-5:] == [
+                    "Roll Back",
+                    "Describe Failure",
+                    "Route Failure",
+                    "Notify Not Ours",
+                    "Not Ours",
+                ]
                 assert first.parameter_values() == moved  # the later attempt's, as it found them
             finally:
                 drive_to_an_end(emulator, second)
@@ -199,9 +213,11 @@ def test_simulated_lease_loss_inside_the_unordered_map_stops_without_rollback(
     assert execution["cause"].startswith("Stopped at Repoint Producers One By One, nothing changed")
     assert "telemetry-2026-12-01--2 holds it" in execution["cause"]
     states = entered(sim)
-    assert states[-4:] == [
+    assert states[-6:] == [
         "Repoint Producers One By One",
         "Repoint Producer",
+        "Describe Failure",
+        "Route Failure",
         "Notify Not Ours",
         "Not Ours",
     ]

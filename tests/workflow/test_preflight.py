@@ -22,7 +22,13 @@ def nothing_changed(sim: Simulation, commands: list[Any]) -> None:
     report = sim.report
     assert report["execution"]["status"] == "FAILED"
     assert report["execution"]["error"] == "PlanInvalid"
-    assert entered(sim) == ["Validate Plan", "Notify Not Started", "Not Started"]
+    assert entered(sim) == [
+        "Validate Plan",
+        "Describe Failure",
+        "Route Failure",
+        "Notify Not Started",
+        "Not Started",
+    ]
     scheduled = [
         (e["taskScheduledEventDetails"]["resourceType"], e["taskScheduledEventDetails"]["resource"])
         for e in sim.history
