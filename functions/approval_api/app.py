@@ -35,7 +35,9 @@ from mq_cutover.approval_api import (
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, verify
 from mq_cutover.approval_pages import confirmation_page, page, result_page
-from mq_cutover.approvals import DECISIONS, ResumeFailed, decide, load, pending_for
+from mq_cutover.approval_records import DECISIONS, load, pending_for
+from mq_cutover.approval_resume import ResumeFailed
+from mq_cutover.approval_votes import decide
 from mq_cutover.approvers import (
     Approver,
     approver_for_principal,

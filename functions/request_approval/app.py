@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
-from mq_cutover.approvals import request_approval
+from mq_cutover.approval_requests import request_approval
 from mq_cutover.approvers import load_registry
 from mq_cutover.contracts import RequestApprovalEvent
 from mq_cutover.gate_facts import EXTENDABLE_GATES, gate_facts

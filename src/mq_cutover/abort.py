@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mq_cutover.approvals import ResumeFailed, pending_for
+from mq_cutover.approval_records import pending_for
+from mq_cutover.approval_resume import ResumeFailed
 from mq_cutover.lease import abort_text, record_abort
 
 ERROR = "AbortRequested"

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from mq_cutover.approvals import DECISIONS
+from mq_cutover.approval_records import DECISIONS
 from mq_cutover.approvers import Approver, approving_votes, verified_approvers
 from mq_cutover.gate_facts import EXTENDABLE_GATES, GATE_TITLES, render_facts
 from mq_cutover.plan import MIGRATION_ID_PATTERN

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from mq_cutover.abort import close_open_gates, request_abort
 from mq_cutover.approval_api import BadRequest, decision_request
-from mq_cutover.approvals import ResumeFailed, load
+from mq_cutover.approval_records import load
+from mq_cutover.approval_resume import ResumeFailed
 from mq_cutover.errors import AbortRequested, LeaseLost
 from mq_cutover.lease import (
     check_abort,

@@ -14,7 +14,9 @@ import pytest
 
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, sign, verify
 from mq_cutover.approval_pages import confirmation_page
-from mq_cutover.approvals import decide, load, pending_for, request_approval
+from mq_cutover.approval_records import load, pending_for
+from mq_cutover.approval_requests import request_approval
+from mq_cutover.approval_votes import decide
 from mq_cutover.approvers import Approver, add_approver, load_registry
 from mq_cutover.errors import ApproversInvalid
 
@@ -311,7 +313,7 @@ class FailingStepFunctions(RecordingStepFunctions):
 
 
 def test_undelivered_decision_reopens_the_gate(table: Any, inbox: tuple[Any, str, str]) -> None:
-    from mq_cutover.approvals import ResumeFailed
+    from mq_cutover.approval_resume import ResumeFailed
 
     approval_id = _request(table, inbox)
     with pytest.raises(ResumeFailed):
@@ -391,7 +393,7 @@ def test_the_migration_index_holds_no_token(table: Any, inbox: tuple[Any, str, s
 def test_an_undelivered_rejection_never_counts_as_an_approval(
     table: Any, inbox: tuple[Any, str, str]
 ) -> None:
-    from mq_cutover.approvals import ResumeFailed
+    from mq_cutover.approval_resume import ResumeFailed
 
     class FailingReject(RecordingStepFunctions):
         def send_task_failure(self, **kwargs: Any) -> None:
