@@ -4,10 +4,12 @@ AbortRequested when a person asked for the rollback)."""
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
 from mq_cutover.broker import broker_state
+from mq_cutover.contracts import BrokerEvent, BrokerStateResult
 from mq_cutover.lease import check_abort
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
@@ -20,8 +22,9 @@ mq = aws.client("mq")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    check_abort(leases, migration_id=event["migrationId"])
-    result = broker_state(mq, event["brokerId"])
+@event_parser(model=BrokerEvent)
+def lambda_handler(event: BrokerEvent, context: LambdaContext) -> dict[str, Any]:
+    check_abort(leases, migration_id=event.migration_id)
+    result = broker_state(mq, event.broker_id)
     logger.info("broker state", extra={"broker": result})
-    return result
+    return BrokerStateResult.model_validate(result).dump()

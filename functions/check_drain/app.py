@@ -16,9 +16,11 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.contracts import CheckDrainEvent, DrainReading
 from mq_cutover.drain import (
     CALL_RESERVE_SECONDS,
     Purpose,
@@ -56,8 +58,9 @@ def _progress(summary: dict[str, Any]) -> None:
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = parse_plan(event["plan"])
+@event_parser(model=CheckDrainEvent)
+def lambda_handler(event: CheckDrainEvent, context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event.plan)
     check_abort(leases, migration_id=plan.migration_id)
 
     def progress(summary: dict[str, Any]) -> None:
@@ -68,15 +71,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         plan.drain.max_seconds_per_check,
         context.get_remaining_time_in_millis() / 1000 - CALL_RESERVE_SECONDS,
     )
-    purpose = Purpose(event.get("purpose") or Purpose.DRAIN)
-    brokers = event.get("metricBrokers")
-    side = side_of(plan, event.get("side") or SideName.ON_PREM, brokers)
-    if event.get("producersQuiet") is False:  # a rollback's on-prem drain (mq_cutover.rollback)
+    purpose = Purpose(event.purpose or Purpose.DRAIN)
+    brokers = event.metric_brokers
+    side = side_of(plan, event.side or SideName.ON_PREM, brokers)
+    if event.producers_quiet is False:  # a rollback's on-prem drain (mq_cutover.rollback)
         side = replace(side, require_quiet=False)
     result = watch_drain(
         plan,
         cloudwatch,
-        event.get("previous"),
+        event.previous,
         budget_seconds=budget,
         now=clock.utcnow,
         sleep=clock.sleep,
@@ -86,15 +89,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         other=amazon_mq_side(plan, brokers) if purpose == Purpose.PLACEMENT else None,
     )
     ended = result["done"] or result["timedOut"]
-    if purpose == Purpose.FENCE and ended and event.get("startedAt"):
+    if purpose == Purpose.FENCE and ended and event.started_at:
         # Nobody is left on-prem (or a person will decide at the fence's gate): the final
         # figures, taken before the broker stops.
         sides = [side, amazon_mq_side(plan, brokers)] if brokers else [side]
-        began = datetime.fromisoformat(str(event["startedAt"]))
+        began = datetime.fromisoformat(event.started_at)
         result["counts"] = reconcile(plan, cloudwatch, sides, began, clock.utcnow())
     if side.name == SideName.ON_PREM:
         metrics.add_metric("MessagesLeftOnPrem", MetricUnit.Count, result["messagesLeft"])
     else:
         metrics.add_metric("MessagesLeftOnAmazonMq", MetricUnit.Count, result["messagesLeft"])
     logger.info("drain summary", extra={"drain": result})
-    return result
+    return DrainReading.model_validate(result).dump()

@@ -6,9 +6,11 @@ AbortRequested when a person asked for the rollback (a rollback's own checks go 
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.contracts import CheckRestartEvent, RestartCheckResult
 from mq_cutover.lease import check_abort
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
@@ -23,15 +25,16 @@ ssm = aws.client("ssm")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    check_abort(leases, migration_id=event["migrationId"])  # a rollback's own checks pass
+@event_parser(model=CheckRestartEvent)
+def lambda_handler(event: CheckRestartEvent, context: LambdaContext) -> dict[str, Any]:
+    check_abort(leases, migration_id=event.migration_id)  # a rollback's own checks pass
     result = check_restart(
-        parse_plan(event["plan"]),
+        parse_plan(event.plan),
         ssm,
-        list(event["commands"]),
-        event.get("previous"),
+        list(event.commands),
+        event.previous,
         now=clock.utcnow(),
-        step=event.get("step"),
+        step=event.step,
     )
     logger.info("restart hooks", extra={"restart": result})
-    return result
+    return RestartCheckResult.model_validate(result).dump()

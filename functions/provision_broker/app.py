@@ -3,10 +3,12 @@
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
 from mq_cutover.broker import provision_broker
+from mq_cutover.contracts import ProvisionBrokerEvent, ProvisionBrokerResult
 from mq_cutover.lease import verify_lease
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
@@ -21,9 +23,10 @@ secrets = aws.client("secretsmanager")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = parse_plan(event["plan"])
-    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
+@event_parser(model=ProvisionBrokerEvent)
+def lambda_handler(event: ProvisionBrokerEvent, context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event.plan)
+    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event.execution_arn)
     result = provision_broker(plan, mq, secrets)
     logger.info("broker provisioned", extra={"broker": result})
-    return result
+    return ProvisionBrokerResult.model_validate(result).dump()

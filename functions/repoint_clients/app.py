@@ -4,9 +4,11 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
+from mq_cutover.contracts import RepointClientsEvent, RepointClientsResult
 from mq_cutover.lease import verify_lease
 from mq_cutover.observability import logger, metrics, tracer
 from mq_cutover.parameters import ClientStep, repoint_clients
@@ -22,19 +24,20 @@ ssm = aws.client("ssm")
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = parse_plan(event["plan"])
-    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event["executionArn"])
+@event_parser(model=RepointClientsEvent)
+def lambda_handler(event: RepointClientsEvent, context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event.plan)
+    verify_lease(leases, migration_id=plan.migration_id, execution_arn=event.execution_arn)
     result = repoint_clients(
         plan,
         ssm,
-        ClientStep(event["step"]),
-        event["broker"],
-        only=event.get("parameter"),
-        index=None if event.get("parameterIndex") is None else int(event["parameterIndex"]),
+        ClientStep(event.step),
+        event.broker,
+        only=event.parameter,
+        index=event.parameter_index,
         time_left_ms=context.get_remaining_time_in_millis,
-        start=int(event.get("from") or 0),
+        start=event.start or 0,
     )
     metrics.add_metric("ParametersChanged", MetricUnit.Count, len(result["changed"]))
     logger.info("clients repointed", extra={"clients": result})
-    return result
+    return RepointClientsResult.model_validate(result).dump()

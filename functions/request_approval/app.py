@@ -13,7 +13,7 @@ from mq_cutover import aws, clock
 from mq_cutover.approval_key import approval_key
 from mq_cutover.approval_requests import request_approval
 from mq_cutover.approvers import load_registry
-from mq_cutover.contracts import RequestApprovalEvent
+from mq_cutover.contracts import ApprovalResult, RequestApprovalEvent
 from mq_cutover.gate_facts import EXTENDABLE_GATES, gate_facts
 from mq_cutover.lease import check_abort, gate_may_open
 from mq_cutover.observability import logger, tracer
@@ -56,4 +56,4 @@ def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[
     # An abort recorded while the gate opened may have missed it: the run rolls back now.
     check_abort(leases, migration_id=plan.migration_id)
     logger.info("approval requested", extra={"approval": result})
-    return result
+    return ApprovalResult.model_validate(result).dump()

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws
 from mq_cutover.broker import resolve_endpoints
-from mq_cutover.contracts import BrokerEvent
+from mq_cutover.contracts import BrokerEvent, EndpointsResult
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import parse_plan
 
@@ -20,4 +20,4 @@ mq = aws.client("mq")
 def lambda_handler(event: BrokerEvent, context: LambdaContext) -> dict[str, Any]:
     result = resolve_endpoints(parse_plan(event.plan), mq, event.broker_id)
     logger.info("endpoints resolved", extra={"clientUrl": result["clientUrl"]})
-    return result
+    return EndpointsResult.model_validate(result).dump()

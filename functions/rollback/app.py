@@ -6,9 +6,11 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.contracts import RollbackEvent, RollbackResult
 from mq_cutover.drain import amazon_mq_side, broker_counts, on_prem_side
 from mq_cutover.lease import mark_rolling_back
 from mq_cutover.observability import logger, metrics, tracer
@@ -27,24 +29,25 @@ cloudwatch = aws.client("cloudwatch")
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = parse_plan(event["plan"])
+@event_parser(model=RollbackEvent)
+def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event.plan)
     # The lease check, which also marks that the rollback began: an abort recorded before no
     # longer stops it, one asked from now on is answered "already rolling back".
     mark_rolling_back(
         leases,
         migration_id=plan.migration_id,
-        execution_arn=event["executionArn"],
-        failure=event.get("failure"),
+        execution_arn=event.execution_arn,
+        failure=event.failure,
         now=clock.utcnow(),
     )
-    broker = event.get("broker")
+    broker = event.broker
     result = roll_back_step(
         plan,
         ssm,
         broker,
-        event.get("memo"),
-        cursor=event.get("cursor"),
+        event.memo,
+        cursor=event.cursor,
         time_left_ms=context.get_remaining_time_in_millis,
     )
     if result["finished"]:
@@ -54,13 +57,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             side = amazon_mq_side(plan, list(broker["metricBrokers"]))
             counts.append(broker_counts(plan, cloudwatch, now, side))
         result["brokers"] = {count["side"]: count for count in counts}
-        if event.get("startedAt"):
+        if event.started_at:
             sides = [on_prem_side(plan)]
             if broker and broker.get("metricBrokers"):
                 sides.append(amazon_mq_side(plan, list(broker["metricBrokers"])))
-            began = datetime.fromisoformat(str(event["startedAt"]))
+            began = datetime.fromisoformat(event.started_at)
             result["counts"] = reconcile(plan, cloudwatch, sides, began, now)
     metrics.add_metric("ParametersRestored", MetricUnit.Count, len(result["restored"]))
     metrics.add_metric("RollbackConflicts", MetricUnit.Count, len(result["conflicts"]))
     logger.warning("rollback step", extra={"rollback": result})
-    return result
+    return RollbackResult.model_validate(result).dump()

@@ -5,9 +5,11 @@ AbortRequested: nothing is stopped, the run rolls back)."""
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.contracts import StopOnPremEvent, StopOnPremResult
 from mq_cutover.lease import pass_point_of_no_return
 from mq_cutover.observability import logger, tracer
 from mq_cutover.onprem import stop_on_prem
@@ -23,15 +25,16 @@ ec2 = aws.client("ec2")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = parse_plan(event["plan"])
+@event_parser(model=StopOnPremEvent)
+def lambda_handler(event: StopOnPremEvent, context: LambdaContext) -> dict[str, Any]:
+    plan = parse_plan(event.plan)
     pass_point_of_no_return(
         leases,
         migration_id=plan.migration_id,
-        execution_arn=event["executionArn"],
+        execution_arn=event.execution_arn,
         step="Stop On-Prem",
         now=clock.utcnow(),
     )
     result = stop_on_prem(plan, ssm, ec2)
     logger.info("on-prem stop started", extra={"stop": result})
-    return result
+    return StopOnPremResult.model_validate(result).dump()

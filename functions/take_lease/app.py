@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
-from mq_cutover.contracts import TakeLeaseEvent
+from mq_cutover.contracts import TakeLeaseEvent, TakeLeaseResult
 from mq_cutover.lease import take_lease
 from mq_cutover.observability import logger, tracer
 from mq_cutover.settings import Settings
@@ -29,4 +29,4 @@ def lambda_handler(event: TakeLeaseEvent, context: LambdaContext) -> dict[str, A
         now=clock.utcnow(),
     )
     logger.info("lease taken", extra={"lease": lease})
-    return lease
+    return TakeLeaseResult.model_validate(lease).dump()

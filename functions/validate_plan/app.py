@@ -4,9 +4,11 @@ then every preflight check against the account and the stack (`mq_cutover.prefli
 import os
 from typing import Any
 
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.contracts import ValidatePlanEvent, ValidatePlanResult
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import pack, summary
 from mq_cutover.preflight import Clients, StackSettings
@@ -33,11 +35,12 @@ def stack_settings(state_machine_arn: str) -> StackSettings:
 
 @logger.inject_lambda_context(correlation_id_path="executionName")
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=ValidatePlanEvent)
+def lambda_handler(event: ValidatePlanEvent, context: LambdaContext) -> dict[str, Any]:
     plan = validate_plan(
-        event.get("plan"),
-        execution_name=event.get("executionName"),
-        stack=stack_settings(str(event.get("stateMachineArn") or "")),
+        event.plan,
+        execution_name=event.execution_name,
+        stack=stack_settings(event.state_machine_arn or ""),
         clients=clients,
         now=clock.utcnow(),
     )
@@ -45,4 +48,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)}
     )
     # The state machine reads the summary; every Lambda gets the packed plan.
-    return {"summary": summary(plan), "packed": pack(plan)}
+    return ValidatePlanResult(summary=summary(plan), packed=pack(plan)).dump()

@@ -1,4 +1,5 @@
-"""What each Lambda handler receives from the state machine: one typed model per handler.
+"""What each Lambda handler receives from the state machine, and what it returns to it: one typed
+model per handler's event (`EVENT_MODELS`) and per result (`RESULT_MODELS`).
 
 Handlers parse their event with Powertools' parser (`@event_parser(model=...)`), so a payload the
 ASL builds wrongly (a missing, misspelt or unexpected field) fails at the handler's door with the
@@ -7,6 +8,12 @@ state's `Payload` against its handler's model, so the ASL and the handlers canno
 
 Field names are the ASL's (camelCase aliases). The plan arrives packed (`mq_cutover.plan.pack`)
 except at Validate Plan, which gets the execution input as it was given.
+
+Each handler returns `Model.model_validate(result).dump()`: the logic's dict, checked against the
+model and dumped with the same keys (only those the logic set). The unit test checks every
+`$states.result.Payload.<field>` the ASL reads, and every field it reads from a variable that
+holds a whole result (`$broker.brokerId`), is a field of that function's result model; the
+workflow test validates every result real runs returned.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from mq_cutover.plan import StopMethod
 
 # A packed plan (`mq_cutover.plan.pack`) or, from tests and sample events, the plan document.
 PackedPlan = str | dict[str, Any]
@@ -132,4 +141,178 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "StopOnPremFunction": StopOnPremEvent,
     "CheckOnPremStopFunction": CheckOnPremStopEvent,
     "RollbackFunction": RollbackEvent,
+}
+
+
+class _Result(BaseModel):
+    """A handler's result: every key it may hold is a field (a new key fails the handler)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON the state machine gets: the ASL's names, only the keys the logic set (an
+        optional field it left out stays out, one it set to null stays null)."""
+        return self.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+
+class _OpenResult(_Result):
+    """A large result that grows with the product (a drain reading, a rollback action): the
+    fields the state machine reads are typed, any other key is carried as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ValidatePlanResult(_Result):
+    summary: dict[str, Any]  # the plan without its long lists (`mq_cutover.plan.summary`)
+    packed: str
+
+
+class TakeLeaseResult(_Result):
+    migration_id: str
+    execution_arn: str
+    since: str | None
+    took_over_from: str | None  # the execution whose lease this one took (it had ended)
+    holder_status: str | None = None  # that execution's status, when it took over
+
+
+class ProvisionBrokerResult(_Result):
+    broker_id: str
+    broker_arn: str
+    engine: str
+    created: bool
+
+
+class BrokerStateResult(_Result):
+    broker_id: str
+    state: str
+
+
+class EndpointsResult(_Result):
+    broker_id: str
+    broker_name: str
+    metric_brokers: list[str]
+    engine: str
+    protocol: str
+    endpoints: list[str]
+    client_url: str
+
+
+class ApprovalResult(_Result):
+    """Request Approval's own result (the state machine waits for the gate's decision, which
+    the approval API sends with the task token; this is only logged)."""
+
+    approval_id: str
+    gate: str
+    expires_at: str
+    approvers: list[str]
+
+
+class ConflictingParameter(_Result):
+    name: str
+    reason: str
+
+
+class RepointClientsResult(_Result):
+    step: str
+    changed: list[str]
+    unchanged: list[str]
+    conflicts: list[ConflictingParameter]
+    restart_command_id: str | None
+    next: int
+    done: bool
+    remaining: int
+
+
+class DrainReading(_OpenResult):
+    """Check Drain's summary (`mq_cutover.drain.fold`): the condition's state and what the
+    state machine and the approval email read; the rest of the reading is carried as it is."""
+
+    purpose: str
+    side: str
+    done: bool
+    timed_out: bool
+    messages_left: int
+    initial_messages_left: int
+    initial_queues_with_messages: list[Any]
+    queues_with_messages: list[Any]
+    never_drain: list[Any]
+    drained: bool | None = None  # not for placement
+    counts: dict[str, Any] | None = None  # the fence's final count reconciliation
+    consecutive_empty: int
+    required_empty: int
+    polls: int
+    extensions_left: int
+
+
+class RestartCommand(_Result):
+    group: str
+    command_id: str
+    status: str
+    hosts: int
+
+
+class RestartCheckResult(_Result):
+    done: bool
+    started_at: str
+    deadline_at: str
+    checks: int
+    poll_interval_seconds: int
+    hosts: int
+    succeeded: int
+    pending_count: int
+    pending: list[str]
+    commands: list[RestartCommand]
+
+
+class StopOnPremResult(_Result):
+    method: StopMethod
+    command_id: str | None = None  # ssmCommand
+    instance_ids: list[str] | None = None  # ec2Stop
+
+
+class OnPremStopResult(StopOnPremResult):
+    """The stop as it was started, with how far it got."""
+
+    done: bool
+    status: str | None = None  # the SSM command's
+    completed: int | None = None
+    targets: int | None = None
+    instances: dict[str, str] | None = None  # each instance's EC2 state
+
+
+class RollbackResult(_OpenResult):
+    """One rollback action (`mq_cutover.rollback.roll_back_step`); `brokers` and `counts` are
+    added when it finished."""
+
+    action: str
+    side: str | None
+    purpose: str | None
+    wait: str | None
+    finished: bool
+    restored: list[str]
+    conflicts: list[dict[str, Any]]
+    moved: list[str]
+    restart_command_ids: dict[str, str]
+    memo: dict[str, Any]
+    cursor: dict[str, Any]
+    brokers: dict[str, Any] | None = None
+    counts: dict[str, Any] | None = None
+
+
+# The template's function resource -> the model of what its handler returns.
+RESULT_MODELS: dict[str, type[_Result]] = {
+    "ValidatePlanFunction": ValidatePlanResult,
+    "TakeLeaseFunction": TakeLeaseResult,
+    "ProvisionBrokerFunction": ProvisionBrokerResult,
+    "CheckBrokerFunction": BrokerStateResult,
+    "ResolveEndpointsFunction": EndpointsResult,
+    "RequestApprovalFunction": ApprovalResult,
+    "RepointClientsFunction": RepointClientsResult,
+    "CheckDrainFunction": DrainReading,
+    "CheckRestartFunction": RestartCheckResult,
+    "StopOnPremFunction": StopOnPremResult,
+    "CheckOnPremStopFunction": OnPremStopResult,
+    "RollbackFunction": RollbackResult,
 }
