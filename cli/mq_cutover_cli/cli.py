@@ -376,6 +376,13 @@ def _operator_commands(commands: Any) -> None:
         "--at", help="start at this local time, e.g. 2026-12-01T02:00:00 (one-time schedule)"
     )
     start.add_argument("--time-zone", default="UTC", help="IANA time zone of --at (default UTC)")
+    start.add_argument(
+        "--retry",
+        action="store_true",
+        help="start the next attempt (<migrationId>--<n>) of a migration whose last attempt "
+        "ended without success (rolled back, aborted, failed); refused while it runs or after "
+        "it succeeded",
+    )
     status = commands.add_parser(
         "status",
         help="where a migration stands: step, messages left per queue, open gate, parameters",

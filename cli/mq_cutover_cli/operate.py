@@ -28,6 +28,7 @@ from mq_cutover import clock
 from mq_cutover.gate_facts import GATE_TITLES, SIDE_NAMES
 from mq_cutover.parameters import pre_label
 from mq_cutover.redaction import redact_text
+from mq_cutover.validation import ATTEMPT_SEPARATOR
 from mq_cutover_cli.decide import shown, stack_output, stack_outputs
 
 STATE_MACHINE_OUTPUT = "StateMachineArn"
@@ -518,7 +519,8 @@ def _refuse_existing(existing: dict[str, Any], name: str) -> OperateError:
     return OperateError(
         f"migration {name} was already started ({existing.get('status')}, "
         f"{_iso(_when(existing.get('startDate')))}): an execution name is used once; "
-        f"see `mq-cutover status {name}`, or give the plan a new migrationId",
+        f"see `mq-cutover status {name}`; start its next attempt with --retry once it has "
+        "ended without success, or give the plan a new migrationId",
         status=1,
     )
 
@@ -531,24 +533,50 @@ def start(args: argparse.Namespace, session: Any, transport: Any = None) -> int:
         return exc.status
 
 
+def _next_attempt(sfn: Any, state_machine: str, migration_id: str) -> str:
+    """--retry: `<migrationId>--<n+1>` after an attempt that ended without success (failed,
+    rolled back, aborted, timed out). A running or successful migration is not retried."""
+    latest = find_execution(sfn, state_machine, migration_id)
+    if latest is None:
+        raise OperateError(
+            f"--retry: migration {migration_id} was never started: start it without --retry",
+            status=1,
+        )
+    latest_name, status = str(latest["name"]), str(latest.get("status"))
+    if status in ("RUNNING", "PENDING_REDRIVE"):
+        raise OperateError(
+            f"--retry: {latest_name} is still {status}: follow it with `mq-cutover status "
+            f"{migration_id}`, or ask for its rollback with `mq-cutover abort`",
+            status=1,
+        )
+    if status == "SUCCEEDED":
+        raise OperateError(f"--retry: {latest_name} succeeded: there is nothing to retry", status=1)
+    number = re.fullmatch(rf"{re.escape(migration_id)}{ATTEMPT_SEPARATOR}(\d+)", latest_name)
+    return f"{migration_id}{ATTEMPT_SEPARATOR}{int(number.group(1)) + 1 if number else 2}"
+
+
 def _start(args: argparse.Namespace, session: Any) -> int:
     text, document = read_plan(args.plan)
     schedule_at = _schedule_time(args.at, args.time_zone) if args.at else None
     outputs = stack_outputs(session.client("cloudformation"), args.stack)
     state_machine = stack_output(outputs, STATE_MACHINE_OUTPUT, args.stack)
     role = stack_output(outputs, SCHEDULE_ROLE_OUTPUT, args.stack) if schedule_at else ""
-    name = _migration_id(document) if schedule_at else ""
+    sfn = session.client("stepfunctions")
+    name = ""
+    if isinstance(document.get("migrationId"), str) and _NAME.fullmatch(document["migrationId"]):
+        migration_id = document["migrationId"]
+        if getattr(args, "retry", False):
+            name = _next_attempt(sfn, state_machine, migration_id)
+        else:
+            # Read-only, and a clearer answer than the preflight's: this migration ran already.
+            existing = _existing(sfn, state_machine, migration_id)
+            if existing is not None:
+                raise _refuse_existing(existing, migration_id)
+    name = name or _migration_id(document)
     schedule_input = _schedule_input(state_machine, name, text) if schedule_at else ""
     schedule = schedule_name(args.stack, name) if schedule_at else ""
-    sfn = session.client("stepfunctions")
-    if isinstance(document.get("migrationId"), str) and _NAME.fullmatch(document["migrationId"]):
-        # Read-only, and a clearer answer than the preflight's: this migration ran already.
-        existing = _existing(sfn, state_machine, document["migrationId"])
-        if existing is not None:
-            raise _refuse_existing(existing, document["migrationId"])
     if not _preflight(session, args.stack, document):
         return 1
-    name = _migration_id(document)
     if schedule_at is not None:
         return _schedule(
             session, args, state_machine, role, (name, schedule), schedule_input, schedule_at

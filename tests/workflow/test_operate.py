@@ -532,3 +532,45 @@ def test_report_of_a_rolled_back_run_shows_the_rejection_and_the_restores(
     html = html_path.read_text()
     assert "DLQ &lt;b&gt;growing&lt;/b&gt;" in html and "<b>growing" not in html
     assert "report of" in capsys.readouterr().out
+
+
+def test_start_retry_starts_the_next_attempt_only_after_one_ended_without_success(
+    ordered_plan: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = plan_file(tmp_path, ordered_plan)
+    migration = ordered_plan["migrationId"]
+    retry = ["start", "--plan", path, "--stack", STACK, "--retry"]
+    reject = {"decision": "reject", "comment": "not tonight"}
+    with live_run(ordered_plan) as run:
+        deploy(run.emulator)
+        run.wait_for_gate("cutover")
+        assert main(retry, session=session()) == 1  # the first attempt is still running
+        assert f"--retry: {migration} is still RUNNING" in capsys.readouterr().err
+        run.api.post(run.wait_for_gate("cutover").reject_link, reject)
+        assert run.wait_until_done()["status"] == "FAILED"  # rolled back
+        assert main(["start", "--plan", path, "--stack", STACK], session=session()) == 1
+        assert "start its next attempt with --retry" in capsys.readouterr().err
+        assert main(retry, session=session()) == 0
+        assert f"started {migration}--2\n" in capsys.readouterr().out
+        (second,) = [e for e in executions(run.emulator) if e["name"] == f"{migration}--2"]
+        assert json.loads(run.emulator.status(second["executionArn"])["input"]) == ordered_plan
+        # The second attempt really runs (it took the lease and opened its own gate); end it.
+        run.api.post(run.wait_for_gate("cutover", nth=2).reject_link, reject)
+        ended = run.wait_until(
+            "the second attempt to end",
+            lambda: (
+                s
+                if (s := run.emulator.status(second["executionArn"]))["status"] != "RUNNING"
+                else None
+            ),
+        )
+        assert ended["status"] == "FAILED"
+        assert main(retry, session=session()) == 0  # a third attempt after the second
+        assert f"started {migration}--3\n" in capsys.readouterr().out
+        (third,) = [e for e in executions(run.emulator) if e["name"] == f"{migration}--3"]
+        run.api.post(run.wait_for_gate("cutover", nth=3).reject_link, reject)
+        run.wait_until(
+            "the third attempt to end",
+            lambda: run.emulator.status(third["executionArn"])["status"] != "RUNNING" or None,
+        )
+        assert run.parameter_values() == run.initial  # each attempt rolled back
