@@ -145,10 +145,15 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 
 
 class _Result(BaseModel):
-    """A handler's result: every key it may hold is a field (a new key fails the handler)."""
+    """A handler's result: every key it may hold is a field (a new key fails the handler, with
+    the key's name and never the values)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     def dump(self) -> dict[str, Any]:
