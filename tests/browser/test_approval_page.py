@@ -7,12 +7,8 @@ than the screen. Then Ana approves and the execution resumes."""
 
 from __future__ import annotations
 
-import base64
-import os
 import re
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +19,10 @@ from mq_cutover.plan import parse_plan
 from mq_cutover_cli.approval_http import serve
 from mq_cutover_cli.live import live_run
 from mq_cutover_cli.world import default_world
+from tests.browser.chromium import chromium, needs_browser, ocr, whole_page_screenshot
 
-CHROMIUM, CHROMEDRIVER, TESSERACT = "/usr/bin/chromium", "/usr/bin/chromedriver", "tesseract"
 PHONE = {"width": 390, "height": 844, "pixelRatio": 2}  # CSS pixels of a common phone
-# Skipped on a developer's machine without them; never in CI, where `make test` installs them.
-pytestmark = pytest.mark.skipif(
-    not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER) and shutil.which(TESSERACT))
-    and not os.environ.get("CI"),
-    reason="needs Debian's chromium, chromium-driver and tesseract-ocr: `make setup-browser`",
-)
+pytestmark = needs_browser
 
 
 def free_port() -> int:
@@ -42,60 +33,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager download a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(tmp_path / "profile", flags=("--disable-quic",), phone=PHONE) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def whole_page_screenshot(browser: Any, path: Path) -> Path:
-    """The whole page as a phone renders it (not only the first screen)."""
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    shot = browser.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
-        },
-    )
-    path.write_bytes(base64.b64decode(shot["data"]))
-    return path
-
-
-def ocr(image: Path) -> str:
-    """What a person sees: tesseract's reading of the screenshot, spaces collapsed."""
-    text = subprocess.run(
-        [TESSERACT, str(image), "stdout", "--psm", "4"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=180,
-    ).stdout
-    return re.sub(r"\s+", " ", text)
 
 
 def test_a_phone_shows_the_facts_and_approves(

@@ -7,13 +7,8 @@ must read the headings and the rejection."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import re
-import shutil
 import struct
-import subprocess
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,58 +21,15 @@ from mq_cutover_cli.harness import REGION
 from mq_cutover_cli.harness import STACK_NAME as STACK
 from mq_cutover_cli.live import live_run
 from mq_cutover_cli.report_page import SIDES
+from tests.browser.chromium import chromium, needs_browser, ocr, whole_page_screenshot
 
-CHROMIUM, CHROMEDRIVER, TESSERACT = "/usr/bin/chromium", "/usr/bin/chromedriver", "tesseract"
-# Skipped on a developer's machine without them; never in CI, where `make test` installs them.
-pytestmark = pytest.mark.skipif(
-    not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER) and shutil.which(TESSERACT))
-    and not os.environ.get("CI"),
-    reason="needs Debian's chromium, chromium-driver and tesseract-ocr: `make setup-browser`",
-)
+pytestmark = needs_browser
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager download a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=1200,1000",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(tmp_path / "profile", flags=("--window-size=1200,1000",)) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def screenshot(browser: Any, path: Path) -> Path:
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    shot = browser.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
-        },
-    )
-    path.write_bytes(base64.b64decode(shot["data"]))
-    return path
 
 
 def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
@@ -180,23 +132,13 @@ def test_the_report_page_draws_each_brokers_messages_over_time(
         " height: r.height}",
         chart,
     )
-    shot = screenshot(browser, tmp_path / "report-page.png")
+    shot = whole_page_screenshot(browser, tmp_path / "report-page.png")
     print(f"\nscreenshot: {shot}")
     _, _, rows = png_pixels(shot)
     for side, (_, colour) in SIDES.items():
         assert colour_pixels(rows, box, colour) > 200, side  # the line is visible
 
-    seen = re.sub(
-        r"\s+",
-        " ",
-        subprocess.run(
-            [TESSERACT, str(shot), "stdout", "--psm", "4"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=180,
-        ).stdout,
-    )
+    seen = ocr(shot)
     for heading in ("Messages left on each broker", "Approvals", "Parameter changes"):
         assert heading in seen, seen
     assert "stopOnPrem rejected by Bea Lead: not tonight" in seen, seen
