@@ -64,3 +64,29 @@ class FakeLambdaContext:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+def approvals_table() -> Any:
+    """The approvals table as template.yaml declares it (inside a moto mock): its ByMigration
+    index projects only gate and status, never the task token."""
+    boto3.client("dynamodb", region_name="us-east-1").create_table(
+        TableName="approvals",
+        KeySchema=[{"AttributeName": "approvalId", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "approvalId", "AttributeType": "S"},
+            {"AttributeName": "migrationId", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByMigration",
+                "KeySchema": [
+                    {"AttributeName": "migrationId", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gate", "status"]},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return boto3.resource("dynamodb", region_name="us-east-1").Table("approvals")

@@ -255,36 +255,13 @@ class World:
                 tags.update({k: v[0] for k, v in group.restart_hook.target_tags.items()})
                 tags[emulator.stack_parameter("ClientHostTagKey")] = "true"
         if tags:
-            instance = emulator.client("ec2").run_instances(
-                ImageId="ami-12c6146b",
-                MinCount=1,
-                MaxCount=1,
-                InstanceType="t3.micro",
-                TagSpecifications=[
-                    {
-                        "ResourceType": "instance",
-                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                    }
-                ],
-            )["Instances"][0]
-            self.managed_hosts[str(instance["InstanceId"])] = tags
+            self.managed_hosts[_run_instance(emulator, tags)] = tags
         stop = plan.stop_on_prem
         if stop.method == StopMethod.EC2_STOP:
             on_prem = {emulator.stack_parameter("OnPremTagKey"): "true"}
             for instance_id in stop.instance_ids:
                 with _ids(instances=instance_id):
-                    emulator.client("ec2").run_instances(
-                        ImageId="ami-12c6146b",
-                        MinCount=1,
-                        MaxCount=1,
-                        InstanceType="t3.micro",
-                        TagSpecifications=[
-                            {
-                                "ResourceType": "instance",
-                                "Tags": [{"Key": k, "Value": v} for k, v in on_prem.items()],
-                            }
-                        ],
-                    )
+                    _run_instance(emulator, on_prem)
 
     def _managed_hosts(self, emulator: Emulator, plan: MigrationPlan) -> None:
         """Every host a restart hook or an SSM stop names is a managed instance, tagged with
@@ -568,6 +545,20 @@ class World:
 
 
 _moto_instance_ids_from_targets = Command._get_instance_ids_from_targets
+
+
+def _run_instance(emulator: Emulator, tags: dict[str, str]) -> str:
+    """A simulated host: one EC2 instance with these tags; its id."""
+    instance = emulator.client("ec2").run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )["Instances"][0]
+    return str(instance["InstanceId"])
 
 
 def _instance_ids_from_targets(command: Command) -> list[str]:

@@ -495,26 +495,41 @@ def _engine(run: _Run) -> None:
     run.offered_zones = zones or None
 
 
+def _described(
+    describe: Any, ids_key: str, ids: list[str], list_key: str, id_key: str, not_found: str
+) -> dict[str, dict[str, Any]]:
+    """EC2 Describe* of these ids, by id. EC2 refuses the whole call when one id is unknown
+    (`not_found`): then each is described alone, so the missing ones are known by name."""
+    try:
+        return {str(i[id_key]): i for i in describe(**{ids_key: ids}).get(list_key, [])}
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != not_found:
+            raise
+    found: dict[str, dict[str, Any]] = {}
+    for one in ids:
+        try:
+            found.update(
+                {str(i[id_key]): i for i in describe(**{ids_key: [one]}).get(list_key, [])}
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != not_found:
+                raise
+    return found
+
+
 def _network(run: _Run) -> None:
     spec = run.plan.target.create
     if spec is None:
         return
     ec2 = run.clients.ec2
-    subnets: dict[str, dict[str, Any]] = {}
-    try:
-        for subnet in ec2.describe_subnets(SubnetIds=list(spec.subnet_ids)).get("Subnets", []):
-            subnets[str(subnet["SubnetId"])] = subnet
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "InvalidSubnetID.NotFound":
-            raise
-        for subnet_id in spec.subnet_ids:  # one at a time: which are missing
-            try:
-                found = ec2.describe_subnets(SubnetIds=[subnet_id]).get("Subnets", [])
-            except ClientError as inner:
-                if inner.response["Error"]["Code"] != "InvalidSubnetID.NotFound":
-                    raise
-                found = []
-            subnets.update({str(s["SubnetId"]): s for s in found})
+    subnets = _described(
+        ec2.describe_subnets,
+        "SubnetIds",
+        list(spec.subnet_ids),
+        "Subnets",
+        "SubnetId",
+        "InvalidSubnetID.NotFound",
+    )
     problems = False
     for index, subnet_id in enumerate(spec.subnet_ids):
         if subnet_id not in subnets:
@@ -574,21 +589,14 @@ def _network(run: _Run) -> None:
             f"{len(subnets)} subnet(s) exist in {len(zones)} Availability Zone(s) "
             f"({', '.join(sorted(zones))})",
         )
-    groups: dict[str, dict[str, Any]] = {}
-    try:
-        described = ec2.describe_security_groups(GroupIds=list(spec.security_groups))
-        groups = {str(g["GroupId"]): g for g in described.get("SecurityGroups", [])}
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "InvalidGroup.NotFound":
-            raise
-        for group_id in spec.security_groups:
-            try:
-                one = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
-            except ClientError as inner:
-                if inner.response["Error"]["Code"] != "InvalidGroup.NotFound":
-                    raise
-                one = []
-            groups.update({str(g["GroupId"]): g for g in one})
+    groups = _described(
+        ec2.describe_security_groups,
+        "GroupIds",
+        list(spec.security_groups),
+        "SecurityGroups",
+        "GroupId",
+        "InvalidGroup.NotFound",
+    )
     group_problems = False
     for index, group_id in enumerate(spec.security_groups):
         if group_id not in groups:

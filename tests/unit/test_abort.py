@@ -29,6 +29,7 @@ from mq_cutover.lease import (
 )
 from mq_cutover_cli.api import Answer
 from mq_cutover_cli.decide import abort_line
+from tests.conftest import approvals_table
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 RUN = "arn:aws:states:us-east-1:123456789012:execution:Migration:m1"
@@ -75,27 +76,7 @@ def leases(aws: Any) -> Any:
 
 @pytest.fixture
 def approvals(aws: Any) -> Any:
-    aws("dynamodb").create_table(
-        TableName="approvals",
-        KeySchema=[{"AttributeName": "approvalId", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "approvalId", "AttributeType": "S"},
-            {"AttributeName": "migrationId", "AttributeType": "S"},
-            {"AttributeName": "createdAt", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ByMigration",
-                "KeySchema": [
-                    {"AttributeName": "migrationId", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gate", "status"]},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return boto3.resource("dynamodb", region_name="us-east-1").Table("approvals")
+    return approvals_table()
 
 
 def gate(approvals: Any, approval_id: str, name: str, status: str = "PENDING") -> None:

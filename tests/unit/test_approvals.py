@@ -9,7 +9,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from mq_cutover.approval_links import LinkExpired, LinkInvalid, sign, verify
@@ -19,6 +18,7 @@ from mq_cutover.approval_requests import request_approval
 from mq_cutover.approval_votes import decide
 from mq_cutover.approvers import Approver, add_approver, load_registry
 from mq_cutover.errors import ApproversInvalid
+from tests.conftest import approvals_table
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 KEY = b"k" * 64
@@ -54,28 +54,7 @@ class RecordingStepFunctions:
 
 @pytest.fixture
 def table(aws: Any) -> Any:
-    aws("dynamodb").create_table(
-        TableName="approvals",
-        KeySchema=[{"AttributeName": "approvalId", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "approvalId", "AttributeType": "S"},
-            {"AttributeName": "migrationId", "AttributeType": "S"},
-            {"AttributeName": "createdAt", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ByMigration",
-                "KeySchema": [
-                    {"AttributeName": "migrationId", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                # As in template.yaml: the index holds no token.
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gate", "status"]},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return boto3.resource("dynamodb", region_name="us-east-1").Table("approvals")
+    return approvals_table()
 
 
 APPROVERS = ("ana", "bob", "cy")
