@@ -72,3 +72,15 @@ class AbortRequested(MigrationError):
     """A person asked for this migration's rollback (`mq-cutover abort`): raised by the next step
     that checks the lease, before it changes anything, so the run takes its rollback path. The
     message says who (name and IAM principal), when and why."""
+
+
+class BrokerApiFailed(MigrationError):
+    """A broker's HTTP API (RabbitMQ management API, ActiveMQ Jolokia) did not answer, refused
+    the credentials, or answered something that is not what it documents. The message names the
+    broker (on-prem or Amazon MQ), the call and the HTTP status, never a password."""
+
+
+class TopologyCopyFailed(MigrationError):
+    """The on-prem topology could not be made the Amazon MQ broker's: the broker refused part of
+    it, or after the copy the two brokers still differ (each difference is named). Raised before
+    any client moves; nothing on-prem is changed."""

@@ -153,14 +153,21 @@ class QueueMetrics(_Model):
     stale_after_seconds: int | None = Field(default=None, ge=5, le=3600)
 
 
+class MetricsSource(StrEnum):
+    CLOUDWATCH = "cloudwatch"  # the namespace below (Amazon MQ's own, or a bridge's)
+    MANAGEMENT_API = "managementApi"  # read live from the broker's RabbitMQ management API
+
+
 class AmazonMqMetrics(QueueMetrics):
     """Where the Amazon MQ broker's per-queue statistics live: its own `AWS/AmazonMQ` metrics
     (ActiveMQ, first 200 destinations, every minute). The `Broker` dimension (`<name>-1`, and
-    `<name>-2` for an active/standby standby) is added by the workflow unless given here. For a
-    RabbitMQ 4.x broker, which publishes no per-queue metrics, point a metrics bridge at its
-    management API and give that bridge's namespace and dimensions."""
+    `<name>-2` for an active/standby standby) is added by the workflow unless given here. A
+    RabbitMQ 4.x broker publishes no per-queue metrics: `source: managementApi` reads them from
+    its management API instead (the same reader as the metrics bridge; the user and password of
+    `topology.amazonMqSecretArn`, or of the created broker's user)."""
 
     namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "AWS/AmazonMQ"
+    source: MetricsSource = MetricsSource.CLOUDWATCH
 
 
 # ActiveMQ's failover transport options a plan may set (name -> type; ints may be -1 where
@@ -259,6 +266,47 @@ class OnPremBroker(_Model):
     ignore_queues: list[str] = Field(
         default_factory=lambda: ["ActiveMQ.DLQ", "DLQ.*", "*.DLQ", "*.dlq"]
     )
+
+
+class BrokerApi(_Model):
+    """A broker's HTTP API: RabbitMQ's management API (`http://host:15672`) or ActiveMQ's
+    Jolokia (`http://host:8161/api/jolokia`). The secret holds JSON
+    `{"username": ..., "password": ...}` of a user allowed to read the broker's definitions
+    (RabbitMQ: the `administrator` tag; ActiveMQ: a web console user)."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(/\S*)?$")]
+    secret_arn: Annotated[str, StringConstraints(pattern=SECRET_ARN_PATTERN)]
+
+
+VHOST_PATTERN = r"^[^\s]{1,255}$"
+
+
+class Topology(_Model):
+    """The on-prem broker's topology, copied to the Amazon MQ broker before the cutover gate.
+
+    RabbitMQ: vhosts, exchanges, queues, bindings and policies (never users or permissions),
+    read from the on-prem management API and imported through Amazon MQ's; classic mirrored
+    queues become quorum queues. ActiveMQ: destinations read through Jolokia become an Amazon MQ
+    configuration revision associated with the broker. Nothing on-prem is changed."""
+
+    copy_enabled: bool = Field(default=True, alias="copy")
+    on_prem_api: BrokerApi | None = None
+    # The Amazon MQ broker's administrative user (RabbitMQ). Default: the created broker's user.
+    amazon_mq_secret_arn: Annotated[str, StringConstraints(pattern=SECRET_ARN_PATTERN)] | None = (
+        None
+    )
+    vhosts: list[Annotated[str, StringConstraints(pattern=VHOST_PATTERN)]] = Field(
+        default_factory=list
+    )  # RabbitMQ: the vhosts to copy; empty = every vhost of the on-prem broker
+
+    @model_validator(mode="after")
+    def _source(self) -> Topology:
+        if self.copy_enabled and self.on_prem_api is None:
+            raise ValueError(
+                "onPremApi: copying the topology reads the on-prem broker's HTTP API (RabbitMQ "
+                "management API or ActiveMQ Jolokia); give it, or copy false"
+            )
+        return self
 
 
 ShellDocument = Literal["AWS-RunShellScript", "AWS-RunPowerShellScript"]
@@ -396,6 +444,7 @@ class MigrationPlan(_Model):
     drain: DrainSettings = Field(default_factory=DrainSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     stop_on_prem: StopOnPrem = Field(default_factory=StopOnPrem)
+    topology: Topology | None = None
 
     @field_validator("migration_id")
     @classmethod
@@ -489,7 +538,56 @@ class MigrationPlan(_Model):
                 "mode: unordered widens consumers to an ActiveMQ failover: URL; RabbitMQ clients "
                 "have none, use mode ordered"
             )
+        self._topology_rules(engine)
         return self
+
+    def _topology_rules(self, engine: Engine | None) -> None:
+        topology = self.topology
+        if engine == Engine.RABBITMQ and topology is None:
+            raise ValueError(
+                "topology: a new RabbitMQ broker starts empty (no vhosts, exchanges, queues, "
+                "bindings or policies), and a publish to an exchange with no binding is dropped: "
+                "give topology.onPremApi to copy the on-prem broker's, or topology.copy false if "
+                "the applications declare their own"
+            )
+        if topology is not None and topology.vhosts and engine == Engine.ACTIVEMQ:
+            raise ValueError("topology.vhosts: ActiveMQ has no virtual hosts")
+        if self.admin_secret_arn is None and self.needs_management_api:
+            raise ValueError(
+                "topology.amazonMqSecretArn: an adopted broker's management API needs its "
+                "administrative user (JSON {username, password} in Secrets Manager)"
+            )
+        if self.target.metrics.source == MetricsSource.MANAGEMENT_API and engine not in (
+            Engine.RABBITMQ,
+            None,
+        ):
+            raise ValueError(
+                "target.metrics.source: managementApi reads a RabbitMQ broker's management API; "
+                "an ActiveMQ broker publishes its per-queue metrics to AWS/AmazonMQ"
+            )
+
+    @property
+    def topology_copied(self) -> bool:
+        return self.topology is not None and self.topology.copy_enabled
+
+    @property
+    def needs_management_api(self) -> bool:
+        """Whether a step calls the Amazon MQ broker's management API (RabbitMQ topology copy
+        or drain readings from it)."""
+        engine = self.target.create.engine if self.target.create else None
+        return (self.topology_copied and engine != Engine.ACTIVEMQ) or (
+            self.target.metrics.source == MetricsSource.MANAGEMENT_API
+        )
+
+    @property
+    def admin_secret_arn(self) -> str | None:
+        """The Amazon MQ broker's administrative user's secret: the plan's
+        `topology.amazonMqSecretArn`, or the created broker's (one) user's."""
+        if self.topology is not None and self.topology.amazon_mq_secret_arn:
+            return self.topology.amazon_mq_secret_arn
+        if self.target.create is not None:
+            return self.target.create.users[0].password_secret_arn
+        return None
 
     @property
     def all_parameters(self) -> list[str]:
