@@ -97,6 +97,8 @@ class CheckDrainEvent(_Event):
     purpose: str | None = None
     side: str | None = None
     metric_brokers: list[str] | None = None
+    # The Amazon MQ broker: its management API is read when target.metrics.source is managementApi
+    broker_id: str | None = None
     started_at: str | None = None
     producers_quiet: bool | None = None
 
