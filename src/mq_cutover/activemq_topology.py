@@ -91,10 +91,11 @@ class Rendered:
 def jolokia_requests() -> list[dict[str, Any]]:
     """The one bulk Jolokia request `read_destinations` sends (every broker of the JVM)."""
     pattern = "org.apache.activemq:type=Broker,brokerName=*"
+    name = {"attribute": "Name"}
     return [
         {"type": "read", "mbean": pattern, "attribute": "BrokerName"},
-        {"type": "read", "mbean": f"{pattern},destinationType=Queue,destinationName=*"},
-        {"type": "read", "mbean": f"{pattern},destinationType=Topic,destinationName=*"},
+        {"type": "read", "mbean": f"{pattern},destinationType=Queue,destinationName=*", **name},
+        {"type": "read", "mbean": f"{pattern},destinationType=Topic,destinationName=*", **name},
     ]
 
 
@@ -103,7 +104,6 @@ def read_destinations(api: Endpoint, broker_name: str | None) -> OnPremDestinati
     destinations. `broker_name` None: the JVM must hold exactly one broker. Raises
     BrokerApiFailed when Jolokia does not answer as documented or the broker is not there."""
     requests = jolokia_requests()
-    requests[1]["attribute"] = requests[2]["attribute"] = "Name"
     answers = call(api, "POST", "/", requests)
     if not isinstance(answers, list) or len(answers) != len(requests):
         raise BrokerApiFailed(f"{api.side} Jolokia: a bulk request did not get a list of answers")
@@ -411,6 +411,7 @@ def apply(
         "refusedCount": len(rendered.refused),
         "notOnPrem": rendered.not_on_prem[:LIST_LIMIT],
         "notOnPremCount": len(rendered.not_on_prem),
+        "awaitingReboot": waiting,
         "rebootStarted": reboot,
         "revisionWritten": written,
         "configurationId": target["Id"],
