@@ -347,9 +347,9 @@ def apply(
       read back to see that Amazon MQ kept every destination (it removes what it does not
       accept, and answers with warnings: TopologyCopyFailed names them), then associated
       (UpdateBroker).
-    - While a revision waits for its reboot, the broker is rebooted when it is RUNNING
-      (`rebootStarted`); the caller waits for RUNNING again and calls `apply` again, which then
-      answers `matches: true` without writing anything.
+    - While a revision waits for its reboot (`awaitingReboot`), the broker is rebooted when it
+      is RUNNING (`rebootStarted`); the caller waits for RUNNING again and calls `apply` again,
+      which then answers `matches: true` without writing anything.
     """
     broker = _aws(mq.describe_broker, "DescribeBroker", BrokerId=broker_id)
     engine = str(broker.get("EngineType", "")).upper()

@@ -419,6 +419,7 @@ def test_apply_on_a_broker_with_its_default_configuration(aws: Any) -> None:
     first = apply(mq, broker_id, destinations, MIGRATION)
 
     assert first["revisionWritten"] and first["rebootStarted"] and not first["matches"]
+    assert first["awaitingReboot"]
     assert (first["configurationId"], first["revision"]) == (configuration_id, 2)
     assert first["counts"] == {"queues": 2, "topics": 1}
     assert first["refused"] == [
@@ -442,6 +443,7 @@ def test_apply_on_a_broker_with_its_default_configuration(aws: Any) -> None:
     # after the reboot (moto: the associated revision is Current at once), nothing to do
     second = apply(mq, broker_id, destinations, MIGRATION)
     assert second["matches"] and not second["revisionWritten"] and not second["rebootStarted"]
+    assert not second["awaitingReboot"]
     assert second["differences"] == [] and second["differenceCount"] == 0
     assert second["summary"] == f"2 queues, 1 topics in configuration {configuration_id} revision 2"
     assert len(revisions(mq, configuration_id)) == 2
@@ -486,6 +488,7 @@ def test_pending_revision_is_applied_by_the_reboot_then_nothing_more_is_done(aws
     # called again while the broker reboots: nothing written, no second reboot
     during = apply(mq, broker_id, destinations, MIGRATION)
     assert not during["matches"] and not during["rebootStarted"] and not during["revisionWritten"]
+    assert during["awaitingReboot"]  # the workflow keeps waiting for RUNNING
     assert "REBOOT_IN_PROGRESS" in during["summary"]
     assert during["differences"] == ["queue orders", "topic prices"]
     assert mq.calls == ["UpdateConfiguration", "UpdateBroker", "RebootBroker"]
