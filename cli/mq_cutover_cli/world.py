@@ -16,6 +16,12 @@
   restart hook or the stop names is an SSM managed instance, Online, tagged with the stack's
   ClientHostTagKey / OnPremTagKey; the plan's EC2 instances (ec2-stop) run; the on-prem
   metrics bridge has been publishing for a few periods (every queue with its consumers).
+- The brokers' HTTP APIs that Copy Topology calls are simulated (`simulated_brokers`): a plan
+  with `topology` finds, at its onPremApi.url, a RabbitMQ management API holding the plan's
+  queues (durable, bound to a direct exchange `app`, under a classic-mirroring policy `ha-all`)
+  or an ActiveMQ Jolokia listing them; and the Amazon MQ RabbitMQ broker's management API,
+  empty, at its console URL (any *.amazonaws.com host). Their users are `mq-admin` (on-prem,
+  and Amazon MQ's when topology.amazonMqSecretArn is given) or the created broker's user.
 - Two APIs moto 5.2.5 lacks are simulated (`simulated_apis`): SSM DescribeInstanceInformation
   (answered from the world's managed hosts) and Amazon MQ DescribeBrokerEngineTypes /
   DescribeBrokerInstanceOptions (answered from `SIMULATED_OFFERINGS`, a simulated catalogue).
@@ -54,7 +60,7 @@ publishes ConsumerCount = consumers placed on-prem.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,9 +80,18 @@ from moto.ssm.models import Command, ssm_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from mq_cutover.metrics_bridge import QueueStats, metric_data, put
-from mq_cutover.plan import MigrationPlan, QueueMetrics, StopMethod
+from mq_cutover.plan import Engine, MigrationPlan, QueueMetrics, StopMethod
 from mq_cutover_cli.fast_metrics import prune
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
+from mq_cutover_cli.simulated_brokers import (
+    SimulatedBrokerApis,
+    SimulatedJolokia,
+    SimulatedRabbitApi,
+)
+
+# The value of every secret the world creates (simulated account): broker users' passwords, and
+# the brokers' API users (JSON {"username": "mq-admin", "password": ...}).
+OFFLINE_PASSWORD = "offline-password-1234"  # noqa: S105
 
 
 @dataclass
@@ -142,6 +157,12 @@ class World:
     host_status: dict[str, str] = field(default_factory=dict)  # instance id -> PingStatus
     subnet_zones: dict[str, str] = field(default_factory=dict)
     managed_hosts: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags
+    # The brokers' HTTP APIs (topology copy) are simulated (simulated_brokers); the e2e tier
+    # turns this off and lets the workflow reach real brokers.
+    simulate_broker_apis: bool = True
+    # Secrets the world creates, {name: value} (default: the plan's, with offline values).
+    secrets: dict[str, str] = field(default_factory=dict)
+    broker_apis: dict[str, Any] = field(default_factory=dict, repr=False)  # side -> simulated API
     plan: MigrationPlan | None = field(default=None, repr=False)
 
     @classmethod
@@ -208,11 +229,26 @@ class World:
         ssm = emulator.client("ssm")
         for name, value in self.parameters.items():
             ssm.put_parameter(Name=name, Value=value, Type="String")
+        secret_values = dict(self.secrets)
         if plan is not None and plan.target.create is not None:
-            secrets = emulator.client("secretsmanager")
             for user in plan.target.create.users:
                 secret_name = user.password_secret_arn.split(":secret:", 1)[1]
-                secrets.create_secret(Name=secret_name, SecretString="offline-password-1234")
+                secret_values.setdefault(secret_name, OFFLINE_PASSWORD)
+        if plan is not None and plan.topology is not None:
+            for arn in (
+                plan.topology.on_prem_api.secret_arn if plan.topology.on_prem_api else None,
+                plan.topology.amazon_mq_secret_arn,
+            ):
+                if arn:
+                    secret_values.setdefault(
+                        arn.split(":secret:", 1)[1],
+                        json.dumps({"username": "mq-admin", "password": OFFLINE_PASSWORD}),
+                    )
+        secrets = emulator.client("secretsmanager")
+        for secret_name, value in secret_values.items():
+            secrets.create_secret(Name=secret_name, SecretString=value)
+        if plan is not None and plan.topology is not None and self.simulate_broker_apis:
+            emulator.cleanups.append(self._broker_apis(plan))
         if plan is not None:
             self._on_prem_hosts(emulator, plan)
             self._network(emulator, plan)
@@ -241,6 +277,47 @@ class World:
         )
         targets.start()
         emulator.cleanups.append(targets.stop)
+
+    def _broker_apis(self, plan: MigrationPlan) -> Callable[[], None]:
+        """**Simulated** brokers' HTTP APIs (simulated_brokers): the on-prem broker's at the
+        plan's topology.onPremApi.url, holding a topology made from the plan's queues, and the
+        Amazon MQ broker's at any *.amazonaws.com host, empty. Returns the uninstall."""
+        topology = plan.topology
+        assert topology is not None
+        engine = plan.target.create.engine if plan.target.create else Engine.ACTIVEMQ
+        names = [q.name for q in self.queues]
+        admin = plan.target.create.users[0].username if plan.target.create else "mq-admin"
+        if topology.amazon_mq_secret_arn:
+            admin = "mq-admin"
+        handler = SimulatedBrokerApis()
+        on_prem: SimulatedRabbitApi | SimulatedJolokia
+        if engine == Engine.RABBITMQ:
+            on_prem = SimulatedRabbitApi("mq-admin", OFFLINE_PASSWORD)
+            on_prem.put_exchange("/", "app", {"type": "direct"})
+            on_prem.put_policy(
+                "/",
+                "ha-all",
+                {"pattern": ".*", "apply-to": "queues", "definition": {"ha-mode": "all"}},
+            )
+            for name in names:
+                on_prem.put_queue("/", name, {"durable": True})
+                on_prem.add_binding(
+                    "/", {"source": "app", "destination": name, "routing_key": name}
+                )
+            # Amazon MQ RabbitMQ 3.13+: new brokers' default queue type is quorum.
+            amazon_mq: Any = SimulatedRabbitApi(
+                admin, OFFLINE_PASSWORD, default_queue_type="quorum"
+            )
+        else:
+            on_prem = SimulatedJolokia("mq-admin", OFFLINE_PASSWORD, queues=names)
+            amazon_mq = None
+        if topology.on_prem_api is not None:
+            handler.add(topology.on_prem_api.url, on_prem)
+        self.broker_apis["onPrem"] = on_prem
+        if amazon_mq is not None:
+            handler.add(".amazonaws.com", amazon_mq)
+            self.broker_apis["amazonMq"] = amazon_mq
+        return handler.install()
 
     def _on_prem_hosts(self, emulator: Emulator, plan: MigrationPlan) -> None:
         """Hosts that SSM Run Command targets by tag. On AWS these are hybrid-activated

@@ -46,7 +46,7 @@ def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[
         task_token=event.task_token,
         migration_id=plan.migration_id,
         gate=gate,
-        facts=gate_facts(gate, plan, event.broker or {}, event.drain, ssm),
+        facts=gate_facts(gate, plan, event.broker or {}, event.drain, ssm, event.topology),
         quorum=plan.approvals.quorum_of(gate, settings.minimum_quorum),
         timeout_seconds=plan.approvals.timeout_minutes * 60,
         now=clock.utcnow(),

@@ -369,6 +369,27 @@ def _messages(facts: dict[str, Any]) -> str:
     )
 
 
+def _topology(facts: dict[str, Any]) -> str:
+    topology = facts.get("topology")
+    if not topology:
+        return ""
+    verdict = "matches" if topology.get("matches") else "DIFFERS"
+    rows = [
+        f"<tr><td>{_e(title)}</td><td class='{css}'>{_e(item)}</td></tr>"
+        for title, key, css in (
+            ("Difference", "differences", "warn"),
+            ("Changed on the way", "changes", ""),
+            ("Not copied", "refused", "warn"),
+        )
+        for item in topology.get(key) or []
+    ]
+    return (
+        f"<h2>Topology on Amazon MQ: {_e(verdict)}</h2>"
+        f"<p id='topology-summary'>{_e(topology.get('summary'))}</p>"
+        + (_table("topology", ["", "Detail"], rows, ["k", ""], keyed=True) if rows else "")
+    )
+
+
 def _brokers(facts: dict[str, Any]) -> str:
     broker = facts.get("broker") or {}
     return "<h2>Brokers</h2>" + _table(
@@ -393,6 +414,7 @@ def _facts(facts: dict[str, Any]) -> str:
         + _unlocks(facts.get("unlocks"))
         + _changes(facts)
         + _messages(facts)
+        + _topology(facts)
         + _brokers(facts)
         + f"<p>Mode: {_e(facts.get('mode'))}</p></div>"
     )

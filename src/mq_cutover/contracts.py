@@ -70,6 +70,17 @@ class BrokerEvent(_Event):
     broker_id: str
 
 
+class CopyTopologyEvent(_Event):
+    """Copy Topology: the broker as Check Broker / Resolve Endpoints know it, and whether the
+    cutover gate will show the result (when it will not, a difference fails the step)."""
+
+    execution_arn: str
+    plan: PackedPlan
+    broker_id: str
+    engine: str
+    gated: bool
+
+
 class RequestApprovalEvent(_Event):
     plan: PackedPlan
     gate: str
@@ -77,6 +88,7 @@ class RequestApprovalEvent(_Event):
     task_token: str = Field(repr=False)
     broker: dict[str, Any] | None = None
     drain: dict[str, Any] | None = None
+    topology: dict[str, Any] | None = None  # Copy Topology's result, shown on the cutover gate
 
 
 class RepointClientsEvent(_Event):
@@ -136,6 +148,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "ProvisionBrokerFunction": ProvisionBrokerEvent,
     "CheckBrokerFunction": BrokerEvent,
     "ResolveEndpointsFunction": BrokerEvent,
+    "CopyTopologyFunction": CopyTopologyEvent,
     "RequestApprovalFunction": RequestApprovalEvent,
     "RepointClientsFunction": RepointClientsEvent,
     "CheckDrainFunction": CheckDrainEvent,
@@ -204,6 +217,35 @@ class EndpointsResult(_Result):
     protocol: str
     endpoints: list[str]
     client_url: str
+
+
+class TopologyResult(_Result):
+    """What Copy Topology did and found (`mq_cutover.topology`): both brokers compared after
+    the copy. Lists are cut to a few entries; the counts say how many there were."""
+
+    engine: str
+    matches: bool
+    summary: str
+    counts: dict[str, int]
+    differences: list[str]
+    difference_count: int
+    changes: list[str] = Field(default_factory=list)  # what was transformed on the way
+    change_count: int = 0
+    refused: list[str] = Field(default_factory=list)  # what is not copied, and why
+    refused_count: int = 0
+    # ActiveMQ: a configuration revision applies when the broker reboots. `awaitingReboot`:
+    # one is associated and not yet applied (the state machine waits for the broker, then
+    # calls Copy Topology again); `rebootStarted`: this call started the reboot.
+    awaiting_reboot: bool = False
+    reboot_started: bool = False
+    revision_written: bool = False
+    configuration_id: str | None = None
+    revision: int | None = None
+    configuration_bytes: int | None = None
+    not_on_prem: list[str] = Field(default_factory=list)  # kept from the base revision
+    not_on_prem_count: int = 0
+    advisory_topics_skipped: int = 0
+    authorization: str | None = None  # what was (not) copied of the authorization entries
 
 
 class ApprovalResult(_Result):
@@ -315,6 +357,7 @@ RESULT_MODELS: dict[str, type[_Result]] = {
     "ProvisionBrokerFunction": ProvisionBrokerResult,
     "CheckBrokerFunction": BrokerStateResult,
     "ResolveEndpointsFunction": EndpointsResult,
+    "CopyTopologyFunction": TopologyResult,
     "RequestApprovalFunction": ApprovalResult,
     "RepointClientsFunction": RepointClientsResult,
     "CheckDrainFunction": DrainReading,

@@ -338,8 +338,10 @@ def gate_facts(
     broker: dict[str, Any],
     drain: dict[str, Any] | None,
     ssm: Any,
+    topology: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The facts of a gate, as a JSON-ready dict (stored with the approval record)."""
+    """The facts of a gate, as a JSON-ready dict (stored with the approval record). `topology`
+    is Copy Topology's result (the cutover gate shows what was copied and any difference)."""
     unlocked = unlocks(gate, plan)
     changes = _changes(plan, broker, unlocked["steps"], ssm)
     facts: dict[str, Any] = {
@@ -356,6 +358,21 @@ def gate_facts(
         "changes": changes[:LISTED],
         "changesNotListed": max(0, len(changes) - LISTED),
     }
+    if topology:
+        facts["topology"] = {
+            key: topology.get(key)
+            for key in (
+                "engine",
+                "matches",
+                "summary",
+                "differences",
+                "differenceCount",
+                "changes",
+                "changeCount",
+                "refused",
+                "refusedCount",
+            )
+        }
     if drain:
         facts["onPrem"] = {
             "messagesLeft": drain.get("messagesLeft"),
@@ -465,9 +482,29 @@ def render_facts(facts: dict[str, Any]) -> list[str]:
             ]
         if facts.get("changesNotListed"):
             lines.append(f"  ... and {shown_number(facts['changesNotListed'])} more")
+    if facts.get("topology"):
+        lines += ["", *topology_lines(facts["topology"])]
     on_prem = facts.get("onPrem")
     if on_prem:
         lines += ["", *_reading_lines(on_prem)]
+    return lines
+
+
+def topology_lines(topology: dict[str, Any]) -> list[str]:
+    """Copy Topology's comparison: what matches, each difference, what was changed on the way
+    and what was not copied."""
+    verdict = "MATCHES" if topology.get("matches") else "DIFFERS"
+    lines = [f"Topology on Amazon MQ: {verdict}: {quoted(topology.get('summary'))}"]
+    for title, key, count in (
+        ("difference", "differences", "differenceCount"),
+        ("changed on the way", "changes", "changeCount"),
+        ("not copied", "refused", "refusedCount"),
+    ):
+        listed = topology.get(key) or []
+        lines += [f"  {title}: {quoted(item)}" for item in listed]
+        more = int(topology.get(count) or 0) - len(listed)
+        if more > 0:
+            lines.append(f"  ... and {shown_number(more)} more {title}")
     return lines
 
 

@@ -20,9 +20,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mq_cutover.approvers import Approver, able_to_vote, load_registry, subscription_report
+from mq_cutover.broker_api import credentials
 from mq_cutover.client_urls import failover_members
 from mq_cutover.drain import Purpose, on_prem_side, read_queues, stale_after_seconds, watched_queues
-from mq_cutover.errors import ApproversInvalid, MigrationError, PlanInvalid
+from mq_cutover.errors import ApproversInvalid, BrokerApiFailed, MigrationError, PlanInvalid
 from mq_cutover.parameters import own_label
 from mq_cutover.plan import (
     DeploymentMode,
@@ -635,60 +636,107 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+def _secret(
+    run: _Run, where: str, arn: str, what: str, problem_of: Callable[[str], str | None], fix: str
+) -> None:
+    """One secret the workflow reads: under the stack's prefix, existing, not being deleted,
+    and its value acceptable (`problem_of(arn)`; the value is never shown)."""
+    prefix = run.stack.secrets_prefix
+    name = arn.split(":secret:", 1)[1]
+    if not name.startswith(prefix):
+        run.fail(
+            where,
+            "secret",
+            f"secret {name} is outside the stack's BrokerUserSecretsPrefix {prefix}: the "
+            "workflow may not read it",
+            f"store the {what} in a secret named {prefix}...",
+        )
+        return
+
+    def one() -> None:
+        try:
+            described = run.clients.secretsmanager.describe_secret(SecretId=arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            run.fail(
+                where,
+                "secret",
+                f"secret {name} does not exist",
+                f"create it (aws secretsmanager create-secret) with the {what}, or correct the "
+                "ARN (a secret's ARN ends with a random suffix)",
+            )
+            return
+        if described.get("DeletedDate"):
+            run.fail(
+                where,
+                "secret",
+                f"secret {described.get('Name')} is scheduled for deletion",
+                "restore it (aws secretsmanager restore-secret)",
+            )
+            return
+        problem = problem_of(arn)
+        if problem:
+            run.fail(where, "secret", f"secret {described.get('Name')}: {problem}", fix)
+            return
+        run.ok(where, "secret", f"secret {described.get('Name')} exists and is readable")
+
+    run.guarded(where, "secret", one)
+
+
 def _secrets(run: _Run) -> None:
     spec = run.plan.target.create
     if spec is None:
         return
     from mq_cutover.broker import _password
 
-    prefix = run.stack.secrets_prefix
+    def amazon_mq_refuses(arn: str) -> str | None:
+        problem = password_problem(_password(run.clients.secretsmanager, arn))
+        return f"{problem}; Amazon MQ would refuse it" if problem else None
+
     for index, user in enumerate(spec.users):
-        where = f"target.create.users[{index}].passwordSecretArn"
-        name = user.password_secret_arn.split(":secret:", 1)[1]
-        if not name.startswith(prefix):
-            run.fail(
-                where,
-                "secret",
-                f"secret {name} is outside the stack's BrokerUserSecretsPrefix {prefix}: the "
-                "workflow may not read it",
-                f"store the password in a secret named {prefix}...",
-            )
-            continue
+        _secret(
+            run,
+            f"target.create.users[{index}].passwordSecretArn",
+            user.password_secret_arn,
+            "broker user's password",
+            amazon_mq_refuses,
+            "store a password of 12+ characters, 4+ different, without , : =",
+        )
 
-        def one(arn: str = user.password_secret_arn, where: str = where) -> None:
-            try:
-                described = run.clients.secretsmanager.describe_secret(SecretId=arn)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                    raise
-                run.fail(
-                    where,
-                    "secret",
-                    f"secret {arn.split(':secret:', 1)[1]} does not exist",
-                    "create it (aws secretsmanager create-secret) with the broker user's "
-                    "password, or correct the ARN (a secret's ARN ends with a random suffix)",
-                )
-                return
-            if described.get("DeletedDate"):
-                run.fail(
-                    where,
-                    "secret",
-                    f"secret {described.get('Name')} is scheduled for deletion",
-                    "restore it (aws secretsmanager restore-secret)",
-                )
-                return
-            problem = password_problem(_password(run.clients.secretsmanager, arn))
-            if problem:
-                run.fail(
-                    where,
-                    "secret",
-                    f"secret {described.get('Name')}: {problem}; Amazon MQ would refuse it",
-                    "store a password of 12+ characters, 4+ different, without , : =",
-                )
-                return
-            run.ok(where, "secret", f"secret {described.get('Name')} exists and is readable")
 
-        run.guarded(where, "secret", one)
+def _topology_secrets(run: _Run) -> None:
+    """The brokers' API users of the topology copy (and of management-API readings)."""
+    topology = run.plan.topology
+    if topology is None or not (run.plan.topology_copied or run.plan.needs_management_api):
+        return
+
+    def unusable(arn: str) -> str | None:
+        try:
+            credentials(run.clients.secretsmanager, arn)
+        except BrokerApiFailed:
+            return "it holds no JSON username and password"
+        return None
+
+    fix = 'store JSON {"username": "...", "password": "..."} in it'
+    if topology.on_prem_api is not None and topology.copy_enabled:
+        _secret(
+            run,
+            "topology.onPremApi.secretArn",
+            topology.on_prem_api.secret_arn,
+            "on-prem broker API user",
+            unusable,
+            fix,
+        )
+    if topology.amazon_mq_secret_arn and run.plan.needs_management_api:
+        _secret(
+            run,
+            "topology.amazonMqSecretArn",
+            topology.amazon_mq_secret_arn,
+            "Amazon MQ broker's administrative user",
+            unusable,
+            fix,
+        )
 
 
 def _metrics(run: _Run) -> None:
@@ -1147,6 +1195,7 @@ def run_checks(
     run.guarded("target.create.engineVersion", "engine", lambda: _engine(run))
     run.guarded("target.create.subnetIds", "network", lambda: _network(run))
     _secrets(run)
+    _topology_secrets(run)
     run.guarded("onPrem.metrics", "metrics", lambda: _metrics(run))
     _all_hosts(run)
     run.guarded("(plan)", "history budget", lambda: _history(run))

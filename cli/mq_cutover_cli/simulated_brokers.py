@@ -1,0 +1,420 @@
+"""**Simulated** brokers' HTTP APIs for offline runs (moto has no brokers): what Copy Topology
+reads and writes, answered in-process.
+
+- A RabbitMQ management API (`SimulatedRabbitApi`): one per broker, a definitions store with
+  the real API's semantics for what the product calls: GET/POST `/api/definitions[/{vhost}]`,
+  GET `/api/overview`, GET/PUT/DELETE `/api/vhosts/{vhost}` (and GET its `permissions` and
+  `topic-permissions`), GET `/api/{queues|exchanges|bindings|policies}[/{vhost}]`,
+  GET/PUT/DELETE a queue, an exchange or a policy, and DELETE a binding. No messages: queue
+  depths come from the world's simulated metrics.
+- ActiveMQ's Jolokia (`SimulatedJolokia`): the broker's destinations, answering the pattern
+  `read`s of the broker's and its destinations' MBeans as Jolokia answers them.
+
+`SimulatedBrokerApis` is a urllib handler: the product's broker calls (`mq_cutover.broker_api`,
+through `urllib.request.urlopen`) reach these objects instead of the network while the handler
+is installed (`install()`, undone by the returned callable). Every host not simulated still
+goes to the network, unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.message
+import io
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import urllib.response
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_VHOST = "/"
+BUILT_IN_EXCHANGES = {
+    "": "direct",
+    "amq.direct": "direct",
+    "amq.fanout": "fanout",
+    "amq.headers": "headers",
+    "amq.match": "headers",
+    "amq.topic": "topic",
+    "amq.rabbitmq.trace": "topic",
+}
+KNOWN_EXCHANGE_TYPES = {"direct", "fanout", "topic", "headers"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class SimulatedRabbitApi:
+    """One RabbitMQ broker's management API (definitions only)."""
+
+    username: str
+    password: str = field(repr=False)
+    version: str = "3.13.7"
+    vhosts: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEFAULT_VHOST: {}})
+    queues: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    exchanges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    bindings: list[dict[str, Any]] = field(default_factory=list)
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # Each request as (method, path), for tests (e.g. "nothing on-prem was written").
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    # A vhost's default queue type (Amazon MQ RabbitMQ 3.13+: quorum on new brokers).
+    default_queue_type: str = "classic"
+
+    # --- the definitions document ---------------------------------------------------------
+    def definitions(self, vhost: str | None = None) -> dict[str, Any]:
+        def keep(v: str) -> bool:
+            return vhost is None or v == vhost
+
+        def strip(item: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in item.items() if vhost is None or k != "vhost"}
+
+        document: dict[str, Any] = {
+            "rabbit_version": self.version,
+            "rabbitmq_version": self.version,
+            "parameters": [],
+            "policies": [strip(p) for (v, _), p in sorted(self.policies.items()) if keep(v)],
+            "queues": [strip(q) for (v, _), q in sorted(self.queues.items()) if keep(v)],
+            "exchanges": [strip(e) for (v, _), e in sorted(self.exchanges.items()) if keep(v)],
+            "bindings": [strip(b) for b in self.bindings if keep(b["vhost"])],
+        }
+        if vhost is None:
+            document.update(
+                {
+                    "users": [{"name": self.username, "tags": ["administrator"], "limits": {}}],
+                    "vhosts": [{"name": v, **meta} for v, meta in sorted(self.vhosts.items())],
+                    "permissions": [
+                        {
+                            "user": self.username,
+                            "vhost": v,
+                            "configure": ".*",
+                            "write": ".*",
+                            "read": ".*",
+                        }
+                        for v in sorted(self.vhosts)
+                    ],
+                    "topic_permissions": [],
+                    "global_parameters": [],
+                }
+            )
+        return document
+
+    def load(self, document: dict[str, Any], vhost: str | None = None) -> None:
+        """POST /api/definitions: add or update everything in it (nothing is deleted)."""
+        for entry in document.get("vhosts") or []:
+            self.vhosts.setdefault(str(entry["name"]), {})
+        for policy in document.get("policies") or []:
+            self.put_policy(vhost or policy["vhost"], policy["name"], policy)
+        for exchange in document.get("exchanges") or []:
+            self.put_exchange(vhost or exchange["vhost"], exchange["name"], exchange)
+        for queue in document.get("queues") or []:
+            self.put_queue(vhost or queue["vhost"], queue["name"], queue)
+        for binding in document.get("bindings") or []:
+            self.add_binding(vhost or binding["vhost"], binding)
+
+    # --- single objects -------------------------------------------------------------------
+    def _vhost(self, vhost: str) -> None:
+        if vhost not in self.vhosts:
+            raise ApiError(404, f"vhost {vhost} not found")
+
+    def put_queue(self, vhost: str, name: str, body: dict[str, Any]) -> None:
+        self._vhost(vhost)
+        arguments = dict(body.get("arguments") or {})
+        queue_type = arguments.get("x-queue-type", self.default_queue_type)
+        durable = bool(body.get("durable", True))
+        if queue_type == "quorum" and (not durable or body.get("auto_delete")):
+            raise ApiError(400, f"queue '{name}' in vhost '{vhost}': quorum queues are durable")
+        existing = self.queues.get((vhost, name))
+        wanted = {
+            "name": name,
+            "vhost": vhost,
+            "durable": durable,
+            "auto_delete": bool(body.get("auto_delete", False)),
+            "arguments": {**arguments, "x-queue-type": queue_type}
+            if "x-queue-type" in arguments or queue_type != "classic"
+            else arguments,
+        }
+        if existing is not None and existing["arguments"] != wanted["arguments"]:
+            raise ApiError(
+                400,
+                f"PRECONDITION_FAILED - inequivalent arg for queue '{name}' in vhost '{vhost}'",
+            )
+        self.queues[(vhost, name)] = wanted
+
+    def put_exchange(self, vhost: str, name: str, body: dict[str, Any]) -> None:
+        self._vhost(vhost)
+        kind = str(body.get("type", "direct"))
+        if kind not in KNOWN_EXCHANGE_TYPES:
+            raise ApiError(400, f"invalid exchange type '{kind}'")
+        self.exchanges[(vhost, name)] = {
+            "name": name,
+            "vhost": vhost,
+            "type": kind,
+            "durable": bool(body.get("durable", True)),
+            "auto_delete": bool(body.get("auto_delete", False)),
+            "internal": bool(body.get("internal", False)),
+            "arguments": dict(body.get("arguments") or {}),
+        }
+
+    def put_policy(self, vhost: str, name: str, body: dict[str, Any]) -> None:
+        self._vhost(vhost)
+        self.policies[(vhost, name)] = {
+            "name": name,
+            "vhost": vhost,
+            "pattern": body["pattern"],
+            "apply-to": body.get("apply-to", "all"),
+            "definition": dict(body.get("definition") or {}),
+            "priority": int(body.get("priority", 0)),
+        }
+
+    def add_binding(self, vhost: str, body: dict[str, Any]) -> None:
+        self._vhost(vhost)
+        binding = {
+            "source": body["source"],
+            "vhost": vhost,
+            "destination": body["destination"],
+            "destination_type": body.get("destination_type", "queue"),
+            "routing_key": body.get("routing_key", ""),
+            "arguments": dict(body.get("arguments") or {}),
+        }
+        if binding not in self.bindings:
+            self.bindings.append(binding)
+
+    def listing(self, kind: str, vhost: str | None) -> list[dict[str, Any]]:
+        if vhost is not None:
+            self._vhost(vhost)
+        source: list[dict[str, Any]]
+        if kind == "queues":
+            source = list(self.queues.values())
+        elif kind == "exchanges":
+            source = [
+                {
+                    "name": n,
+                    "vhost": v,
+                    "type": t,
+                    "durable": True,
+                    "auto_delete": False,
+                    "internal": False,
+                    "arguments": {},
+                }
+                for v in self.vhosts
+                for n, t in BUILT_IN_EXCHANGES.items()
+            ] + list(self.exchanges.values())
+        elif kind == "bindings":
+            source = list(self.bindings)
+        else:
+            source = list(self.policies.values())
+        return [item for item in source if vhost is None or item["vhost"] == vhost]
+
+    # --- HTTP -----------------------------------------------------------------------------
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        self.requests.append((method, path))
+        parts = [urllib.parse.unquote(p) for p in path.split("?", 1)[0].split("/")[2:]]
+        try:
+            return self._route(method, parts, body)
+        except ApiError as exc:
+            return exc.status, {"error": "bad_request", "reason": exc.reason}
+        except (KeyError, TypeError, ValueError) as exc:
+            return 400, {"error": "bad_request", "reason": f"malformed: {exc}"}
+
+    def _route(self, method: str, parts: list[str], body: Any) -> tuple[int, Any]:
+        head, rest = (parts[0], parts[1:]) if parts else ("", [])
+        if head == "overview" and method == "GET":
+            return 200, {"rabbitmq_version": self.version, "management_version": self.version}
+        if head == "definitions":
+            vhost = rest[0] if rest else None
+            if method == "GET":
+                if vhost is not None:
+                    self._vhost(vhost)
+                return 200, self.definitions(vhost)
+            if method == "POST":
+                self.load(body or {}, vhost)
+                return 204, None
+        if head == "vhosts":
+            if len(rest) == 2 and method == "GET":  # a vhost's permissions / topic-permissions
+                self._vhost(rest[0])
+                if rest[1] == "permissions":
+                    return 200, [
+                        {
+                            "user": self.username,
+                            "vhost": rest[0],
+                            "configure": ".*",
+                            "write": ".*",
+                            "read": ".*",
+                        }
+                    ]
+                return 200, []
+            if not rest:
+                return 200, [{"name": v} for v in sorted(self.vhosts)]
+            if method == "PUT":
+                self.vhosts.setdefault(rest[0], {})
+                return 201, None
+            if method == "DELETE":
+                self._delete_vhost(rest[0])
+                return 204, None
+            self._vhost(rest[0])
+            return 200, {"name": rest[0]}
+        if head in ("queues", "exchanges", "policies") and len(rest) == 2:
+            return self._single(head, method, rest[0], rest[1], body)
+        if head == "bindings" and len(rest) >= 5 and method == "DELETE":
+            # /bindings/{vhost}/e/{source}/q/{queue}/{props}
+            vhost, source, destination = rest[0], rest[2], rest[4]
+            before = len(self.bindings)
+            self.bindings = [
+                b
+                for b in self.bindings
+                if not (
+                    b["vhost"] == vhost
+                    and b["source"] == source
+                    and b["destination"] == destination
+                )
+            ]
+            return (204, None) if len(self.bindings) < before else (404, {"error": "not_found"})
+        if head in ("queues", "exchanges", "bindings", "policies") and len(rest) <= 1:
+            return 200, self.listing(head, rest[0] if rest else None)
+        return 404, {"error": "not_found", "reason": "not simulated"}
+
+    def _single(self, kind: str, method: str, vhost: str, name: str, body: Any) -> tuple[int, Any]:
+        store: dict[tuple[str, str], dict[str, Any]] = getattr(self, kind)
+        if method == "GET":
+            found = store.get((vhost, name))
+            return (200, found) if found else (404, {"error": "Object Not Found"})
+        if method == "DELETE":
+            if store.pop((vhost, name), None) is None:
+                return 404, {"error": "Object Not Found"}
+            if kind == "queues":
+                self.bindings = [
+                    b for b in self.bindings if (b["vhost"], b["destination"]) != (vhost, name)
+                ]
+            return 204, None
+        putter = {
+            "queues": self.put_queue,
+            "exchanges": self.put_exchange,
+            "policies": self.put_policy,
+        }[kind]
+        putter(vhost, name, body or {})
+        return 201, None
+
+    def _delete_vhost(self, vhost: str) -> None:
+        self._vhost(vhost)
+        del self.vhosts[vhost]
+        for store in (self.queues, self.exchanges, self.policies):
+            for key in [k for k in store if k[0] == vhost]:
+                del store[key]
+        self.bindings = [b for b in self.bindings if b["vhost"] != vhost]
+
+
+@dataclass
+class SimulatedJolokia:
+    """ActiveMQ's Jolokia, for the broker's destinations (no messages)."""
+
+    username: str
+    password: str = field(repr=False)
+    broker_name: str = "localhost"
+    queues: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+    def _destination_mbeans(self, kind: str) -> dict[str, dict[str, str]]:
+        names = self.queues if kind == "Queue" else [*self.topics, "ActiveMQ.Advisory.Queue"]
+        return {
+            f"org.apache.activemq:brokerName={self.broker_name},destinationName={name},"
+            f"destinationType={kind},type=Broker": {"Name": name}
+            for name in names
+        }
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        self.requests.append((method, path))
+        requests = body if isinstance(body, list) else [body]
+        answers = [self._one(request or {}) for request in requests]
+        return 200, answers if isinstance(body, list) else answers[0]
+
+    def _one(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A pattern `read` of the broker's or its destinations' MBeans, as Jolokia answers
+        it: {ObjectName: {attribute: value}}."""
+        mbean = str(request.get("mbean", ""))
+        if request.get("type") != "read" or not mbean.startswith("org.apache.activemq:"):
+            return {"status": 400, "error": "not simulated", "error_type": "UnsupportedOperation"}
+        if "destinationType=Queue" in mbean:
+            return {"status": 200, "value": self._destination_mbeans("Queue")}
+        if "destinationType=Topic" in mbean:
+            return {"status": 200, "value": self._destination_mbeans("Topic")}
+        broker = f"org.apache.activemq:brokerName={self.broker_name},type=Broker"
+        return {"status": 200, "value": {broker: {"BrokerName": self.broker_name}}}
+
+
+Api = SimulatedRabbitApi | SimulatedJolokia
+
+
+class SimulatedBrokerApis(urllib.request.BaseHandler):
+    """Answers HTTP(S) requests to the simulated hosts; everything else is left to the next
+    handler (the network). Credentials are checked like a broker's (401 on a wrong one)."""
+
+    handler_order = 100  # before urllib's own http(s) handlers
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, Api] = {}  # "host[:port]" or ".suffix" -> the API
+
+    def add(self, url_or_suffix: str, api: Api) -> None:
+        key = url_or_suffix
+        if "://" in url_or_suffix:
+            key = urllib.parse.urlsplit(url_or_suffix).netloc.lower()
+        self.hosts[key] = api
+
+    def _api(self, netloc: str) -> Api | None:
+        netloc = netloc.lower()
+        host = netloc.split(":")[0]
+        found = self.hosts.get(netloc) or self.hosts.get(host)
+        if found is not None:
+            return found
+        for key, api in self.hosts.items():
+            if key.startswith(".") and host.endswith(key):
+                return api
+        return None
+
+    def _answer(self, request: urllib.request.Request) -> Any:
+        parts = urllib.parse.urlsplit(request.full_url)
+        api = self._api(parts.netloc)
+        if api is None:
+            return None  # not simulated: the network
+        body = json.loads(bytes(request.data)) if isinstance(request.data, bytes) else None
+        expected = base64.b64encode(f"{api.username}:{api.password}".encode()).decode()
+        if request.get_header("Authorization") != f"Basic {expected}":
+            status, answer = 401, {"error": "not_authorised", "reason": "Login failed"}
+        else:
+            path = parts.path
+            if isinstance(api, SimulatedJolokia):
+                path = path.split("/jolokia", 1)[-1] or "/"
+            status, answer = api.handle(request.get_method(), path, body)
+        raw = b"" if answer is None else json.dumps(answer).encode()
+        headers = email.message.Message()
+        headers["Content-Type"] = "application/json"
+        if status >= 400:
+            raise urllib.error.HTTPError(
+                request.full_url, status, str(answer), headers, io.BytesIO(raw)
+            )
+        response = urllib.response.addinfourl(io.BytesIO(raw), headers, request.full_url, status)
+        response.msg = "OK"  # what urllib's error processor reads of a real response
+        return response
+
+    def http_open(self, request: urllib.request.Request) -> Any:
+        return self._answer(request)
+
+    def https_open(self, request: urllib.request.Request) -> Any:
+        return self._answer(request)
+
+    def install(self) -> Callable[[], None]:
+        """Route urlopen through this handler until the returned callable is called."""
+        previous = urllib.request._opener  # type: ignore[attr-defined]
+        urllib.request.install_opener(urllib.request.build_opener(self))
+
+        def uninstall() -> None:
+            urllib.request.install_opener(previous)
+
+        return uninstall
