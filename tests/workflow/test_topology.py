@@ -16,8 +16,8 @@ from mq_cutover.plan import parse_plan
 from mq_cutover_cli.harness import Emulator
 from mq_cutover_cli.world import default_world
 from tests.conftest import load_event
-from tests.workflow.test_failures import gate_email
 from tests.workflow.conftest import entered, final_values, initial_values, run, task_results
+from tests.workflow.test_failures import gate_email
 
 pytestmark = pytest.mark.workflow
 
