@@ -4,7 +4,10 @@ summary. Returns as soon as the purpose's condition held K times or the deadline
 Event: `purpose` drain (default) | fence | placement; `side` onPrem (default) | amazonMq;
 `metricBrokers` the Amazon MQ broker's instance names for its own metrics (`<name>-1`, ...);
 `startedAt` (the execution's start): when the fence holds, the count reconciliation since then
-is added (`counts`).
+is added (`counts`); `brokerId` the Amazon MQ broker: with `target.metrics.source`
+managementApi its side is read from its RabbitMQ management API (`mq_cutover.api_readings`:
+DescribeBroker for its console URL and GetSecretValue for its administrative user, once per
+call, only when that side is read) instead of CloudWatch.
 
 A person's abort (mq_cutover.lease) is looked for before the first reading and before each
 next one: AbortRequested ends the check, so the run rolls back within one poll interval (a
@@ -20,6 +23,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock
+from mq_cutover.api_readings import amazon_mq_readings
 from mq_cutover.contracts import CheckDrainEvent, DrainReading
 from mq_cutover.drain import (
     CALL_RESERVE_SECONDS,
@@ -31,7 +35,7 @@ from mq_cutover.drain import (
 )
 from mq_cutover.lease import check_abort
 from mq_cutover.observability import logger, metrics, tracer
-from mq_cutover.plan import parse_plan
+from mq_cutover.plan import MetricsSource, parse_plan
 from mq_cutover.reconcile import reconcile
 from mq_cutover.settings import Settings
 
@@ -39,6 +43,9 @@ settings = Settings.from_environment()
 # Where a person's abort is recorded (mq_cutover.lease): read only.
 leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 cloudwatch = aws.client("cloudwatch")
+# The Amazon MQ broker's management API (target.metrics.source managementApi): its URL and user.
+secretsmanager = aws.client("secretsmanager")
+mq = aws.client("mq")
 
 
 def _progress(summary: dict[str, Any]) -> None:
@@ -51,6 +58,7 @@ def _progress(summary: dict[str, Any]) -> None:
             "stale": summary["staleCount"],
             "stillReceiving": summary["stillReceivingCount"],
             "neverDrain": summary["neverDrainCount"],
+            "readError": summary.get("readError"),  # a live source that could not be read
         },
     )
 
@@ -73,7 +81,10 @@ def lambda_handler(event: CheckDrainEvent, context: LambdaContext) -> dict[str, 
     )
     purpose = Purpose(event.purpose or Purpose.DRAIN)
     brokers = event.metric_brokers
-    side = side_of(plan, event.side or SideName.ON_PREM, brokers)
+    live = None
+    if plan.target.metrics.source == MetricsSource.MANAGEMENT_API:
+        live = amazon_mq_readings(plan, secretsmanager, mq, event.broker_id)
+    side = side_of(plan, event.side or SideName.ON_PREM, brokers, live)
     if event.producers_quiet is False:  # a rollback's on-prem drain (mq_cutover.rollback)
         side = replace(side, require_quiet=False)
     result = watch_drain(
@@ -86,12 +97,13 @@ def lambda_handler(event: CheckDrainEvent, context: LambdaContext) -> dict[str, 
         progress=progress,
         purpose=purpose,
         side=side,
-        other=amazon_mq_side(plan, brokers) if purpose == Purpose.PLACEMENT else None,
+        other=amazon_mq_side(plan, brokers, live) if purpose == Purpose.PLACEMENT else None,
     )
     ended = result["done"] or result["timedOut"]
     if purpose == Purpose.FENCE and ended and event.started_at:
         # Nobody is left on-prem (or a person will decide at the fence's gate): the final
-        # figures, taken before the broker stops.
+        # figures, taken before the broker stops. Amazon MQ's are CloudWatch's even with
+        # managementApi: a reconciliation needs the counters' history, the API has only now.
         sides = [side, amazon_mq_side(plan, brokers)] if brokers else [side]
         began = datetime.fromisoformat(event.started_at)
         result["counts"] = reconcile(plan, cloudwatch, sides, began, clock.utcnow())

@@ -21,6 +21,11 @@ The same readings answer three more questions (`Purpose`), on either broker (`Si
 - a rollback's drains: the on-prem broker (ordered: the backlog before consumers move to Amazon
   MQ) and Amazon MQ (every message that reached it is consumed before consumers move back).
 A queue with messages and no consumer on that broker is reported as *will never drain*.
+
+A side may be read live instead of from CloudWatch (`Side.live`): the Amazon MQ broker's
+RabbitMQ management API when `target.metrics.source` is `managementApi`
+(`mq_cutover.api_readings`). Its figures fill the same per-queue structure, so the rules above
+are the same; a read that fails makes every queue missing and the summary says why (`readError`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -41,6 +46,7 @@ from mq_cutover.plan import MigrationPlan, QueueMetrics
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit
 REPORT_LIMIT = 20  # queues listed by name in the summary; the rest are counted
 CALL_RESERVE_SECONDS = 30  # left of a Lambda call's time after its last reading
+READ_ERROR_LIMIT = 500  # characters of a live source's failure kept in the summary
 
 
 class Purpose(StrEnum):
@@ -55,11 +61,51 @@ class SideName(StrEnum):
     AMAZON_MQ = "amazonMq"
 
 
+@dataclass
+class QueueNow:
+    """One queue's newest figures on one broker (None: missing; `age`: stale)."""
+
+    messages: int = 0
+    in_flight: int = 0
+    consumers: int | None = None
+    enqueues: list[float] = field(default_factory=list)  # the counter, newest first
+    stamp: datetime | None = None
+    missing: bool = False
+    stale_age: int | None = None
+
+
+@dataclass
+class SideFigures:
+    """One reading of one broker: every queue's figures, and for a live source why it could not
+    be read (every queue is then missing) and its enqueue counters' fingerprint."""
+
+    queues: dict[str, QueueNow]
+    error: str | None = None
+    digest: str | None = None
+
+
+class LiveSource(Protocol):
+    """A broker read directly rather than from CloudWatch (`mq_cutover.api_readings`)."""
+
+    def queue_names(self) -> list[str]:
+        """Every queue the broker lists (queue discovery for the plan's patterns)."""
+        ...
+
+    def resume(self, previous: dict[str, Any] | None) -> None:
+        """Start a Lambda call's readings after the previous call's summary."""
+        ...
+
+    def read(self, side: Side, queues: list[str], now: datetime, quiet: bool) -> SideFigures:
+        """One reading of `queues` (ignored ones: messages only)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Side:
     """One broker's queue metrics: where they are, which queues, which to ignore. Amazon MQ's
     own metrics carry one `Broker` dimension per instance (`<name>-1`, `-2`): each is read and
-    the freshest instance counts (the active one publishes)."""
+    the freshest instance counts (the active one publishes). `live`: read from the broker's own
+    API instead of CloudWatch."""
 
     name: SideName
     metrics: QueueMetrics
@@ -67,6 +113,7 @@ class Side:
     ignore: list[str]
     instances: list[dict[str, str]] = field(default_factory=lambda: [{}])
     require_quiet: bool = True
+    live: LiveSource | None = field(default=None, compare=False)
 
     @property
     def discovery_dimensions(self) -> dict[str, str]:
@@ -83,9 +130,12 @@ def on_prem_side(plan: MigrationPlan) -> Side:
     )
 
 
-def amazon_mq_side(plan: MigrationPlan, metric_brokers: list[str] | None) -> Side:
-    """The Amazon MQ broker, read through `target.metrics` (AWS/AmazonMQ by default); the
-    same queues as on-prem. `metric_brokers` are its instances' `Broker` dimension values."""
+def amazon_mq_side(
+    plan: MigrationPlan, metric_brokers: list[str] | None, live: LiveSource | None = None
+) -> Side:
+    """The Amazon MQ broker, read through `target.metrics` (AWS/AmazonMQ by default) or `live`
+    (its management API, `target.metrics.source: managementApi`); the same queues as on-prem.
+    `metric_brokers` are its instances' `Broker` dimension values."""
     metrics = plan.target.metrics
     instances: list[dict[str, str]] = [{}]
     if "Broker" not in metrics.dimensions and metric_brokers:
@@ -97,12 +147,19 @@ def amazon_mq_side(plan: MigrationPlan, metric_brokers: list[str] | None) -> Sid
         plan.on_prem.ignore_queues,
         instances,
         require_quiet=plan.drain.require_producers_quiet,
+        live=live,
     )
 
 
-def side_of(plan: MigrationPlan, name: str, metric_brokers: list[str] | None = None) -> Side:
+def side_of(
+    plan: MigrationPlan,
+    name: str,
+    metric_brokers: list[str] | None = None,
+    live: LiveSource | None = None,
+) -> Side:
+    """The side by name; `live` is the Amazon MQ broker's live source, if it has one."""
     if SideName(name) == SideName.AMAZON_MQ:
-        return amazon_mq_side(plan, metric_brokers)
+        return amazon_mq_side(plan, metric_brokers, live)
     return on_prem_side(plan)
 
 
@@ -164,16 +221,30 @@ def watched_queues(
     cloudwatch: Any,
     metrics: QueueMetrics,
     dimensions: dict[str, str] | None = None,
+    *,
+    discover: Callable[[], list[str]] | None = None,
 ) -> list[str]:
     """The plan's queue names, plus every discovered queue matching one of its glob patterns
     (an empty list watches every discovered queue). A listed name with no metrics is kept: it
-    shows as missing, never as empty."""
+    shows as missing, never as empty. Discovery lists CloudWatch's metrics, or calls `discover`
+    (a live source's own queue list)."""
     names = [q for q in listed if not _is_pattern(q)]
     patterns = [q for q in listed if _is_pattern(q)] if listed else ["*"]
     if patterns:
-        found = discover_queues(cloudwatch, metrics, dimensions)
+        found = discover() if discover else discover_queues(cloudwatch, metrics, dimensions)
         names += [q for q in found if q not in names and is_ignored(q, patterns)]
     return names
+
+
+def side_queues(side: Side, cloudwatch: Any) -> list[str]:
+    """The queues one side watches, discovered where that side's figures come from."""
+    return watched_queues(
+        side.listed,
+        cloudwatch,
+        side.metrics,
+        side.discovery_dimensions,
+        discover=side.live.queue_names if side.live is not None else None,
+    )
 
 
 Series = dict[str, list[tuple[datetime, float]]]  # query id -> datapoints, newest first
@@ -235,6 +306,8 @@ class Reading:
     messages_left: int = 0
     newest_at: datetime | None = None  # the oldest of the queues' newest datapoints
     enqueue_total: float | None = None  # sum of the queues' newest enqueue counters
+    read_error: str | None = None  # why a live source could not be read (all queues missing)
+    enqueue_digest: str | None = None  # a live source's counters, for the next call's first
 
     @property
     def empty(self) -> bool:
@@ -292,24 +365,13 @@ def by_size(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(queues, key=lambda q: -(q["messages"] + q["inFlight"]))
 
 
-@dataclass
-class _QueueNow:
-    """One queue's newest figures on one broker (None: missing; `age`: stale)."""
-
-    messages: int = 0
-    in_flight: int = 0
-    consumers: int | None = None
-    enqueues: list[float] = field(default_factory=list)
-    stamp: datetime | None = None
-    missing: bool = False
-    stale_age: int | None = None
-
-
 def _read_side(
     side: Side, cloudwatch: Any, now: datetime, queues: list[str], purpose: Purpose, quiet: bool
-) -> dict[str, _QueueNow]:
+) -> SideFigures:
     """Every watched (not ignored) queue's newest figures on one broker; ignored queues get
     only their message count."""
+    if side.live is not None:
+        return side.live.read(side, queues, now, quiet)
     metrics = side.metrics
     kinds = {"m": metrics.messages_metric, "f": metrics.in_flight_metric}
     if quiet:
@@ -342,10 +404,10 @@ def _read_side(
             found, key=lambda points: points[0][0] if points else datetime.min.replace(tzinfo=UTC)
         )
 
-    figures: dict[str, _QueueNow] = {}
+    figures: dict[str, QueueNow] = {}
     for index, queue in enumerate(queues):
         points = {kind: freshest(kind, index) for kind in kinds if kinds[kind]}
-        now_q = _QueueNow()
+        now_q = QueueNow()
         figures[queue] = now_q
         if is_ignored(queue, side.ignore):
             now_q.messages = int(points["m"][0][1]) if points["m"] else -1
@@ -365,7 +427,7 @@ def _read_side(
             now_q.consumers = int(points["c"][0][1])
         if "e" in points:
             now_q.enqueues = [value for _, value in points["e"][:2]]
-    return figures
+    return SideFigures(figures)
 
 
 def read_queues(
@@ -378,21 +440,26 @@ def read_queues(
     purpose: Purpose = Purpose.DRAIN,
     other: Side | None = None,
 ) -> Reading:
-    """One reading of every queue (listed in the plan, or discovered in CloudWatch; pass
-    `queues` to reuse a discovery) on `side` (on-prem by default). Placement also reads
-    `other` (the second broker) for its consumers."""
+    """One reading of every queue (listed in the plan, or discovered in CloudWatch or the live
+    source; pass `queues` to reuse a discovery) on `side` (on-prem by default). Placement also
+    reads `other` (the second broker) for its consumers."""
     side = side or on_prem_side(plan)
     if queues is None:
-        queues = watched_queues(side.listed, cloudwatch, side.metrics, side.discovery_dimensions)
+        queues = side_queues(side, cloudwatch)
     quiet_needed = (
         purpose != Purpose.PLACEMENT
         and side.require_quiet
         and side.metrics.enqueue_metric is not None
     )
-    here = _read_side(side, cloudwatch, now, queues, purpose, quiet_needed)
-    there = _read_side(other, cloudwatch, now, queues, purpose, False) if other else {}
+    read_here = _read_side(side, cloudwatch, now, queues, purpose, quiet_needed)
+    read_there = _read_side(other, cloudwatch, now, queues, purpose, False) if other else None
+    here = read_here.queues
+    there = read_there.queues if read_there else {}
 
     reading = Reading(at=now, purpose=purpose)
+    errors = [read.error for read in (read_here, read_there) if read and read.error]
+    reading.read_error = "; ".join(errors) or None
+    reading.enqueue_digest = read_here.digest if quiet_needed else None
     newest: list[datetime] = []
     enqueued: list[float] = []
     for queue in queues:
@@ -520,6 +587,10 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
         "extensions": extensions,
         "extensionsLeft": max(0, plan.drain.max_extensions - extensions),
     }
+    if reading.read_error:  # a live source: every queue is missing, and this is why
+        summary["readError"] = reading.read_error[:READ_ERROR_LIMIT]
+    if reading.enqueue_digest:  # a live source's counters: the next call compares with them
+        summary["enqueueDigest"] = reading.enqueue_digest
     if reading.purpose == Purpose.FENCE:
         summary["connected"] = reading.connected[:REPORT_LIMIT]
         summary["connectedCount"] = len(reading.connected)
@@ -558,8 +629,11 @@ def watch_drain(
     readings."""
     side = side or on_prem_side(plan)
     interval = plan.drain.poll_interval_seconds
+    for read in (side, other):
+        if read is not None and read.live is not None:
+            read.live.resume(previous)
     began = now()
-    queues = watched_queues(side.listed, cloudwatch, side.metrics, side.discovery_dimensions)
+    queues = side_queues(side, cloudwatch)
 
     def one(previous: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
         reading = read_queues(plan, cloudwatch, at, queues, side=side, purpose=purpose, other=other)

@@ -42,6 +42,7 @@ from mq_cutover.plan import QueueMetrics
 MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limit (and well under its 1 MB)
 HTTP_TIMEOUT_SECONDS = 10
 RABBITMQ_PAGE_SIZE = 500
+RABBITMQ_FIGURES = ("messages", "messages_unacknowledged", "consumers")  # none of them read as 0
 JOLOKIA_ATTRIBUTES = [
     "QueueSize",
     "InFlightCount",
@@ -170,8 +171,15 @@ def read_activemq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]
     return stats
 
 
-def read_rabbitmq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]:
-    """Every queue of the virtual host, paged through the management API."""
+def read_rabbitmq(
+    source: Source, fetch: Fetch = _http_json, *, unreported: list[str] | None = None
+) -> list[QueueStats]:
+    """Every queue of the virtual host, paged through the management API.
+
+    A queue listed without its figures (`messages`, `messages_unacknowledged`, `consumers`:
+    statistics not collected yet for a new queue, or a queue whose node is down) is left out,
+    never read as 0: the bridge publishes nothing for it, so the drain sees it missing. Its name
+    is appended to `unreported` when given (the drain's own management API readings)."""
     base = source.url.rstrip("/") + "/api/queues/" + urllib.parse.quote(source.vhost, safe="")
     columns = (
         "name,messages,messages_unacknowledged,consumers,"
@@ -187,16 +195,22 @@ def read_rabbitmq(source: Source, fetch: Fetch = _http_json) -> list[QueueStats]
         answer = _fetch(source, f"{base}?{query}", fetch)
         items = answer.get("items", []) if isinstance(answer, dict) else []
         for item in items:
+            if any(item.get(key) is None for key in RABBITMQ_FIGURES):
+                if unreported is not None:
+                    unreported.append(str(item["name"]))
+                continue
             counters = item.get("message_stats") or {}
             with_counters += bool(counters)
             stats.append(
                 QueueStats(
                     queue=str(item["name"]),
-                    messages=int(item.get("messages") or 0),
-                    in_flight=int(item.get("messages_unacknowledged") or 0),
+                    messages=int(item["messages"]),
+                    in_flight=int(item["messages_unacknowledged"]),
+                    # No publish counter yet: nothing was ever published (statistics off is
+                    # refused below).
                     enqueued=int(counters.get("publish") or 0),
                     dequeued=int(counters.get("deliver_get") or 0),
-                    consumers=int(item.get("consumers") or 0),
+                    consumers=int(item["consumers"]),
                 )
             )
         if not isinstance(answer, dict) or page >= int(answer.get("page_count") or 1):
