@@ -48,6 +48,7 @@ from mq_cutover.errors import BrokerApiFailed, TopologyCopyFailed
 LIST_LIMIT = 20  # entries of each list in the result (the counts say how many there were)
 ENTRY_LIMIT = 300  # characters of one entry
 SUMMARY_DIFFERENCES = 3  # differences named in the summary line
+IMPORT_BATCH = 200  # items per import request (quorum queues take a while each to declare)
 
 KINDS = ("exchanges", "queues", "bindings", "policies")  # what is imported, per vhost
 
@@ -559,9 +560,11 @@ def describe_binding(binding: dict[str, Any]) -> str:
 
 def import_definitions(api: Endpoint, transformed: Transformed) -> None:
     """Create the vhosts the target lacks (PUT /api/vhosts/{vhost}), then import each vhost's
-    exchanges, queues, bindings and policies (POST /api/definitions/{vhost}) [DEFS]. A merge:
-    run twice, or after a partial import, the result is the same. The target's refusal (HTTP
-    400) becomes TopologyCopyFailed with RabbitMQ's reason."""
+    exchanges, policies, queues and bindings (POST /api/definitions/{vhost}) [DEFS], in that
+    order and in batches of IMPORT_BATCH items, so that no request declares so many quorum
+    queues that it outlasts the API call's timeout. A merge: run twice, or after a partial
+    import, the result is the same. The target's refusal (HTTP 400) becomes TopologyCopyFailed
+    with RabbitMQ's reason."""
     present = {str(v.get("name")) for v in broker_api.call(api, "GET", "/api/vhosts") or []}
     definitions = transformed.definitions
     for vhost in definitions.get("vhosts") or []:
@@ -574,17 +577,20 @@ def import_definitions(api: Endpoint, transformed: Transformed) -> None:
             if vhost.get("tags"):
                 body["tags"] = ",".join(vhost["tags"])
             _refusable(api, "PUT", f"/api/vhosts/{path}", body, f"creating vhost {name}")
-        part = {
-            kind: [
+        for kind in ("exchanges", "policies", "queues", "bindings"):
+            items = [
                 {k: v for k, v in item.items() if k != "vhost"}
                 for item in definitions.get(kind) or []
                 if item.get("vhost") == name
             ]
-            for kind in KINDS
-        }
-        _refusable(
-            api, "POST", f"/api/definitions/{path}", part, f"the definitions of vhost {name}"
-        )
+            for start in range(0, len(items), IMPORT_BATCH):
+                _refusable(
+                    api,
+                    "POST",
+                    f"/api/definitions/{path}",
+                    {kind: items[start : start + IMPORT_BATCH]},
+                    f"the {kind} of vhost {name}",
+                )
 
 
 def _refusable(api: Endpoint, method: str, path: str, body: Any, what: str) -> None:

@@ -718,7 +718,7 @@ def test_a_refused_import_names_rabbitmq_reason(serve: Any) -> None:
     with pytest.raises(TopologyCopyFailed) as failure:
         import_definitions(serve(SimulatedRabbitManagementApi()), transform(document))
     message = str(failure.value)
-    assert "refused the definitions of vhost shop" in message
+    assert "refused the exchanges of vhost shop" in message
     assert "'x-consistent-hash' is not a valid exchange type" in message
     assert "HTTP 400" in message
 
@@ -790,3 +790,5 @@ def test_the_result_stays_small_with_a_thousand_queues(serve: Any) -> None:
     assert outcome["summary"].startswith("2000 differences: queue queue-0000-")
     assert outcome["summary"].endswith("; and 1997 more")
     assert len(json.dumps(outcome)) < 16_000
+    # Imported in batches: 1 request for the exchange, 5 each for queues and bindings.
+    assert target.requests.count(("POST", "/api/definitions/%2F")) == 11
