@@ -167,6 +167,13 @@ def test_copy_topology_between_two_real_nodes(fresh_rabbit: list[RabbitNode]) ->
         assert amazonmq.api("GET", f"/api/definitions/{q(VHOST)}") == copied
         assert snapshot(onprem) == before
 
+        # As after an import cut short: what is missing is added again, the rest left alone.
+        amazonmq.api("DELETE", f"/api/queues/{q(VHOST)}/orders.created")
+        amazonmq.api("DELETE", f"/api/policies/{q(VHOST)}/audit-limit")
+        assert compare_topology(source, target, [VHOST])["differenceCount"] == 3
+        assert copy_topology(source, target, [VHOST]) == first
+        assert queue_types(amazonmq)["orders.created"] == "quorum"
+
         # A binding removed on the Amazon MQ side is the one difference a re-check names.
         amazonmq.api("DELETE", f"/api/bindings/{q(VHOST)}/e/orders/q/orders.shipped/shipped")
         recheck = compare_topology(source, target, [VHOST])
