@@ -1,5 +1,5 @@
 """Session fixtures of the e2e tier: the two brokers (started once, stopped by PID at the end,
-even on failure) and the compiled JMS reference client."""
+even on failure), the compiled JMS reference client, and the two RabbitMQ nodes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.brokers import Broker, ensure_installed, running_brokers
 from tests.e2e.jms import JmsKit, compile_client
+from tests.e2e.rabbit_nodes import RabbitNode, running_rabbit_nodes
 from tests.e2e.tls import AMAZON_MQ_OPENWIRE_PORT, TlsMaterial, make_tls
 
 
@@ -48,3 +49,23 @@ def fresh(brokers: list[Broker]) -> list[Broker]:
 def jms_kit(e2e_root: Path, tls: TlsMaterial) -> JmsKit:
     """The Java reference client, compiled with javac against Debian's ActiveMQ client jars."""
     return JmsKit(compile_client(e2e_root / "jms-classes"), tls)
+
+
+@pytest.fixture(scope="session")
+def rabbit_nodes(e2e_root: Path) -> Iterator[list[RabbitNode]]:
+    """RabbitMQ `onprem`, and `amazonmq` standing in for Amazon MQ for RabbitMQ (see
+    rabbit_nodes.py: ports 5682/5683, management 15682/15683, epmd 4379); every process is
+    stopped by PID at the end of the session, even on failure."""
+    with running_rabbit_nodes(e2e_root / "rabbit", ["onprem", "amazonmq"]) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh_rabbit(rabbit_nodes: list[RabbitNode]) -> list[RabbitNode]:
+    """Both RabbitMQ nodes running (a previous scenario may have stopped one), with nothing on
+    them but the defaults: no queues, exchanges, policies, shovels, other vhosts or users."""
+    for node in rabbit_nodes:
+        if not node.running:
+            node.start()
+        node.reset_topology()
+    return rabbit_nodes

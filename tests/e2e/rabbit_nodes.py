@@ -10,7 +10,8 @@ system RabbitMQ (``/etc/rabbitmq`` and ``/var/lib/rabbitmq`` are never read or w
 * ``home/.erlang.cookie`` (mode 0400): the node's own Erlang cookie. The server and
   :meth:`RabbitNode.ctl` (``rabbitmqctl``) both run with ``HOME`` set to ``home/``;
 * ``rabbitmq.conf``: AMQP listener and management API on 127.0.0.1 only, statistics every
-  second (:data:`STATISTICS_INTERVAL_MS`: the management API's queue figures lag by up to that),
+  second (:data:`STATISTICS_INTERVAL_MS`; the API's statistics still lag the queues by 3-5 s,
+  :meth:`RabbitNode.queue_depths` reads the queues' own totals instead),
   the administrative user (:data:`ADMIN_USER`, a random password per node, tag
   ``administrator``, all permissions on ``/``) as the default user, so ``guest`` never exists;
 * ``enabled_plugins``: :data:`PLUGINS` (management, shovel, shovel management), enabled
@@ -30,7 +31,8 @@ free ports and 61617, nor with a system RabbitMQ's 5672/15672/25672/4369):
 | epmd       | 4379 (shared by the nodes; started and stopped by :class:`Epmd`)            |
 
 ``rabbitmqctl`` itself takes a distribution port in 35672-35682 (the package's default)
-while it runs.
+while it runs. ``MQ_CUTOVER_E2E_FREE_PORTS=1`` makes :func:`running_rabbit_nodes` pick free
+ports instead (for two runs on one machine; the ports are then in each node's ``ports``).
 
 Processes: the server script (``sh``, leader of its own session), its ``beam.smp``, and
 ``erl_child_setup`` and ``inet_gethost`` under the VM (``erl_child_setup`` starts a session of
@@ -67,6 +69,8 @@ from typing import Any
 
 import pika
 
+from tests.e2e.brokers import free_port
+
 HOST = "127.0.0.1"
 RABBITMQ_HOME = Path("/usr/lib/rabbitmq")
 SERVER_SCRIPT = RABBITMQ_HOME / "bin" / "rabbitmq-server"
@@ -77,6 +81,7 @@ PLUGINS = ("rabbitmq_management", "rabbitmq_shovel", "rabbitmq_shovel_management
 ADMIN_USER = "mqc-admin"
 STATISTICS_INTERVAL_MS = 1000
 DEFAULT_VHOST = "/"
+FREE_PORTS_VARIABLE = "MQ_CUTOVER_E2E_FREE_PORTS"
 # RabbitMQ's own exchanges in every virtual host: reset_topology() keeps them.
 _BUILT_IN_EXCHANGE = re.compile(r"^(|amq\..*)$")
 
@@ -89,6 +94,13 @@ class NodePorts:
 
 
 DEFAULT_PORTS = (NodePorts(5682, 15682, 25682), NodePorts(5683, 15683, 25683))
+
+
+def free_node_ports() -> NodePorts:
+    """Loopback ports free now, for a node beside the fixed-port ones (e.g. a private node in
+    a test while the session's nodes run); pair it with ``epmd_port=free_port()``."""
+    return NodePorts(free_port(), free_port(), free_port())
+
 
 RABBITMQ_CONF = """\
 listeners.tcp.1 = {host}:{amqp}
@@ -196,6 +208,31 @@ def processes_mentioning(text: str) -> list[Pid]:
         stat = _stat(int(entry.name))
         if text in cmdline and stat is not None and stat[0] != "Z":
             found.append(Pid(int(entry.name), stat[1], _command(int(entry.name))))
+    return found
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """The TCP (address, port) pairs process ``pid`` listens on, read from /proc (IPv6
+    addresses as ``::1`` etc.)."""
+    inodes = set()
+    with suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        with suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                    continue
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)
+                # /proc prints the address as 32-bit words in host (little-endian) order.
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add((socket.inet_ntop(family, raw), int(port, 16)))
     return found
 
 
@@ -480,9 +517,10 @@ class RabbitNode:
             )
 
     def queue_stats(self, vhost: str = DEFAULT_VHOST) -> dict[str, dict[str, int]]:
-        """``{queue: figures}`` for every queue of ``vhost``: ``messages`` (ready + unacked),
-        ``ready``, ``unacked``, ``consumers``, ``published``, ``delivered`` (the last two count
-        since the node started). The figures lag by up to :data:`STATISTICS_INTERVAL_MS`."""
+        """``{queue: figures}`` for every queue of ``vhost``, as the metrics bridge reads them:
+        ``messages`` (ready + unacked), ``ready``, ``unacked``, ``consumers``, ``published``,
+        ``delivered`` (the last two count since the node started). Statistics: they lag the
+        queues by 3-5 s on this setup (measured), whatever :data:`STATISTICS_INTERVAL_MS`."""
         columns = (
             "name,messages,messages_ready,messages_unacknowledged,consumers,"
             "message_stats.publish,message_stats.deliver_get"
@@ -502,16 +540,21 @@ class RabbitNode:
         return stats
 
     def queue_depths(self, queues: Sequence[str], vhost: str = DEFAULT_VHOST) -> dict[str, int]:
-        """``{queue: messages}`` (ready + unacknowledged) from the management API; a queue that
-        does not exist is left out. Lags by up to :data:`STATISTICS_INTERVAL_MS`."""
-        stats = self.queue_stats(vhost)
-        return {q: stats[q]["messages"] for q in queues if q in stats}
+        """``{queue: messages}`` (ready + unacknowledged) as the queues hold them now: the
+        management API's queue totals without statistics (``disable_stats=true&
+        enable_queue_totals=true``), which come from the queues themselves and do not lag like
+        :meth:`queue_stats`. A queue that does not exist is left out."""
+        answer = self.api(
+            "GET", f"/api/queues/{_quote(vhost)}?disable_stats=true&enable_queue_totals=true"
+        )
+        found = {str(item["name"]): int(item.get("messages") or 0) for item in answer or []}
+        return {q: found[q] for q in queues if q in found}
 
     def wait_depths(
         self, expected: dict[str, int], vhost: str = DEFAULT_VHOST, timeout: float = 15
     ) -> dict[str, int]:
-        """Poll :meth:`queue_depths` until it equals ``expected`` (statistics lag); return the
-        last reading either way."""
+        """Poll :meth:`queue_depths` until it equals ``expected`` (consumers and publishers may
+        still be at work); return the last reading either way."""
         deadline = time.monotonic() + timeout
         while True:
             depths = self.queue_depths(list(expected), vhost)
@@ -626,12 +669,20 @@ def make_rabbit_node(
 def running_rabbit_nodes(
     root: Path,
     names: Sequence[str] = ("onprem", "amazonmq"),
-    ports: Sequence[NodePorts] = DEFAULT_PORTS,
-    epmd_port: int = EPMD_PORT,
+    ports: Sequence[NodePorts] | None = None,
+    epmd_port: int | None = None,
 ) -> Iterator[list[RabbitNode]]:
     """Start epmd and one node per name (the i-th on ``ports[i]``), the nodes in parallel;
-    on exit, whatever happened, stop every node and epmd by PID."""
+    on exit, whatever happened, stop every node and epmd by PID.
+
+    Without ``ports``/``epmd_port``: :data:`DEFAULT_PORTS` and :data:`EPMD_PORT`, or free
+    ports when the environment sets ``MQ_CUTOVER_E2E_FREE_PORTS=1`` (two runs on one machine)."""
     ensure_installed()
+    free = os.environ.get(FREE_PORTS_VARIABLE) == "1"
+    if ports is None:
+        ports = [free_node_ports() for _ in names] if free else DEFAULT_PORTS
+    if epmd_port is None:
+        epmd_port = free_port() if free else EPMD_PORT
     if len(ports) < len(names):
         raise ValueError(f"{len(names)} nodes need {len(names)} NodePorts, got {len(ports)}")
     root.mkdir(parents=True, exist_ok=True)
