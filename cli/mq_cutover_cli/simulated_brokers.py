@@ -400,7 +400,7 @@ class SimulatedBrokerApis(urllib.request.BaseHandler):
                 request.full_url, status, str(answer), headers, io.BytesIO(raw)
             )
         response = urllib.response.addinfourl(io.BytesIO(raw), headers, request.full_url, status)
-        response.msg = "OK"  # what urllib's error processor reads of a real response
+        response.msg = "OK"  # type: ignore[attr-defined]  # urllib's error processor reads it
         return response
 
     def http_open(self, request: urllib.request.Request) -> Any:

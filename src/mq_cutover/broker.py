@@ -147,11 +147,13 @@ def resolve_endpoints(plan: MigrationPlan, mq: Any, broker_id: str) -> dict[str,
     )
     if protocol not in ENGINE_PROTOCOLS[engine]:
         raise BrokerMismatch(f"target.protocol {protocol.value} is not offered by {engine.value}")
-    if plan.mode == Mode.UNORDERED and engine == Engine.RABBITMQ:
-        # The plan check catches a created RabbitMQ broker; an adopted one is known only now.
+    if plan.mode == Mode.UNORDERED and engine == Engine.RABBITMQ and not plan.shovels:
+        # A created RabbitMQ broker's shovel procedure is checked with the plan; an adopted
+        # broker's engine is known only now.
         raise BrokerMismatch(
-            "mode unordered widens consumers to an ActiveMQ failover: URL; broker "
-            f"{broker_id} is RabbitMQ, whose clients have none: use mode ordered"
+            f"mode unordered: broker {broker_id} is RabbitMQ, whose clients have no failover: "
+            "URL; the RabbitMQ no-interruption procedure (shovels) needs a broker the plan "
+            "creates (target.create): use mode ordered with an adopted broker"
         )
     endpoints = pick_endpoints(broker.get("BrokerInstances", []), protocol)
     if not endpoints:

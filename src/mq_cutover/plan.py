@@ -298,6 +298,11 @@ class Topology(_Model):
     vhosts: list[Annotated[str, StringConstraints(pattern=VHOST_PATTERN)]] = Field(
         default_factory=list
     )  # RabbitMQ: the vhosts to copy; empty = every vhost of the on-prem broker
+    # RabbitMQ, mode unordered: the CA bundle, on the on-prem broker's host, with which the
+    # shovels (defined on the on-prem broker) verify Amazon MQ's certificate.
+    shovel_ca_cert_file: Annotated[str, StringConstraints(pattern=r"^/[^\s?&#]{1,1000}$")] = (
+        "/etc/ssl/certs/ca-certificates.crt"
+    )
 
     @model_validator(mode="after")
     def _source(self) -> Topology:
@@ -526,7 +531,11 @@ class MigrationPlan(_Model):
                 "drain.requireProducersQuiet needs onPrem.metrics.enqueueMetric (the on-prem "
                 "enqueue counter shows a producer still sending to the old broker)"
             )
-        if self.mode == Mode.UNORDERED and len(self.consumers.parameters) < 2:
+        if (
+            self.mode == Mode.UNORDERED
+            and len(self.consumers.parameters) < 2
+            and not (self.target.create and self.target.create.engine == Engine.RABBITMQ)
+        ):
             raise ValueError(
                 "consumers.parameters: mode unordered needs at least 2 consumer parameters, so "
                 "that consumers read on both brokers while producers move (one is placed on "
@@ -534,12 +543,40 @@ class MigrationPlan(_Model):
             )
         engine = self.target.create.engine if self.target.create else None
         if self.mode == Mode.UNORDERED and engine == Engine.RABBITMQ:
-            raise ValueError(
-                "mode: unordered widens consumers to an ActiveMQ failover: URL; RabbitMQ clients "
-                "have none, use mode ordered"
-            )
+            self._shovel_rules()
         self._topology_rules(engine)
         return self
+
+    def _shovel_rules(self) -> None:
+        """Mode unordered on RabbitMQ: consumers move first, a shovel per queue defined on the
+        on-prem broker moves what is left there, producers follow."""
+        topology = self.topology
+        if topology is None or topology.on_prem_api is None:
+            raise ValueError(
+                "topology.onPremApi: mode unordered on RabbitMQ defines a shovel per queue on the "
+                "on-prem broker through its management API; give it (or use mode ordered)"
+            )
+        if self.admin_secret_arn is None:
+            raise ValueError(
+                "topology.amazonMqSecretArn: the shovels log into Amazon MQ as its "
+                "administrative user"
+            )
+        if any(any(char in q for char in "*?[") for q in self.on_prem.queues):
+            raise ValueError(
+                "onPrem.queues: mode unordered on RabbitMQ shovels each queue by name; list the "
+                "queues (patterns are resolved for readings only)"
+            )
+        if len(self.topology.vhosts if self.topology else []) > 1:
+            raise ValueError(
+                "topology.vhosts: mode unordered on RabbitMQ shovels the queues of one vhost "
+                "(target.metrics.dimensions.VirtualHost, default /)"
+            )
+
+    @property
+    def shovels(self) -> bool:
+        """Whether this plan's no-interruption procedure is the RabbitMQ one (shovels)."""
+        engine = self.target.create.engine if self.target.create else None
+        return self.mode == Mode.UNORDERED and engine == Engine.RABBITMQ
 
     def _topology_rules(self, engine: Engine | None) -> None:
         topology = self.topology

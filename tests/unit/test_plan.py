@@ -11,6 +11,8 @@ from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import Mode, json_schema, parse_plan
 from tests.conftest import ROOT
 
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mq-cutover/orders-app"
+
 
 def test_sample_plans_are_valid(
     ordered_plan: dict[str, Any], unordered_plan: dict[str, Any]
@@ -68,11 +70,78 @@ def test_create_or_adopt_exactly_one(ordered_plan: dict[str, Any]) -> None:
     assert _problems(ordered_plan) == ["target: give exactly one of create or adoptBrokerId"]
 
 
-def test_unordered_rabbitmq_is_refused_with_reason(unordered_plan: dict[str, Any]) -> None:
-    create = unordered_plan["target"]["create"]
-    create.update(engine="RABBITMQ", engineVersion="3.13")
+def _rabbit(plan: dict[str, Any]) -> dict[str, Any]:
+    create = plan["target"]["create"]
+    create.update(
+        engine="RABBITMQ",
+        engineVersion="3.13",
+        deploymentMode="SINGLE_INSTANCE",
+        subnetIds=create["subnetIds"][:1],
+        users=create["users"][:1],
+    )
+    plan["target"]["protocol"] = "amqp"
+    plan["target"].pop("failoverOptions", None)
+    return plan
+
+
+API = {"url": "http://rabbit.internal:15672", "secretArn": SECRET.replace("orders-app", "api")}
+
+
+def test_a_created_rabbitmq_broker_needs_its_topology(ordered_plan: dict[str, Any]) -> None:
+    (problem,) = _problems(_rabbit(ordered_plan))
+    assert problem.startswith("(plan): topology: a new RabbitMQ broker starts empty")
+    ordered_plan["topology"] = {"copy": False}
+    assert not parse_plan(ordered_plan).topology_copied
+    ordered_plan["topology"] = {"copy": True}
+    (problem,) = _problems(ordered_plan)
+    assert problem.startswith("topology: onPremApi: copying the topology reads")
+    ordered_plan["topology"] = {"onPremApi": API}
+    plan = parse_plan(ordered_plan)
+    assert plan.topology_copied and plan.needs_management_api
+    assert (
+        plan.admin_secret_arn == ordered_plan["target"]["create"]["users"][0]["passwordSecretArn"]
+    )
+
+
+def test_an_adopted_broker_needs_the_amazon_mq_admin_secret(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["target"].pop("create")
+    ordered_plan["target"].pop("failoverOptions", None)
+    ordered_plan["target"]["adoptBrokerId"] = "b-1234"
+    ordered_plan["topology"] = {"onPremApi": API}
+    (problem,) = _problems(ordered_plan)
+    assert "topology.amazonMqSecretArn: an adopted broker's management API" in problem
+    ordered_plan["topology"]["amazonMqSecretArn"] = API["secretArn"]
+    assert parse_plan(ordered_plan).admin_secret_arn == API["secretArn"]
+
+
+def test_activemq_has_no_vhosts_nor_management_api_readings(ordered_plan: dict[str, Any]) -> None:
+    ordered_plan["topology"] = {"onPremApi": API, "vhosts": ["/"]}
+    (problem,) = _problems(ordered_plan)
+    assert "topology.vhosts: ActiveMQ has no virtual hosts" in problem
+    ordered_plan["topology"] = {"onPremApi": API}
+    ordered_plan["target"]["metrics"] = {"source": "managementApi"}
+    (problem,) = _problems(ordered_plan)
+    assert "managementApi reads a RabbitMQ broker's management API" in problem
+
+
+def test_unordered_rabbitmq_is_the_shovel_procedure(unordered_plan: dict[str, Any]) -> None:
+    _rabbit(unordered_plan)
+    unordered_plan["topology"] = {"copy": False}
     (problem,) = _problems(unordered_plan)
-    assert "RabbitMQ clients have none, use mode ordered" in problem
+    assert "topology.onPremApi: mode unordered on RabbitMQ defines a shovel per queue" in problem
+    unordered_plan["topology"] = {"onPremApi": API, "vhosts": ["/", "billing"]}
+    (problem,) = _problems(unordered_plan)
+    assert "shovels the queues of one vhost" in problem
+    unordered_plan["topology"] = {"onPremApi": API}
+    unordered_plan["onPrem"]["queues"] = ["orders.*"]
+    (problem,) = _problems(unordered_plan)
+    assert "shovels each queue by name" in problem
+    unordered_plan["onPrem"]["queues"] = ["orders.created"]
+    unordered_plan["consumers"]["parameters"] = unordered_plan["consumers"]["parameters"][:1]
+    plan = parse_plan(unordered_plan)
+    assert plan.shovels  # one consumer is enough: consumers move first, all together
+    assert plan.topology is not None
+    assert plan.topology.shovel_ca_cert_file == "/etc/ssl/certs/ca-certificates.crt"
 
 
 def test_parameter_in_both_groups_is_refused(ordered_plan: dict[str, Any]) -> None:
