@@ -55,16 +55,24 @@ setup-browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver tesseract-ocr >/dev/null; \
 	fi
 
-# Real brokers for the end-to-end tier (Debian packages; needs root or sudo). Nothing starts on
-# install: the tests start each broker themselves and stop it by PID.
+# Real brokers for the end-to-end tier (Debian packages; needs root or sudo). Nothing runs after
+# install: the tests start each broker themselves and stop it by PID. rabbitmq-server's postinst
+# starts the system service where policy-rc.d allows it (systemd machines): it is stopped and
+# disabled again (the tier's nodes use their own ports, epmd and directories anyway).
 # javac (default-jdk-headless) compiles the JMS reference client the tier runs.
-BROKER_PACKAGES := activemq libjolokia-core-java libjetty9-java default-jdk-headless
+BROKER_PACKAGES := activemq libjolokia-core-java libjetty9-java default-jdk-headless rabbitmq-server
 setup-brokers:
 	@if [ -f /usr/share/activemq/bin/activemq.jar ] && [ -f /usr/share/java/jolokia-core.jar ] \
-		&& [ -f /usr/share/java/jetty9-server.jar ] && command -v javac >/dev/null; then :; else \
+		&& [ -f /usr/share/java/jetty9-server.jar ] && command -v javac >/dev/null \
+		&& [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then :; else \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROKER_PACKAGES) >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROKER_PACKAGES) >/dev/null && \
+		if [ -d /run/systemd/system ]; then \
+			$$SUDO systemctl disable --now rabbitmq-server.service >/dev/null 2>&1 || true; \
+		else \
+			$$SUDO invoke-rc.d rabbitmq-server stop >/dev/null 2>&1 || true; \
+		fi; \
 	fi
 
 # -rP prints each scenario's figures (sent, received, lost, duplicated, out of order, gap).
