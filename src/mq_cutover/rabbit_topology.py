@@ -282,11 +282,16 @@ def _item(source: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     return {k: source[k] for k in keys if k in source}
 
 
-def queue_type(queue: dict[str, Any]) -> str | None:
-    """The queue's type as declared: `x-queue-type`, or the `type` an export gives; None when
-    the declaration names none (the broker's default decides)."""
-    declared = (queue.get("arguments") or {}).get("x-queue-type") or queue.get("type")
+def declared_type(queue: dict[str, Any]) -> str | None:
+    """The type the queue was declared with (`x-queue-type`); None when the declaration names
+    none (the broker's default queue type decides)."""
+    declared = (queue.get("arguments") or {}).get("x-queue-type")
     return str(declared) if declared else None
+
+
+def queue_type(queue: dict[str, Any]) -> str:
+    """The type the queue has: the `type` RabbitMQ 3.13+ lists, else its declaration."""
+    return str(queue.get("type") or declared_type(queue) or "classic")
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -346,7 +351,10 @@ def _queues(
             )
             continue
         arguments = dict(queue.get("arguments") or {})
-        declared = queue_type(queue)
+        declared = declared_type(queue)
+        if declared is None and queue_type(queue) != "classic":
+            # A queue that took a non-classic default type on-prem (RabbitMQ 3.13+) keeps it.
+            declared = arguments["x-queue-type"] = queue_type(queue)
         if declared in (None, "classic"):
             arguments, declared = _classic(where, arguments, declared, policies, name, changes)
         out["queues"].append(
@@ -753,10 +761,14 @@ def _differ_queue(
     expected: dict[str, Any], actual: dict[str, Any], defaults: dict[str, str]
 ) -> list[str]:
     out = []
-    mine, theirs = queue_type(expected), queue_type(actual) or "classic"
-    # A declaration without a type takes the broker's default: classic, or the vhost's default
-    # queue type (quorum on Amazon MQ for RabbitMQ 4).
-    allowed = {mine} if mine else {"classic", defaults.get(str(expected.get("vhost")), "classic")}
+    mine, theirs = declared_type(expected), queue_type(actual)
+    # A declaration without a type takes the broker's default queue type: classic, or quorum
+    # (Amazon MQ's new brokers, set for the node or for the vhost), as it would for the client.
+    allowed = (
+        {mine}
+        if mine
+        else {"classic", "quorum", defaults.get(str(expected.get("vhost")), "classic")}
+    )
     if theirs not in allowed:
         out.append(f"type {theirs} on Amazon MQ, {' or '.join(sorted(allowed))} expected")
     out += _fields(expected, actual, {"durable": True, "auto_delete": False})

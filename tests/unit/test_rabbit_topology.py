@@ -356,6 +356,24 @@ def test_plugin_exchanges_amazon_mq_lacks_are_refused_and_built_in_ones_never_co
     assert ("events", "orders") in sources
 
 
+def test_a_313_export_with_listed_types_keeps_what_each_queue_is() -> None:
+    # RabbitMQ 3.13+ lists each queue's type; a queue declared without one took its vhost's
+    # default (quorum here) and keeps that type on Amazon MQ.
+    document = on_prem_export()
+    document["queues"] = [
+        {"name": "by-default", "vhost": "/", "durable": True, "auto_delete": False,
+         "arguments": {}, "type": "quorum"},
+        {"name": "urgent", "vhost": "/", "durable": True, "auto_delete": False,
+         "arguments": {"x-max-priority": 3}, "type": "classic"},
+    ]  # fmt: skip
+    queues = transform(document).definitions["queues"]
+    assert by_name(queues, "by-default", "/")["arguments"] == {"x-queue-type": "quorum"}
+    assert by_name(queues, "urgent", "/")["arguments"] == {
+        "x-max-priority": 3,
+        "x-queue-type": "classic",
+    }
+
+
 def test_consistent_hash_exchanges_are_copied() -> None:
     document = on_prem_export()
     document["exchanges"].append(_exchange("shards", "shop", "x-consistent-hash"))
@@ -532,15 +550,21 @@ def test_amazon_mq_own_policies_and_its_ha_keys_are_not_differences() -> None:
     assert comparison.extra == ["queue only-here on shop: on Amazon MQ only"]
 
 
-def test_an_untyped_queue_may_take_the_vhost_default_type_and_nothing_else() -> None:
+def test_an_untyped_queue_may_take_the_broker_default_type_and_nothing_else() -> None:
     expected = transform(on_prem_export()).definitions
     actual = target_of(expected)
-    by_name(actual["queues"], "legacy", "/")["type"] = "quorum"
-    assert compare(expected, actual).differences == [
-        "queue legacy on /: type quorum on Amazon MQ, classic expected"
-    ]
-    next(v for v in actual["vhosts"] if v["name"] == "/")["default_queue_type"] = "quorum"
+    by_name(actual["queues"], "legacy", "/")["type"] = "quorum"  # Amazon MQ's default
     assert compare(expected, actual).matches
+    by_name(actual["queues"], "legacy", "/")["type"] = "stream"
+    assert compare(expected, actual).differences == [
+        "queue legacy on /: type stream on Amazon MQ, classic or quorum expected"
+    ]
+    # A declared type is kept to: the queue that stayed classic must not come out quorum.
+    by_name(actual["queues"], "legacy", "/")["type"] = "classic"
+    by_name(actual["queues"], "orders.priority")["type"] = "quorum"
+    assert compare(expected, actual).differences == [
+        "queue orders.priority on shop: type quorum on Amazon MQ, classic expected"
+    ]
 
 
 def test_a_missing_vhost_is_named() -> None:
