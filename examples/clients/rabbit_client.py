@@ -201,9 +201,9 @@ class Link:
                 self.channel = self.connection.channel()
                 self.endpoint = parsed.endpoint
                 return
-            except pika.exceptions.ProbableAccessDeniedError:
+            except (pika.exceptions.ProbableAccessDeniedError, ssl.SSLCertVerificationError):
                 self.close()
-                raise  # a wrong user or virtual host does not heal by retrying
+                raise  # a wrong user, virtual host or certificate does not heal by retrying
             except CONNECTION_ERRORS:
                 self.close()
             if stop is not None and stop.is_set():

@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.brokers import Broker, ensure_installed, running_brokers
 from tests.e2e.jms import JmsKit, compile_client
-from tests.e2e.rabbit_nodes import RabbitNode, running_rabbit_nodes
+from tests.e2e.rabbit_nodes import RabbitNode, RabbitTls, make_rabbit_tls, running_rabbit_nodes
 from tests.e2e.tls import AMAZON_MQ_OPENWIRE_PORT, TlsMaterial, make_tls
 
 
@@ -52,11 +52,19 @@ def jms_kit(e2e_root: Path, tls: TlsMaterial) -> JmsKit:
 
 
 @pytest.fixture(scope="session")
-def rabbit_nodes(e2e_root: Path) -> Iterator[list[RabbitNode]]:
-    """RabbitMQ `onprem`, and `amazonmq` standing in for Amazon MQ for RabbitMQ (see
-    rabbit_nodes.py: ports 5682/5683, management 15682/15683, epmd 4379); every process is
-    stopped by PID at the end of the session, even on failure."""
-    with running_rabbit_nodes(e2e_root / "rabbit", ["onprem", "amazonmq"]) as started:
+def rabbit_tls(e2e_root: Path) -> RabbitTls:
+    """The simulated Amazon MQ certificate for the RabbitMQ stand-in (PEM; see rabbit_nodes.py)."""
+    return make_rabbit_tls(e2e_root / "rabbit-tls")
+
+
+@pytest.fixture(scope="session")
+def rabbit_nodes(e2e_root: Path, rabbit_tls: RabbitTls) -> Iterator[list[RabbitNode]]:
+    """RabbitMQ `onprem`, and `amazonmq` standing in for Amazon MQ for RabbitMQ, which also
+    serves AMQP over TLS with the simulated certificate (see rabbit_nodes.py: AMQP 5682/5683,
+    AMQPS 5685, management 15682/15683, epmd 4379); every process is stopped by PID at the end
+    of the session, even on failure."""
+    names, tls = ["onprem", "amazonmq"], {"amazonmq": rabbit_tls}
+    with running_rabbit_nodes(e2e_root / "rabbit", names, tls=tls) as started:
         yield started
 
 

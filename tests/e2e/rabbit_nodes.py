@@ -22,13 +22,20 @@ system RabbitMQ (``/etc/rabbitmq`` and ``/var/lib/rabbitmq`` are never read or w
   stderr go to ``console.log``.
 
 Ports (fixed, so a failure names them; none collides with the ActiveMQ tier's, which picks
-free ports and 61617, nor with a system RabbitMQ's 5672/15672/25672/4369):
+free ports and 61617, nor with a system RabbitMQ's 5672/5671/15672/25672/4369):
 
-| node       | AMQP | management API | Erlang distribution |
-|------------|------|----------------|---------------------|
-| 1st name   | 5682 | 15682          | 25682               |
-| 2nd name   | 5683 | 15683          | 25683               |
-| epmd       | 4379 (shared by the nodes; started and stopped by :class:`Epmd`)            |
+| node       | AMQP | AMQP over TLS (with ``tls``) | management API | Erlang distribution |
+|------------|------|------------------------------|----------------|---------------------|
+| 1st name   | 5682 | 5684                         | 15682          | 25682               |
+| 2nd name   | 5683 | 5685                         | 15683          | 25683               |
+| epmd       | 4379 (shared by the nodes; started and stopped by :class:`Epmd`)                   |
+
+TLS (**simulated** Amazon MQ certificate): :func:`make_rabbit_tls` makes a throw-away CA and a
+certificate for ``*.mq.us-east-1.amazonaws.com``; a node given it (``running_rabbit_nodes(...,
+tls={"amazonmq": tls})``) also serves AMQP over TLS on its ``amqps`` port. Amazon MQ's
+endpoint is ``amqps://b-<id>.mq.us-east-1.amazonaws.com:5671``: a client's ``resolve`` hook
+maps that host and port to ``127.0.0.1:<amqps port>`` (**simulated** DNS) and keeps TLS on,
+verifying the certificate and host name against :meth:`RabbitTls.client_context`.
 
 ``rabbitmqctl`` itself takes a distribution port in 35672-35682 (the package's default)
 while it runs. ``MQ_CUTOVER_E2E_FREE_PORTS=1`` makes :func:`running_rabbit_nodes` pick free
@@ -55,15 +62,17 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +81,8 @@ import pika
 from tests.e2e.brokers import free_port
 
 HOST = "127.0.0.1"
+AMAZON_MQ_DOMAIN = "mq.us-east-1.amazonaws.com"
+AMAZON_MQ_AMQPS_PORT = 5671  # the port in the endpoint the product gives RabbitMQ clients
 RABBITMQ_HOME = Path("/usr/lib/rabbitmq")
 SERVER_SCRIPT = RABBITMQ_HOME / "bin" / "rabbitmq-server"
 CTL_SCRIPT = RABBITMQ_HOME / "bin" / "rabbitmqctl"
@@ -91,15 +102,87 @@ class NodePorts:
     amqp: int
     management: int
     dist: int
+    amqps: int = 0  # AMQP over TLS; used by a node made with TLS material only
 
 
-DEFAULT_PORTS = (NodePorts(5682, 15682, 25682), NodePorts(5683, 15683, 25683))
+DEFAULT_PORTS = (NodePorts(5682, 15682, 25682, 5684), NodePorts(5683, 15683, 25683, 5685))
 
 
 def free_node_ports() -> NodePorts:
     """Loopback ports free now, for a node beside the fixed-port ones (e.g. a private node in
     a test while the session's nodes run); pair it with ``epmd_port=free_port()``."""
-    return NodePorts(free_port(), free_port(), free_port())
+    return NodePorts(free_port(), free_port(), free_port(), free_port())
+
+
+# --- simulated Amazon MQ certificate ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RabbitTls:
+    """PEM files: a CA the clients trust, and the node's certificate (signed by it) and key."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """What a client on AWS gets from its system trust store, for the simulated CA: it
+        verifies the certificate and the host name."""
+        return ssl.create_default_context(cafile=str(self.cafile))
+
+
+def make_rabbit_tls(directory: Path, domain: str = AMAZON_MQ_DOMAIN) -> RabbitTls:
+    """**Simulated** Amazon MQ TLS: a throw-away CA and a certificate for ``*.<domain>``
+    (subject alternative name ``DNS:*.<domain>``, as Amazon MQ's certificate has), valid for a
+    week, made with ``cryptography``. On AWS the certificate is publicly trusted."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    def certificate(
+        subject: str, key: Any, issuer: str, signer: Any, ca: bool, names: list[str]
+    ) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            ).add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = "mq-cutover e2e simulated CA"
+    ca_cert = certificate(ca_name, ca_key, ca_name, ca_key, True, [])
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = certificate(f"*.{domain}", key, ca_name, ca_key, False, [f"*.{domain}"])
+    tls = RabbitTls(directory / "ca.pem", directory / "amazonmq.pem", directory / "amazonmq.key")
+    tls.cafile.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    tls.certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tls.keyfile.touch(mode=0o600)
+    tls.keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return tls
 
 
 RABBITMQ_CONF = """\
@@ -116,6 +199,15 @@ default_permissions.write = .*
 collect_statistics_interval = {statistics_ms}
 log.file.level = info
 log.console = false
+"""
+
+TLS_CONF = """\
+listeners.ssl.1 = {host}:{amqps}
+ssl_options.cacertfile = {cafile}
+ssl_options.certfile = {certfile}
+ssl_options.keyfile = {keyfile}
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 """
 
 
@@ -317,6 +409,7 @@ class RabbitNode:
     epmd_port: int = EPMD_PORT
     username: str = ADMIN_USER
     password: str = field(default="", repr=False)
+    tls: RabbitTls | None = None  # with it, AMQP over TLS on ports.amqps too
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tree: list[Pid] = field(default_factory=list, repr=False)
 
@@ -331,8 +424,19 @@ class RabbitNode:
         return self.ports.amqp
 
     @property
+    def amqps_port(self) -> int:
+        """The AMQP-over-TLS listener's port; 0 when the node has no TLS."""
+        return self.ports.amqps if self.tls is not None else 0
+
+    @property
     def management_port(self) -> int:
         return self.ports.management
+
+    @property
+    def listening_ports(self) -> set[int]:
+        """Every TCP port the node listens on (AMQP, AMQPS if any, management, distribution)."""
+        found = {self.ports.amqp, self.ports.management, self.ports.dist, self.amqps_port}
+        return found - {0}
 
     @property
     def credentials(self) -> tuple[str, str]:
@@ -410,7 +514,7 @@ class RabbitNode:
             return
         if not port_open(self.epmd_port):
             raise RuntimeError(f"no epmd on {HOST}:{self.epmd_port}: start an Epmd first")
-        for port in (self.ports.amqp, self.ports.management, self.ports.dist):
+        for port in sorted(self.listening_ports):
             if port_open(port):
                 raise RuntimeError(f"{HOST}:{port} is taken: RabbitMQ node {self.name} needs it")
         with self.console_log.open("ab") as out:
@@ -627,7 +731,11 @@ def _quote(value: str) -> str:
 
 
 def make_rabbit_node(
-    root: Path, name: str, ports: NodePorts, epmd_port: int = EPMD_PORT
+    root: Path,
+    name: str,
+    ports: NodePorts,
+    epmd_port: int = EPMD_PORT,
+    tls: RabbitTls | None = None,
 ) -> RabbitNode:
     """Write node ``name``'s configuration into ``root/name``: a random admin password and
     Erlang cookie the first time, kept (with the database) when the directory is reused."""
@@ -641,7 +749,9 @@ def make_rabbit_node(
     if not secret.exists():
         secret.touch(mode=0o600)
         secret.write_text(secrets.token_urlsafe(18))
-    node = RabbitNode(name, base, ports, epmd_port, password=secret.read_text().strip())
+    if tls is not None and not ports.amqps:
+        raise ValueError(f"node {name} has TLS material but no amqps port")
+    node = RabbitNode(name, base, ports, epmd_port, password=secret.read_text().strip(), tls=tls)
     cookie = base / "home" / ".erlang.cookie"
     if not cookie.exists():
         cookie.write_text(secrets.token_hex(20))
@@ -657,6 +767,17 @@ def make_rabbit_node(
             password=node.password,
             statistics_ms=STATISTICS_INTERVAL_MS,
         )
+        + (
+            ""
+            if tls is None
+            else TLS_CONF.format(
+                host=HOST,
+                amqps=ports.amqps,
+                cafile=tls.cafile,
+                certfile=tls.certfile,
+                keyfile=tls.keyfile,
+            )
+        )
     )
     (base / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
     (base / "rabbitmq-env.conf").write_text(
@@ -671,12 +792,14 @@ def running_rabbit_nodes(
     names: Sequence[str] = ("onprem", "amazonmq"),
     ports: Sequence[NodePorts] | None = None,
     epmd_port: int | None = None,
+    tls: Mapping[str, RabbitTls] | None = None,
 ) -> Iterator[list[RabbitNode]]:
     """Start epmd and one node per name (the i-th on ``ports[i]``), the nodes in parallel;
     on exit, whatever happened, stop every node and epmd by PID.
 
     Without ``ports``/``epmd_port``: :data:`DEFAULT_PORTS` and :data:`EPMD_PORT`, or free
-    ports when the environment sets ``MQ_CUTOVER_E2E_FREE_PORTS=1`` (two runs on one machine)."""
+    ports when the environment sets ``MQ_CUTOVER_E2E_FREE_PORTS=1`` (two runs on one machine).
+    ``tls`` gives a node (by name) an AMQP-over-TLS listener on its ``amqps`` port."""
     ensure_installed()
     free = os.environ.get(FREE_PORTS_VARIABLE) == "1"
     if ports is None:
@@ -687,8 +810,9 @@ def running_rabbit_nodes(
         raise ValueError(f"{len(names)} nodes need {len(names)} NodePorts, got {len(ports)}")
     root.mkdir(parents=True, exist_ok=True)
     epmd = Epmd(epmd_port, root / "epmd.log")
+    tls = tls or {}
     nodes = [
-        make_rabbit_node(root, name, port, epmd_port)
+        make_rabbit_node(root, name, port, epmd_port, tls.get(name))
         for name, port in zip(names, ports[: len(names)], strict=True)
     ]
     try:

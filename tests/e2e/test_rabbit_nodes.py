@@ -13,6 +13,8 @@ reference clients of examples/clients/rabbit_client.py), before any workflow run
 
 from __future__ import annotations
 
+import logging
+import ssl
 import sys
 import threading
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pika
 import pytest
 from moto import mock_aws
 
@@ -54,10 +57,13 @@ def ssm() -> Iterator[Any]:
 
 class Stand:
     """The clients' view of the two nodes: credentials by URL host, and the Amazon MQ host name
-    resolved to the `amazonmq` node's plain AMQP port (simulated DNS and TLS)."""
+    resolved to the `amazonmq` node's AMQP-over-TLS port (simulated DNS; real TLS with the
+    simulated certificate, verified by the clients)."""
 
     def __init__(self, onprem: RabbitNode, amazonmq: RabbitNode) -> None:
         self.onprem, self.amazonmq = onprem, amazonmq
+        assert amazonmq.tls is not None
+        self.ssl_context = amazonmq.tls.client_context()
 
     @property
     def amazon_mq_url(self) -> str:
@@ -68,8 +74,8 @@ class Stand:
         return node.credentials
 
     def resolve(self, host: str, port: int, tls: bool) -> tuple[str, int, bool]:
-        if host.endswith(".amazonaws.com"):  # simulated DNS + TLS: the stand-in node
-            return ("127.0.0.1", self.amazonmq.amqp_port, False)
+        if host.endswith(".amazonaws.com"):  # simulated DNS: the stand-in node, still TLS
+            return ("127.0.0.1", self.amazonmq.amqps_port, True)
         return (host, port, tls)
 
 
@@ -110,13 +116,35 @@ def test_nodes_are_set_up_as_documented(fresh_rabbit: list[RabbitNode]) -> None:
         assert "administrator" in node.api("GET", "/api/whoami")["tags"]
         assert node.api("GET", "/api/shovels") == []  # shovel management answers
         (beam,) = [p for p in node.pids() if p.command == "beam.smp"]
-        ports = node.ports
-        loopback = {("127.0.0.1", p) for p in (ports.amqp, ports.management, ports.dist)}
-        assert listening(beam.pid) == loopback  # AMQP, management API, distribution
+        # AMQP, AMQPS (the stand-in), management API, distribution: loopback only.
+        assert listening(beam.pid) == {("127.0.0.1", p) for p in node.listening_ports}
         # rabbitmqctl reaches the node with the node's own cookie and epmd.
         node.declare_queues(["e2e.ctl"])
         assert "e2e.ctl" in node.ctl("list_queues", "name", "--quiet").split()
     assert fresh_rabbit[0].reset_topology()["queues"] == 1
+
+
+def test_stand_in_serves_the_simulated_amazon_mq_certificate(
+    fresh_rabbit: list[RabbitNode], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stand-in's TLS listener: a client that verifies finds the Amazon MQ host name in
+    the certificate, and refuses it for a host it was not made for."""
+    caplog.set_level(logging.CRITICAL, logger="pika")  # the refusal below is expected
+    onprem, amazonmq = fresh_rabbit
+    assert onprem.tls is None and onprem.amqps_port == 0
+    assert amazonmq.tls is not None and amazonmq.amqps_port
+    context = amazonmq.tls.client_context()
+
+    def connect(server_name: str) -> None:
+        parameters = pika.ConnectionParameters(
+            "127.0.0.1", amazonmq.amqps_port, "/", pika.PlainCredentials(*amazonmq.credentials),
+            ssl_options=pika.SSLOptions(context, server_name), connection_attempts=1,
+        )  # fmt: skip
+        pika.BlockingConnection(parameters).close()
+
+    connect(AMAZON_MQ_HOST)
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        connect("b-other.mq.eu-west-1.amazonaws.com")  # not in the certificate
 
 
 def test_two_producers_three_queues_nothing_lost(fresh_rabbit: list[RabbitNode], ssm: Any) -> None:
@@ -160,7 +188,11 @@ def test_clients_follow_their_parameter_to_the_stand_in(
     names = ["/e2e/p0", "/e2e/p1", "/e2e/c0"]
     for name in names:
         ssm.put_parameter(Name=name, Value=onprem.endpoint_url, Type="String")
-    common: dict[str, Any] = {"credentials": stand.credentials, "resolve": stand.resolve}
+    common: dict[str, Any] = {
+        "credentials": stand.credentials,
+        "resolve": stand.resolve,
+        "ssl_context": stand.ssl_context,
+    }
     consumers = [Consumer(ssm, "/e2e/c0", "c0", QUEUES, **common)]
     producers = [
         Producer(ssm, f"/e2e/p{i}", f"p{i}", QUEUES, 400, rate_per_second=200, **common)
