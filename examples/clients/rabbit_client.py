@@ -201,10 +201,12 @@ class Link:
                 self.channel = self.connection.channel()
                 self.endpoint = parsed.endpoint
                 return
-            except (pika.exceptions.ProbableAccessDeniedError, ssl.SSLCertVerificationError):
+            except ssl.SSLCertVerificationError:
                 self.close()
-                raise  # a wrong user, virtual host or certificate does not heal by retrying
+                raise  # the wrong host or trust store: retrying does not heal it
             except CONNECTION_ERRORS:
+                # Refused, reset, or closed during the handshake (a node that is starting or
+                # stopping does that, as does a wrong password): try again until the deadline.
                 self.close()
             if stop is not None and stop.is_set():
                 return  # no connection: the caller is stopping

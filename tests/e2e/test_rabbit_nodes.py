@@ -2,12 +2,17 @@
 reference clients of examples/clients/rabbit_client.py), before any workflow runs on it.
 
 - the nodes are set up as documented (own cookie for rabbitmqctl, admin user and no guest,
-  management and shovel plugins, loopback only);
+  management and shovel plugins, loopback only); the stand-in's TLS listener serves the
+  simulated Amazon MQ certificate, which a verifying client accepts for the Amazon MQ host name
+  only;
 - 2 producers x 500 persistent messages over 3 queues (made by the test through the management
   API: the clients declare nothing) reach one consumer with nothing lost;
 - the clients follow their SSM parameter (moto) from `onprem` to the Amazon MQ stand-in, which
-  they reach under its Amazon MQ host name (simulated DNS and TLS);
-- persistent messages on a durable queue survive a stop and start of the node;
+  they reach under its Amazon MQ host name (simulated DNS, real TLS);
+- without the topology, publishes come back unroutable and subscriptions are refused, both
+  retried until an operator makes the queue;
+- persistent messages on a durable queue survive a stop and start of the node, during which
+  the producer reconnects and publishes again what was not confirmed;
 - every process of a node and epmd is stopped by PID, even when the body fails.
 """
 
@@ -229,33 +234,69 @@ def test_clients_follow_their_parameter_to_the_stand_in(
     assert by_broker[stand_in] > 0 and by_broker[f"127.0.0.1:{onprem.amqp_port}"] >= 300
 
 
+def test_clients_wait_for_the_topology_instead_of_declaring_it(
+    fresh_rabbit: list[RabbitNode], ssm: Any
+) -> None:
+    """No queue yet: the producer's mandatory publishes come back unroutable and are published
+    again, the consumer's subscription is refused (NOT_FOUND) and retried. Once an operator
+    makes the queue, every message arrives; the clients declared nothing."""
+    onprem, _ = fresh_rabbit
+    ssm.put_parameter(Name="/e2e/p0", Value=onprem.endpoint_url, Type="String")
+    creds = same_credentials(*onprem.credentials)
+    producer = Producer(ssm, "/e2e/p0", "p0", ["e2e.late"], 100, credentials=creds)
+    consumer = Consumer(ssm, "/e2e/p0", "c0", ["e2e.late"], credentials=creds)
+    stop = threading.Event()
+    threads = _start([consumer, producer], stop)
+    try:
+        time.sleep(1.5)
+        assert producer.sent == [] and producer.unroutable >= 1
+        assert consumer.switches == []  # not consuming: the queue does not exist
+        assert onprem.queue_depths(["e2e.late"]) == {}  # nobody declared it
+        onprem.declare_queues(["e2e.late"])
+        threads[1].join(30)
+        _wait_received([consumer], 100, 20)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert _tally([producer], [consumer])["lost"] == 0
+    assert len(producer.sent) == 100 and len(consumer.switches) == 1
+
+
 def test_persistent_messages_survive_a_restart(fresh_rabbit: list[RabbitNode], ssm: Any) -> None:
+    """The node is stopped and started while a producer publishes (nobody consumes): what was
+    confirmed before the stop is still there after it, the producer reconnects and publishes
+    again what was not confirmed, and a consumer started afterwards gets every message."""
     onprem, _ = fresh_rabbit
     onprem.declare_queues(["e2e.durable"])
     ssm.put_parameter(Name="/e2e/p0", Value=onprem.endpoint_url, Type="String")
+    creds = same_credentials(*onprem.credentials)
     producer = Producer(
-        ssm,
-        "/e2e/p0",
-        "p0",
-        ["e2e.durable"],
-        200,
-        credentials=same_credentials(*onprem.credentials),
-    )
-    producer.run(threading.Event())
-    assert onprem.wait_depths({"e2e.durable": 200}) == {"e2e.durable": 200}
-    onprem.restart()
-    assert onprem.wait_depths({"e2e.durable": 200}) == {"e2e.durable": 200}
-    consumer = Consumer(
-        ssm, "/e2e/p0", "c0", ["e2e.durable"], credentials=same_credentials(*onprem.credentials)
+        ssm, "/e2e/p0", "p0", ["e2e.durable"], 500, rate_per_second=100, credentials=creds
     )
     stop = threading.Event()
-    threads = _start([consumer], stop)
+    (producing,) = _start([producer], stop)
+    consumer = Consumer(ssm, "/e2e/p0", "c0", ["e2e.durable"], credentials=creds)
     try:
-        _wait_received([consumer], 200, 20)
+        while len(producer.sent) < 150:
+            time.sleep(0.02)
+        onprem.stop()
+        confirmed_before_stop = len(producer.sent)
+        onprem.start()
+        producing.join(60)
+        assert len(producer.sent) == 500 and producer.resends >= 1
+        depth = onprem.queue_depths(["e2e.durable"])["e2e.durable"]
+        assert depth >= 500  # more when an unconfirmed publish had arrived: a duplicate
+        threads = _start([consumer], stop)
+        _wait_received([consumer], 500, 20)
     finally:
         stop.set()
-        threads[0].join(30)
-    assert sorted(r["seq"] for r in consumer.received) == list(range(1, 201))
+        producing.join(30)
+    for thread in threads:
+        thread.join(30)
+    tally = _tally([producer], [consumer])
+    print(f"\nrestart: {tally}, confirmed before the stop {confirmed_before_stop}")
+    assert tally["lost"] == 0 and tally["received"] == 500, tally
     assert onprem.wait_depths({"e2e.durable": 0}) == {"e2e.durable": 0}
 
 
