@@ -7,6 +7,14 @@ reads and writes, answered in-process.
   `topic-permissions`), GET `/api/{queues|exchanges|bindings|policies}[/{vhost}]`,
   GET/PUT/DELETE a queue, an exchange or a policy, and DELETE a binding. No messages: queue
   depths come from the world's simulated metrics.
+  **Simulated shovels** (the RabbitMQ no-interruption procedure): GET/PUT/DELETE
+  `/api/parameters/shovel/{vhost}[/{name}]`, GET `/api/shovels[/{vhost}]`, GET `/api/whoami`,
+  and per-queue message counters for the queues a test gives messages (`publish`,
+  `client_ack`): a queue listing then carries `messages`, `consumers` and `message_stats`
+  (`publish`, `ack`). Nothing moves by itself: `tick()` moves each shovel's queue, whole, to
+  the `SimulatedRabbitApi` registered in `shovel_peers` for the shovel's destination host (its
+  credentials checked), as a shovel with ack-mode on-confirm would; a destination it cannot
+  reach leaves the shovel `starting`.
 - ActiveMQ's Jolokia (`SimulatedJolokia`): the broker's destinations, answering the pattern
   `read`s of the broker's and its destinations' MBeans as Jolokia answers them.
 
@@ -66,6 +74,16 @@ class SimulatedRabbitApi:
     requests: list[tuple[str, str]] = field(default_factory=list)
     # A vhost's default queue type (Amazon MQ RabbitMQ 3.13+: quorum on new brokers).
     default_queue_type: str = "classic"
+    # Simulated shovels: the plugin enabled, the API user's tags, the `shovel` runtime
+    # parameters {(vhost, name): value}, their states, the brokers they can reach by host.
+    shovel_plugin: bool = True
+    user_tags: list[str] = field(default_factory=lambda: ["administrator"])
+    shovel_parameters: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    shovel_state: dict[tuple[str, str], str] = field(default_factory=dict)
+    shovel_peers: dict[str, SimulatedRabbitApi] = field(default_factory=dict, repr=False)
+    # Simulated message counters of the queues given messages: {(vhost, queue): {"ready",
+    # "published", "acked", "clients"}} (clients: consumers other than shovels).
+    messages: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     # --- the definitions document ---------------------------------------------------------
     def definitions(self, vhost: str | None = None) -> dict[str, Any]:
@@ -191,7 +209,7 @@ class SimulatedRabbitApi:
             self._vhost(vhost)
         source: list[dict[str, Any]]
         if kind == "queues":
-            source = list(self.queues.values())
+            source = [self._queue_row(q) for q in self.queues.values()]
         elif kind == "exchanges":
             source = [
                 {
@@ -212,6 +230,107 @@ class SimulatedRabbitApi:
             source = list(self.policies.values())
         return [item for item in source if vhost is None or item["vhost"] == vhost]
 
+    # --- simulated messages and shovels ---------------------------------------------------
+    def _counters(self, vhost: str, queue: str) -> dict[str, int]:
+        if (vhost, queue) not in self.queues:
+            raise ApiError(404, f"no queue '{queue}' in vhost '{vhost}'")
+        return self.messages.setdefault(
+            (vhost, queue), {"ready": 0, "published": 0, "acked": 0, "clients": 0}
+        )
+
+    def publish(self, vhost: str, queue: str, count: int = 1) -> None:
+        counters = self._counters(vhost, queue)
+        counters["ready"] += count
+        counters["published"] += count
+
+    def client_ack(self, vhost: str, queue: str, count: int) -> None:
+        """A client consumed and acknowledged `count` messages."""
+        counters = self._counters(vhost, queue)
+        taken = min(count, counters["ready"])
+        counters["ready"] -= taken
+        counters["acked"] += taken
+
+    def tick(self) -> None:
+        """Each shovel connects (or not) and moves what its source queue holds."""
+        for key, value in sorted(self.shovel_parameters.items()):
+            vhost = key[0]
+            target = urllib.parse.urlsplit(str(value.get("dest-uri", "")))
+            peer = self.shovel_peers.get((target.hostname or "").lower())
+            login = (
+                urllib.parse.unquote(target.username or ""),
+                urllib.parse.unquote(target.password or ""),
+            )
+            if peer is None:
+                self.shovel_state[key] = "starting"  # cannot connect: RabbitMQ retries
+                continue
+            if login != (peer.username, peer.password):
+                self.shovel_state[key] = "terminated"
+                continue
+            self.shovel_state[key] = "running"
+            source, destination = str(value["src-queue"]), str(value["dest-queue"])
+            dest_vhost = urllib.parse.unquote(target.path.lstrip("/")) or DEFAULT_VHOST
+            if (dest_vhost, destination) not in peer.queues:  # the shovel declares it
+                peer.put_queue(dest_vhost, destination, {"durable": True})
+            if (vhost, source) not in self.queues:
+                continue
+            counters = self._counters(vhost, source)
+            moving, counters["ready"] = counters["ready"], 0
+            peer.publish(dest_vhost, destination, moving)  # confirmed, then acknowledged here
+            counters["acked"] += moving
+
+    def _shovels_on(self, vhost: str, queue: str) -> int:
+        return sum(
+            1
+            for (v, n), value in self.shovel_parameters.items()
+            if v == vhost
+            and value.get("src-queue") == queue
+            and self.shovel_state.get((v, n)) == "running"
+        )
+
+    def _queue_row(self, queue: dict[str, Any]) -> dict[str, Any]:
+        counters = self.messages.get((queue["vhost"], queue["name"]))
+        if counters is None:
+            return queue
+        stats = {"publish": counters["published"], "ack": counters["acked"]}
+        return {
+            **queue,
+            "messages": counters["ready"],
+            "messages_ready": counters["ready"],
+            "messages_unacknowledged": 0,
+            "consumers": counters["clients"] + self._shovels_on(queue["vhost"], queue["name"]),
+            "message_stats": {k: v for k, v in stats.items() if v},
+        }
+
+    def _shovel_route(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if not self.shovel_plugin:
+            if method == "GET" and len(rest) < 2:
+                return 200, []
+            return 400, {"error": "bad_request", "reason": "component shovel not found"}
+        if len(rest) < 2:
+            listed = [
+                {"name": n, "vhost": v, "component": "shovel", "value": value}
+                for (v, n), value in sorted(self.shovel_parameters.items())
+                if not rest or v == rest[0]
+            ]
+            return 200, listed
+        vhost, name = rest[0], rest[1]
+        self._vhost(vhost)
+        if method == "GET":
+            found = self.shovel_parameters.get((vhost, name))
+            return (200, {"name": name, "vhost": vhost, "value": found}) if found else (404, None)
+        if method == "DELETE":
+            if self.shovel_parameters.pop((vhost, name), None) is None:
+                return 404, {"error": "Object Not Found"}
+            self.shovel_state.pop((vhost, name), None)
+            return 204, None
+        value = dict((body or {})["value"])
+        if ("src-queue" in value) == ("src-exchange" in value) or "dest-uri" not in value:
+            return 400, {"error": "bad_request", "reason": "Validation failed"}
+        if self.shovel_parameters.get((vhost, name)) != value:
+            self.shovel_state[(vhost, name)] = "starting"  # (re)started
+        self.shovel_parameters[(vhost, name)] = value
+        return 201, None
+
     # --- HTTP -----------------------------------------------------------------------------
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         self.requests.append((method, path))
@@ -227,6 +346,23 @@ class SimulatedRabbitApi:
         head, rest = (parts[0], parts[1:]) if parts else ("", [])
         if head == "overview" and method == "GET":
             return 200, {"rabbitmq_version": self.version, "management_version": self.version}
+        if head == "whoami" and method == "GET":
+            return 200, {"name": self.username, "tags": list(self.user_tags)}
+        if head == "parameters" and rest[:1] == ["shovel"]:
+            return self._shovel_route(method, rest[1:], body)
+        if head == "shovels" and method == "GET" and len(rest) <= 1:
+            if not self.shovel_plugin:
+                return 404, {"error": "Object Not Found", "reason": "Not Found"}
+            return 200, [
+                {
+                    "name": n,
+                    "vhost": v,
+                    "type": "dynamic",
+                    "state": self.shovel_state.get((v, n), "starting"),
+                }
+                for (v, n) in sorted(self.shovel_parameters)
+                if not rest or v == rest[0]
+            ]
         if head == "definitions":
             vhost = rest[0] if rest else None
             if method == "GET":
