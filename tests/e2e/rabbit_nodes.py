@@ -427,6 +427,7 @@ class RabbitNode:
     username: str = ADMIN_USER
     password: str = field(default="", repr=False)
     tls: RabbitTls | None = None  # with it, AMQP over TLS on ports.amqps too
+    inetrc: Path | None = None  # simulated DNS for the node's own connections (shovels)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tree: list[Pid] = field(default_factory=list, repr=False)
 
@@ -517,6 +518,7 @@ class RabbitNode:
             # The node neither starts an epmd nor listens for distribution beyond loopback.
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=(
                 "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}"
+                + ("" if self.inetrc is None else f' -kernel inetrc "{self.inetrc}"')
             ),
             RABBITMQ_CTL_ERL_ARGS="-start_epmd false",
         )
@@ -753,9 +755,14 @@ def make_rabbit_node(
     ports: NodePorts,
     epmd_port: int = EPMD_PORT,
     tls: RabbitTls | None = None,
+    hosts: Mapping[str, str] | None = None,
 ) -> RabbitNode:
     """Write node ``name``'s configuration into ``root/name``: a random admin password and
-    Erlang cookie the first time, kept (with the database) when the directory is reused."""
+    Erlang cookie the first time, kept (with the database) when the directory is reused.
+
+    ``hosts`` ({host name: IPv4 address}, off by default): **simulated** DNS for the
+    connections the node itself opens (a shovel's destination): an Erlang ``inetrc`` file
+    (``-kernel inetrc``) whose ``host`` entries are looked up before the system resolver."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise ValueError(f"unsafe node name: {name!r}")
     base = (root / name).resolve()
@@ -769,6 +776,13 @@ def make_rabbit_node(
     if tls is not None and not ports.amqps:
         raise ValueError(f"node {name} has TLS material but no amqps port")
     node = RabbitNode(name, base, ports, epmd_port, password=secret.read_text().strip(), tls=tls)
+    if hosts:
+        node.inetrc = base / "inetrc"
+        entries = "".join(
+            f'{{host, {{{address.replace(".", ",")}}}, ["{host}"]}}.\n'
+            for host, address in hosts.items()
+        )
+        node.inetrc.write_text(entries + "{lookup, [file, native]}.\n")
     cookie = base / "home" / ".erlang.cookie"
     if not cookie.exists():
         cookie.write_text(secrets.token_hex(20))
@@ -810,13 +824,15 @@ def running_rabbit_nodes(
     ports: Sequence[NodePorts] | None = None,
     epmd_port: int | None = None,
     tls: Mapping[str, RabbitTls] | None = None,
+    hosts: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[list[RabbitNode]]:
     """Start epmd and one node per name (the i-th on ``ports[i]``), the nodes in parallel;
     on exit, whatever happened, stop every node and epmd by PID.
 
     Without ``ports``/``epmd_port``: :data:`DEFAULT_PORTS` and :data:`EPMD_PORT`, or free
     ports when the environment sets ``MQ_CUTOVER_E2E_FREE_PORTS=1`` (two runs on one machine).
-    ``tls`` gives a node (by name) an AMQP-over-TLS listener on its ``amqps`` port."""
+    ``tls`` gives a node (by name) an AMQP-over-TLS listener on its ``amqps`` port; ``hosts``
+    gives a node (by name) simulated DNS entries (see :func:`make_rabbit_node`)."""
     ensure_installed()
     free = os.environ.get(FREE_PORTS_VARIABLE) == "1"
     if ports is None:
@@ -829,7 +845,7 @@ def running_rabbit_nodes(
     epmd = Epmd(epmd_port, root / "epmd.log")
     tls = tls or {}
     nodes = [
-        make_rabbit_node(root, name, port, epmd_port, tls.get(name))
+        make_rabbit_node(root, name, port, epmd_port, tls.get(name), (hosts or {}).get(name))
         for name, port in zip(names, ports[: len(names)], strict=True)
     ]
     try:
