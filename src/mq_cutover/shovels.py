@@ -328,7 +328,8 @@ def _queue_figures(api: Endpoint, vhost: str, queues: list[str]) -> dict[str, di
     """{queue: figures} for the queues that exist: `messages` (ready + unacknowledged, the
     queues' own totals, which do not lag like statistics), `consumers`, and the statistics
     counters `published` and `acked` (since the broker started; they lag by the statistics
-    interval, 5 s by default). Absent counters (no traffic yet) are 0."""
+    interval, 5 s by default), with `statsMessages`: the depth in the same statistics snapshot
+    (not 0 while the exact depth is: the counters are behind). Absent counters are 0."""
     wanted = set(queues)
     columns = "name,consumers,messages,message_stats.publish,message_stats.ack"
     stats = {
@@ -350,6 +351,7 @@ def _queue_figures(api: Endpoint, vhost: str, queues: list[str]) -> dict[str, di
             "consumers": int(item.get("consumers") or 0),
             "published": int(counters.get("publish") or 0),
             "acked": int(counters.get("ack") or 0),
+            "statsMessages": int(item.get("messages") or 0),
         }
     return figures
 
@@ -372,13 +374,14 @@ def verify_moved(
     2. the on-prem queue holds 0 messages, ready or unacknowledged (the shovel acknowledges
        only what Amazon MQ confirmed, so 0 means nothing is in flight either);
     3. no consumer but the shovel is on the on-prem queue (consumers moved first);
-    4. counted (when `amazon_mq` and `baseline` are given): the messages the on-prem queue saw
-       acknowledged since the shovels started (`acked - baseline`, all the shovel's, consumers
-       having moved) reached the Amazon MQ queue: its publish counter is at least that many,
-       less `under_tolerance_percent` (0 by default: any missing message fails, the default of
-       rabbitmq-queue-migration [RQM]). More on Amazon MQ is expected (moved producers publish
-       there too) and is not a problem. A counter that went back (a broker restarted) cannot
-       be compared: a problem too.
+    4. counted (when `amazon_mq` and `baseline` are given): once the on-prem statistics show
+       the queue empty too (so their counters include every acknowledgement up to then), the
+       messages the on-prem queue saw acknowledged since the shovels started (`acked -
+       baseline`, all the shovel's, consumers having moved) reached the Amazon MQ queue: its
+       publish counter is at least that many, less `under_tolerance_percent` (0 by default:
+       any missing message fails, the default of rabbitmq-queue-migration [RQM]). More on
+       Amazon MQ is expected (moved producers publish there too) and is not a problem. A
+       counter that went back (a broker restarted) cannot be compared: a problem too.
 
     The Amazon MQ queue must exist. Counters lag the brokers by the statistics interval, so a
     drain loop calls this again until it is verified. The result is JSON-ready and bounded:
@@ -403,9 +406,14 @@ def verify_moved(
         if here is None:
             found.append(f"{queue}: no such queue on-prem")
         else:
-            row["onPrem"] = here
+            row["onPrem"] = {k: v for k, v in here.items() if k != "statsMessages"}
             if here["messages"]:
                 found.append(f"{queue}: {here['messages']} messages still on-prem")
+            elif here["statsMessages"] and queue in acked_before:
+                found.append(
+                    f"{queue}: the on-prem statistics have not caught up with the empty queue yet "
+                    "(they lag by the statistics interval)"
+                )
             clients = here["consumers"] - (1 if state == "running" else 0)
             if clients > 0:
                 found.append(f"{queue}: {clients} consumers besides the shovel still on-prem")
@@ -415,7 +423,8 @@ def verify_moved(
                 found.append(f"{queue}: no such queue on Amazon MQ")
             else:
                 row["amazonMq"] = {k: there[k] for k in ("messages", "published")}
-        if here is not None and there is not None and queue in acked_before:
+        behind = here is not None and not here["messages"] and here["statsMessages"] > 0
+        if here is not None and there is not None and queue in acked_before and not behind:
             moved = here["acked"] - int(acked_before[queue])
             row["moved"] = moved
             if moved < 0:

@@ -778,9 +778,12 @@ def make_rabbit_node(
     node = RabbitNode(name, base, ports, epmd_port, password=secret.read_text().strip(), tls=tls)
     if hosts:
         node.inetrc = base / "inetrc"
+        by_address: dict[str, list[str]] = {}  # one entry per address: a second would replace it
+        for host, address in hosts.items():
+            by_address.setdefault(address, []).append(f'"{host}"')
         entries = "".join(
-            f'{{host, {{{address.replace(".", ",")}}}, ["{host}"]}}.\n'
-            for host, address in hosts.items()
+            f"{{host, {{{address.replace('.', ',')}}}, [{', '.join(names)}]}}.\n"
+            for address, names in by_address.items()
         )
         node.inetrc.write_text(entries + "{lookup, [file, native]}.\n")
     cookie = base / "home" / ".erlang.cookie"
