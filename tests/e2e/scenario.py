@@ -28,16 +28,24 @@
   (`BackgroundApprover`: the simulator's `Approver`, which calls the real approval API; the
   test writes nothing to DynamoDB or Step Functions itself).
 
-Counted the same way for both kinds of clients (`count`): sent, received, lost, duplicated,
+The engine is an `EngineKit` (`ActiveMqKit` by default): the plan's broker, where the bridges
+read, how the messages left are counted, what the account holds before the run. RabbitMQ's
+(`rabbit_scenario.RabbitKit`, with the pika clients `rabbit_scenario.PikaClients`) adds the
+plan's `topology`, the simulated Amazon MQ DNS/TLS for the workflow's HTTP calls, and reads
+the nodes' management APIs.
+
+Counted the same way for every kind of client (`count`): sent, received, lost, duplicated,
 out of order per producer and queue, longest gap between deliveries, and the messages left on
-each broker at the end (`QueueSize` of the watched queues, read through Jolokia; the on-prem
-broker is started again to read it if Stop On-Prem stopped it).
+each broker at the end (ActiveMQ: `QueueSize` of the watched queues, read through Jolokia;
+RabbitMQ: exact, from AMQP; the on-prem broker is started again to read it if Stop On-Prem
+stopped it).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -66,9 +74,22 @@ BROKER_NAME = "e2e-amazonmq"
 AMAZON_MQ_METRICS = QueueMetrics(
     namespace="AWS/AmazonMQ", dimensions={"Broker": f"{BROKER_NAME}-1"}, period_seconds=1
 )
+BRIDGE_SECONDS = 1.0  # how often each metrics bridge samples its broker
 # The plan's `target.metrics` (where the workflow reads Amazon MQ's per-queue metrics; the
 # workflow adds the `Broker` dimension). The product accepts it since class AmazonMqMetrics.
 TARGET_METRICS = True
+
+
+# What the plan's target.create says per engine (version, instance type, how the on-prem
+# broker is stopped on its host).
+ENGINES: dict[str, dict[str, str]] = {
+    "ACTIVEMQ": {"engineVersion": "5.18", "hostInstanceType": "mq.t3.micro", "service": "activemq"},
+    "RABBITMQ": {
+        "engineVersion": "3.13",
+        "hostInstanceType": "mq.m5.large",
+        "service": "rabbitmq-server",
+    },
+}
 
 
 def plan_for(
@@ -80,17 +101,20 @@ def plan_for(
     failover_options: dict[str, Any] | None = None,
     gates: Sequence[str] = (),
     drain: dict[str, Any] | None = None,
+    engine: str = "ACTIVEMQ",
+    user: tuple[str, str] = ("e2e-app", SECRET_ARN),  # (username, password secret ARN)
 ) -> dict[str, Any]:
+    spec = ENGINES[engine]
     target: dict[str, Any] = {
         "create": {
             "brokerName": BROKER_NAME,
-            "engine": "ACTIVEMQ",
-            "engineVersion": "5.18",
+            "engine": engine,
+            "engineVersion": spec["engineVersion"],
             "deploymentMode": "SINGLE_INSTANCE",
-            "hostInstanceType": "mq.t3.micro",
+            "hostInstanceType": spec["hostInstanceType"],
             "subnetIds": ["subnet-0a1b2c3d4e5f60718"],
             "securityGroups": ["sg-0a1b2c3d4e5f60718"],
-            "users": [{"username": "e2e-app", "passwordSecretArn": SECRET_ARN}],
+            "users": [{"username": user[0], "passwordSecretArn": user[1]}],
         },
         "protocol": protocol,
     }
@@ -123,7 +147,7 @@ def plan_for(
         "approvals": {"gates": list(gates)},
         "stopOnPrem": {
             "method": "ssm-command",
-            "commands": ["systemctl stop activemq"],
+            "commands": [f"systemctl stop {spec['service']}"],
             "targetTags": {"mq-cutover:on-prem": ["true"]},
             "pollIntervalSeconds": 1,
             "timeoutMinutes": 5,
@@ -357,6 +381,7 @@ class Outcome:
     out_of_order_examples: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # the execution's events
     notifications: list[dict[str, str]] = field(default_factory=list)  # NotificationTopic
+    approval_emails: list[dict[str, str]] = field(default_factory=list)  # ApprovalTopic
     decided: list[dict[str, Any]] = field(default_factory=list)  # the approver's decisions
     approver_errors: list[str] = field(default_factory=list)
     # Every message sent, per producer, with the epoch seconds its send was confirmed.
@@ -435,11 +460,83 @@ def left_on(broker: Broker, queues: list[str]) -> int:
     return sum(stats.get(queue, {}).get("QueueSize", 0) for queue in queues)
 
 
-class Bridge:
-    """One metrics bridge loop: a broker's Jolokia, sampled every second into moto CloudWatch."""
+# --- what differs between the engines -----------------------------------------------------
 
-    def __init__(self, broker: Broker, metrics: QueueMetrics, stop: threading.Event) -> None:
-        self.source = Source(SourceType.ACTIVEMQ, broker.jolokia_url, broker_name=broker.name)
+
+class ScenarioBroker(Protocol):
+    """A broker process of the scenario (`brokers.Broker`, `rabbit_nodes.RabbitNode`)."""
+
+    name: str
+    process: subprocess.Popen[bytes] | None
+
+    def start(self, timeout: float = 60) -> None: ...
+
+    def stop(self, timeout: float = 30) -> None: ...
+
+    def purge(self, queues: list[str]) -> dict[str, int]: ...
+
+
+class EngineKit(Protocol):
+    """What an engine changes in a scenario: the plan's broker and topology, where the metrics
+    bridges read, how the messages left are counted, and what the account holds before the
+    execution starts."""
+
+    engine: str  # the plan's target.create.engine
+    user: tuple[str, str]  # the created broker's user: (username, password secret ARN)
+    amazon_mq_bridge: bool  # Amazon MQ's per-queue metrics simulated by a bridge on the stand-in
+
+    def amend(self, document: dict[str, Any]) -> None:
+        """Add what the engine's plan needs (e.g. `topology`)."""
+
+    def source(self, broker: Any) -> Source:
+        """Where the metrics bridge reads this broker."""
+
+    def left_on(self, broker: Any, queues: list[str]) -> int:
+        """Messages still on the broker's watched queues."""
+
+    def world(self) -> dict[str, Any]:
+        """Keyword arguments of the harness `World`."""
+
+    def install(self, emulator: Emulator) -> None:
+        """Before the execution starts (inside moto); undone by `emulator.cleanups`."""
+
+    def settle(self, onprem: Any, queues: list[str]) -> None:
+        """Once traffic flows on-prem, before the execution starts: wait until the on-prem
+        broker's own statistics show it (as on a broker that has run for a while)."""
+
+
+class ActiveMqKit:
+    """ActiveMQ brokers (`brokers.Broker`): Jolokia for the bridges and the figures."""
+
+    engine = "ACTIVEMQ"
+    user = ("e2e-app", SECRET_ARN)
+    amazon_mq_bridge = True
+
+    def amend(self, document: dict[str, Any]) -> None:
+        return None
+
+    def source(self, broker: Broker) -> Source:
+        return Source(SourceType.ACTIVEMQ, broker.jolokia_url, broker_name=broker.name)
+
+    def left_on(self, broker: Broker, queues: list[str]) -> int:
+        return left_on(broker, queues)
+
+    def world(self) -> dict[str, Any]:
+        return {}
+
+    def install(self, emulator: Emulator) -> None:
+        return None
+
+    def settle(self, onprem: Broker, queues: list[str]) -> None:
+        return None  # Jolokia answers with the broker's live figures
+
+
+class Bridge:
+    """One metrics bridge loop: a broker's HTTP API (ActiveMQ's Jolokia, RabbitMQ's management
+    API), sampled every second into moto CloudWatch."""
+
+    def __init__(self, source: Source, metrics: QueueMetrics, stop: threading.Event) -> None:
+        self.source = source
         self.metrics = metrics
         self.stop = stop
         self.failures = 0
@@ -454,13 +551,13 @@ class Bridge:
                 )
             except Exception:  # MetricsSourceFailed: the broker is down. Stale data follows.
                 self.failures += 1
-            self.stop.wait(1.0)
+            self.stop.wait(BRIDGE_SECONDS)
 
 
 def run_cutover(
     mode: str,
-    onprem: Broker,
-    amazonmq: Broker,
+    onprem: ScenarioBroker,
+    amazonmq: ScenarioBroker,
     clients: Clients,
     *,
     producers: int = 2,
@@ -473,11 +570,16 @@ def run_cutover(
     drain: dict[str, Any] | None = None,
     fault: CheckDrainFault | None = None,
     approve: str | None = None,
+    kit: EngineKit | None = None,
+    head_start: float = 0.2,
 ) -> Outcome:
     """Clients start on the on-prem broker; the workflow moves them while messages flow.
 
     `gates` and `drain` go into the plan (`approvals.gates`, `drain.*`); `fault` is installed
-    before the execution starts; `approve` runs a `BackgroundApprover` with that policy."""
+    before the execution starts; `approve` runs a `BackgroundApprover` with that policy; `kit`
+    is the engine (default ActiveMQ); `head_start`: the share of the messages sent on-prem
+    before the execution starts."""
+    kit = kit or ActiveMqKit()
     document = plan_for(
         mode,
         clients.on_prem_url,
@@ -487,7 +589,10 @@ def run_cutover(
         clients.failover_options,
         gates=gates,
         drain=drain,
+        engine=kit.engine,
+        user=kit.user,
     )
+    kit.amend(document)
     # The plan may be one the workflow must refuse: nothing here needs it parsed.
     producer_parameters = list(document["producers"]["parameters"])
     consumer_parameters = list(document["consumers"]["parameters"])
@@ -498,6 +603,7 @@ def run_cutover(
         },
         queues=[],
         broker_creation_polls=0,
+        **kit.world(),
     )
     purged = {
         f"{broker.name}:{queue}": size
@@ -506,10 +612,9 @@ def run_cutover(
         if size
     }
     stop = threading.Event()
-    bridges = [
-        Bridge(onprem, on_prem_metrics, stop),
-        Bridge(amazonmq, AMAZON_MQ_METRICS, stop),
-    ]
+    bridges = [Bridge(kit.source(onprem), on_prem_metrics, stop)]
+    if kit.amazon_mq_bridge:
+        bridges.append(Bridge(kit.source(amazonmq), AMAZON_MQ_METRICS, stop))
     drains: list[dict[str, Any]] = []
     approvers: list[BackgroundApprover] = []
 
@@ -546,6 +651,7 @@ def run_cutover(
             if function == "CheckDrainFunction":
                 drains.append(result)
 
+        kit.install(emulator)
         emulator.hooks.append(on_invoke)
         emulator.after_hooks.append(after)
         if fault is not None:
@@ -555,10 +661,11 @@ def run_cutover(
         clients.start(emulator, (producer_parameters, consumer_parameters), QUEUES, messages, rate)
         # Let traffic flow on-prem for a moment before the cutover starts.
         deadline = time.monotonic() + 60
-        while sum(len(p.sent) for p in clients.producers) < producers * messages // 5:
+        while sum(len(p.sent) for p in clients.producers) < int(producers * messages * head_start):
             if time.monotonic() > deadline:
                 raise TimeoutError("producers did not get going on the on-prem broker")
             time.sleep(0.05)
+        kit.settle(onprem, QUEUES)
 
     began = time.monotonic()
     status: dict[str, Any] = {}
@@ -568,6 +675,7 @@ def run_cutover(
     after: dict[str, str] = {}
     history: list[dict[str, Any]] = []
     notifications: list[dict[str, str]] = []
+    approval_emails: list[dict[str, str]] = []
     try:
         with live_run(
             document,
@@ -589,6 +697,7 @@ def run_cutover(
                 states = run.entered()
                 history = run.emulator.history(run.arn)
                 notifications = run.emulator.inbox("NotificationTopic")
+                approval_emails = run.emulator.inbox("ApprovalTopic")
                 entered_at = [
                     (event["timestamp"].timestamp(), event["stateEnteredEventDetails"]["name"])
                     for event in history
@@ -630,8 +739,8 @@ def run_cutover(
         out_of_order=figures["out_of_order"],
         longest_gap=figures["longest_gap"],
         longest_gap_began=figures["longest_gap_began"],
-        left_onprem=left_on(onprem, QUEUES),
-        left_amazonmq=left_on(amazonmq, QUEUES),
+        left_onprem=kit.left_on(onprem, QUEUES),
+        left_amazonmq=kit.left_on(amazonmq, QUEUES),
         producer_switches=[list(p.switches) for p in clients.producers],
         consumer_switches=[list(c.switches) for c in clients.consumers],
         bridge_failures=bridges[0].failures,
@@ -642,6 +751,7 @@ def run_cutover(
         purged=purged,
         history=history,
         notifications=notifications,
+        approval_emails=approval_emails,
         decided=[d for a in approvers for d in a.decided],
         approver_errors=[e for a in approvers for e in a.errors],
         sent_at=[list(p.sent) for p in clients.producers],
