@@ -59,13 +59,32 @@ pseudo = {"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": pa
 json.dump(transform(template, pseudo, NoManagedPolicies()), sys.stdout)
 """
 
-# The AWS managed policies SAM attaches to every function role (Tracing: Active adds X-Ray).
+# The AWS managed policies SAM attaches to function roles (Tracing: Active adds X-Ray).
 # Any other AWS managed policy is refused: its document would have to be added here first.
 AWS_MANAGED: dict[str, list[dict[str, Any]]] = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
         {
             "Effect": "Allow",
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*",
+        }
+    ],
+    # SAM attaches it to a function with a VpcConfig, even one behind !If (BrokerApiSubnetIds
+    # empty): ENIs for the Lambda service to place the function in the VPC, no call of ours.
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "ec2:CreateNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSubnets",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
             "Resource": "*",
         }
     ],
@@ -749,6 +768,24 @@ def _describe_broker(auth: Authorizations, params: dict[str, Any]) -> list[Reque
     return [Request("mq:DescribeBroker", auth.broker_arn(str(params["BrokerId"])))]
 
 
+def _tagged_broker(action: str) -> Rule:
+    """A call on a broker whose tags condition the grant (aws:ResourceTag/...)."""
+
+    def rule(auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+        broker = auth.client("mq").describe_broker(BrokerId=str(params["BrokerId"]))
+        context = {f"aws:ResourceTag/{k}": v for k, v in (broker.get("Tags") or {}).items()}
+        return [Request(action, str(broker["BrokerArn"]), context)]
+
+    return rule
+
+
+def _configuration(action: str, key: str) -> Rule:
+    def rule(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+        return [Request(action, arn("mq", f"configuration:{params[key]}"))]
+
+    return rule
+
+
 def _secret_value(auth: Authorizations, params: dict[str, Any]) -> list[Request]:
     secret = auth.secret(str(params["SecretId"]))
     requests = [Request("secretsmanager:GetSecretValue", str(secret["ARN"]))]
@@ -844,6 +881,13 @@ CALLS: dict[tuple[str, str], Rule] = {
     ("ssm", "ListCommandInvocations"): _anywhere("ssm:ListCommandInvocations"),
     ("mq", "CreateBroker"): _create_broker,
     ("mq", "DescribeBroker"): _describe_broker,
+    ("mq", "UpdateBroker"): _tagged_broker("mq:UpdateBroker"),
+    ("mq", "RebootBroker"): _tagged_broker("mq:RebootBroker"),
+    ("mq", "DescribeConfiguration"): _configuration("mq:DescribeConfiguration", "ConfigurationId"),
+    ("mq", "DescribeConfigurationRevision"): _configuration(
+        "mq:DescribeConfigurationRevision", "ConfigurationId"
+    ),
+    ("mq", "UpdateConfiguration"): _configuration("mq:UpdateConfiguration", "ConfigurationId"),
     ("mq", "ListBrokers"): _anywhere("mq:ListBrokers"),
     ("mq", "DescribeBrokerEngineTypes"): _anywhere("mq:DescribeBrokerEngineTypes"),
     ("mq", "DescribeBrokerInstanceOptions"): _anywhere("mq:DescribeBrokerInstanceOptions"),

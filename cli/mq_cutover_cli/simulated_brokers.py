@@ -250,23 +250,41 @@ class SimulatedRabbitApi:
         counters["ready"] -= taken
         counters["acked"] += taken
 
-    def tick(self) -> None:
-        """Each shovel connects (or not) and moves what its source queue holds."""
+    def _peer(self, host: str) -> SimulatedRabbitApi | None:
+        """The broker a shovel's destination host reaches: by name, or by a `.suffix` key."""
+        host = host.lower()
+        found = self.shovel_peers.get(host)
+        if found is None:
+            found = next(
+                (p for k, p in self.shovel_peers.items() if k.startswith(".") and host.endswith(k)),
+                None,
+            )
+        return found
+
+    def connect(self) -> list[tuple[tuple[str, str], SimulatedRabbitApi]]:
+        """Each shovel connects (or not): its state, and the running ones with their peer."""
+        running = []
         for key, value in sorted(self.shovel_parameters.items()):
-            vhost = key[0]
             target = urllib.parse.urlsplit(str(value.get("dest-uri", "")))
-            peer = self.shovel_peers.get((target.hostname or "").lower())
+            peer = self._peer(target.hostname or "")
             login = (
                 urllib.parse.unquote(target.username or ""),
                 urllib.parse.unquote(target.password or ""),
             )
             if peer is None:
                 self.shovel_state[key] = "starting"  # cannot connect: RabbitMQ retries
-                continue
-            if login != (peer.username, peer.password):
+            elif login != (peer.username, peer.password):
                 self.shovel_state[key] = "terminated"
-                continue
-            self.shovel_state[key] = "running"
+            else:
+                self.shovel_state[key] = "running"
+                running.append((key, peer))
+        return running
+
+    def tick(self) -> None:
+        """Each shovel connects (or not) and moves what its source queue holds."""
+        for key, peer in self.connect():
+            vhost, value = key[0], self.shovel_parameters[key]
+            target = urllib.parse.urlsplit(str(value.get("dest-uri", "")))
             source, destination = str(value["src-queue"]), str(value["dest-queue"])
             dest_vhost = urllib.parse.unquote(target.path.lstrip("/")) or DEFAULT_VHOST
             if (dest_vhost, destination) not in peer.queues:  # the shovel declares it

@@ -311,6 +311,9 @@ class World:
         else:
             on_prem = SimulatedJolokia("mq-admin", OFFLINE_PASSWORD, queues=names)
             amazon_mq = None
+        if isinstance(on_prem, SimulatedRabbitApi) and amazon_mq is not None:
+            # The no-interruption procedure's shovels reach the Amazon MQ broker by its host.
+            on_prem.shovel_peers[".amazonaws.com"] = amazon_mq
         if topology.on_prem_api is not None:
             handler.add(topology.on_prem_api.url, on_prem)
         self.broker_apis["onPrem"] = on_prem
@@ -380,6 +383,8 @@ class World:
 
     # --- what happens while the workflow runs -------------------------------------------
     def _on_invoke(self, function: str, event: dict[str, Any]) -> None:
+        if function in ("ShovelsFunction", "CheckDrainFunction", "RollbackFunction"):
+            self._shovels_move()
         if function == "ValidatePlanFunction":
             self._preflight_sample(self._emulator_now())
         elif function == "CheckBrokerFunction":
@@ -445,13 +450,44 @@ class World:
             else "RUNNING"
         )
 
+    def _shovels_move(self) -> None:
+        """**Simulated** shovels (RabbitMQ, mode unordered): the on-prem management API's
+        counters follow the simulated queues, and what was consumed on-prem while a shovel of
+        this migration ran and no consumer was left there was the shovel's: published on Amazon
+        MQ, where the consumers are, and consumed there."""
+        on_prem, amazon_mq = self.broker_apis.get("onPrem"), self.broker_apis.get("amazonMq")
+        if not isinstance(on_prem, SimulatedRabbitApi) or amazon_mq is None or not self.plan:
+            return
+        on_prem.connect()
+        now = self._emulator_now()
+        elapsed = (now - self.drain_started).total_seconds() if self.drain_started else 0.0
+        placed = self._placement()
+        for queue in self.queues:
+            if ("/", queue.name) not in on_prem.queues:
+                continue
+            ready, _ = queue.at(elapsed)
+            published = queue.enqueue_count(elapsed)
+            fresh = ("/", queue.name) not in on_prem.messages
+            counters = on_prem._counters("/", queue.name)
+            consumed = max(0, published - ready)
+            taken = 0 if fresh else consumed - counters["acked"]
+            shovelled = on_prem._shovels_on("/", queue.name) and not placed["onPrem"]
+            if taken > 0 and shovelled and ("/", queue.name) in amazon_mq.queues:
+                amazon_mq.publish("/", queue.name, taken)
+                amazon_mq.client_ack("/", queue.name, taken)
+            counters.update(
+                ready=ready, published=published, acked=consumed, clients=placed["onPrem"]
+            )
+
     def depth(self, now: datetime) -> dict[str, tuple[int, int]]:
         start = self.drain_started or now
         elapsed = (now - start).total_seconds()
         return {q.name: q.at(elapsed) for q in self.queues}
 
     def tick(self) -> None:
-        """A handler slept: the bridge keeps publishing on simulated time."""
+        """A handler slept: the bridge keeps publishing, shovels connect and move, on
+        simulated time."""
+        self._shovels_move()
         if self.drain_started is not None:
             self._bridge_publish(self._emulator_now())
 
@@ -526,13 +562,20 @@ class World:
                     in_flight=in_flight,
                     enqueued=enqueued,
                     dequeued=max(0, enqueued - messages),
-                    consumers=placed["onPrem"] if queue.drain_per_minute or before_drain else 0,
+                    consumers=(placed["onPrem"] + self._shovels_on(queue.name))
+                    if queue.drain_per_minute or before_drain
+                    else 0,
                 )
             )
         # The product's bridge code formats and publishes; only the broker is simulated.
         data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
         put(cloudwatch, metrics.namespace, data)
         self.metrics_published += len(data)
+
+    def _shovels_on(self, queue: str) -> int:
+        """This migration's running (simulated) shovels on an on-prem queue: its consumers too."""
+        on_prem = self.broker_apis.get("onPrem")
+        return on_prem._shovels_on("/", queue) if isinstance(on_prem, SimulatedRabbitApi) else 0
 
     def _preflight_sample(self, now: datetime) -> None:
         """Validate Plan reads the bridge now: a later attempt's consumers are back on-prem

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mq_cutover import aws, clock
+from mq_cutover import aws, clock, shovel_steps
 from mq_cutover.contracts import RollbackEvent, RollbackResult
 from mq_cutover.drain import amazon_mq_side, broker_counts, on_prem_side
 from mq_cutover.lease import mark_rolling_back
@@ -24,6 +24,7 @@ settings = Settings.from_environment()
 leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 ssm = aws.client("ssm")
 cloudwatch = aws.client("cloudwatch")
+secrets = aws.client("secretsmanager")  # RabbitMQ, mode unordered: the on-prem API's user
 
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
@@ -49,6 +50,7 @@ def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, An
         event.memo,
         cursor=event.cursor,
         time_left_ms=context.get_remaining_time_in_millis,
+        remove_shovels=lambda: shovel_steps.remove(plan, secrets),
     )
     if result["finished"]:
         now = clock.utcnow()

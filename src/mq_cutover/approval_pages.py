@@ -241,6 +241,8 @@ def _unlocks(unlocked: dict[str, Any] | None) -> str:
                 details.append(("targets", _targets(stop)))
             for command in stop.get("commands") or []:
                 details.append(("command", _code(command)))
+        elif "group" not in step and "restartHooks" not in step:  # a shovel step
+            details.append(("what", _e(step.get("what"))))
         elif "restartHooks" in step:
             details.append(("what", _e(step.get("what"))))
             for group, hook in (step.get("restartHooks") or {}).items():

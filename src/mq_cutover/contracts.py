@@ -81,6 +81,18 @@ class CopyTopologyEvent(_Event):
     gated: bool
 
 
+class ShovelsEvent(_Event):
+    """Start Shovels, Mark Shovel Baseline, Verify Shovels, Remove Shovels (RabbitMQ, mode
+    unordered)."""
+
+    execution_arn: str
+    plan: PackedPlan
+    action: str
+    broker_id: str
+    endpoint: str  # the Amazon MQ AMQP endpoint the clients were given
+    baseline: dict[str, Any] | None = None  # Mark Shovel Baseline's, for Verify Shovels
+
+
 class RequestApprovalEvent(_Event):
     plan: PackedPlan
     gate: str
@@ -149,6 +161,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "CheckBrokerFunction": BrokerEvent,
     "ResolveEndpointsFunction": BrokerEvent,
     "CopyTopologyFunction": CopyTopologyEvent,
+    "ShovelsFunction": ShovelsEvent,
     "RequestApprovalFunction": RequestApprovalEvent,
     "RepointClientsFunction": RepointClientsEvent,
     "CheckDrainFunction": CheckDrainEvent,
@@ -246,6 +259,17 @@ class TopologyResult(_Result):
     not_on_prem_count: int = 0
     advisory_topics_skipped: int = 0
     authorization: str | None = None  # what was (not) copied of the authorization entries
+
+
+class ShovelsResult(_OpenResult):
+    """A shovel step (`mq_cutover.shovel_steps`): what the state machine reads is typed
+    (`verified` after a verification); the step's counts are carried as they are. Never the
+    shovels' destination URI (it holds a password)."""
+
+    action: str
+    verified: bool | None = None
+    summary: str | None = None
+    baseline: dict[str, Any] | None = None  # Mark Shovel Baseline
 
 
 class ApprovalResult(_Result):
@@ -358,6 +382,7 @@ RESULT_MODELS: dict[str, type[_Result]] = {
     "CheckBrokerFunction": BrokerStateResult,
     "ResolveEndpointsFunction": EndpointsResult,
     "CopyTopologyFunction": TopologyResult,
+    "ShovelsFunction": ShovelsResult,
     "RequestApprovalFunction": ApprovalResult,
     "RepointClientsFunction": RepointClientsResult,
     "CheckDrainFunction": DrainReading,

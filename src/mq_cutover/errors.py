@@ -84,3 +84,9 @@ class TopologyCopyFailed(MigrationError):
     """The on-prem topology could not be made the Amazon MQ broker's: the broker refused part of
     it, or after the copy the two brokers still differ (each difference is named). Raised before
     any client moves; nothing on-prem is changed."""
+
+
+class ShovelFailed(MigrationError):
+    """The RabbitMQ no-interruption procedure's shovels (defined on the on-prem broker) could
+    not be started, or the on-prem broker cannot run them (the rabbitmq_shovel plugin is not
+    enabled). Raised before any producer moves; the run rolls back."""

@@ -67,6 +67,25 @@ PATHS = {
         "Stop On-Prem",
     ),
 }
+# RabbitMQ, mode unordered (`MigrationPlan.shovels`): consumers first, shovels, producers.
+SHOVEL_PATH = (
+    "cutover",
+    "Start Shovels",
+    "Move Consumers First",
+    "Repoint Producers",
+    "drainTimeout",
+    "Remove Shovels",
+    "fenceTimeout",
+    STOP_GATE,
+    "Stop On-Prem",
+)
+SHOVEL_STEPS = {
+    "Start Shovels": "a shovel per queue on the on-prem broker, moving what reaches it to the "
+    "same queue on Amazon MQ (acknowledged on-prem once Amazon MQ confirmed it); the run "
+    "stops here, before any client moves, if a shovel cannot reach Amazon MQ",
+    "Remove Shovels": "the shovels are removed from the on-prem broker, once every on-prem queue "
+    "is empty and the counts on both brokers agree",
+}
 TIMEOUT_GATES = {
     "placementTimeout": "once consumers are on both brokers for every queue",
     "drainTimeout": "once the on-prem queues have drained",
@@ -79,6 +98,7 @@ CLIENT_STEPS: dict[str, tuple[ClientStep, str, bool]] = {
     "Widen Consumers": (ClientStep.WIDEN_CONSUMERS, "consumers", False),
     "Repoint Producers One By One": (ClientStep.PRODUCERS, "producers", True),
     "Repoint Consumers": (ClientStep.CONSUMERS, "consumers", False),
+    "Move Consumers First": (ClientStep.CONSUMERS, "consumers", False),
     "Narrow Consumers": (ClientStep.NARROW_CONSUMERS, "consumers", False),
 }
 CLIENT_STEP_TEXT = {
@@ -86,6 +106,7 @@ CLIENT_STEP_TEXT = {
     "Widen Consumers": "consumers to both brokers",
     "Repoint Producers One By One": "producers to Amazon MQ, one at a time",
     "Repoint Consumers": "every consumer to Amazon MQ",
+    "Move Consumers First": "every consumer to Amazon MQ, before any producer",
     "Narrow Consumers": "consumers to Amazon MQ only",
 }
 ROLL_BACK_STEP = "Roll Back"
@@ -148,7 +169,7 @@ def _stop_gate(plan: MigrationPlan) -> str | None:
 def _path(plan: MigrationPlan) -> list[str]:
     stop_gate = _stop_gate(plan)
     path: list[str] = []
-    for point in PATHS[plan.mode]:
+    for point in SHOVEL_PATH if plan.shovels else PATHS[plan.mode]:
         if point == "cutover" and "cutover" not in plan.approvals.gates:
             continue
         if point == STOP_GATE:
@@ -225,6 +246,8 @@ def unlocks(gate: str, plan: MigrationPlan) -> dict[str, Any]:
             break
         if point == STOP_STEP:
             steps.append({"step": point, "when": when, "stop": _stop(plan)})
+        elif point in SHOVEL_STEPS:
+            steps.append({"step": point, "when": when, "what": SHOVEL_STEPS[point]})
         else:
             step, group_name, each = CLIENT_STEPS[point]
             group = plan.producers if group_name == "producers" else plan.consumers
@@ -277,6 +300,13 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
         return [
             "Approve: every producer moves to Amazon MQ now. Consumers keep draining on-prem "
             "(service interruption: new messages wait on Amazon MQ), then move after the drain.",
+            "Reject: nothing is changed; the workflow ends and reports it.",
+        ]
+    if gate == "cutover" and plan.shovels:
+        return [
+            "Approve: a shovel per queue on the on-prem broker starts moving what reaches it to "
+            "Amazon MQ, every consumer moves to Amazon MQ, then the producers follow. No "
+            "interruption, order may break.",
             "Reject: nothing is changed; the workflow ends and reports it.",
         ]
     if gate == "cutover":
@@ -434,6 +464,9 @@ def unlock_lines(unlocked: dict[str, Any] | None) -> list[str]:
                 lines += [f"       command: {quoted(c)}" for c in stop.get("commands") or []]
             elif stop.get("method") == "ec2-stop":
                 lines.append(f"     EC2 StopInstances on {targets_text(stop)}")
+            continue
+        if "group" not in step and "restartHooks" not in step:  # a shovel step
+            lines.append(f"  {number}. {step['step']} ({step['when']}): {step['what']}")
             continue
         if "restartHooks" in step:
             lines.append(f"  {number}. {step['step']} ({step['when']}): {step['what']}")

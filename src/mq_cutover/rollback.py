@@ -19,6 +19,10 @@ unordered mode (no interruption; consumers read both brokers while they are empt
                                                 producers back to on-prem
   producers on-prem, consumers not           -> drain Amazon MQ, then consumers back to on-prem
 and nothing moved at all -> the consumers' parameters back (if any changed), done.
+RabbitMQ, mode unordered (shovels, `mq_cutover.shovel_steps`): the migration's shovels are
+removed from the on-prem broker first (they would go on moving what producers send on-prem to
+Amazon MQ); then the ordered rules above apply, and Amazon MQ is drained before consumers go back
+whenever a shovel may have moved messages there.
 
 A drain is the state machine's loop (the same rules as the forward drain: missing and stale are
 never zero, K readings, producers quiet on Amazon MQ); its timeout opens gate
@@ -34,6 +38,7 @@ Amazon MQ URL, a widened or narrowed URL) is moved; anything else is on-prem or 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -62,6 +67,7 @@ class Action(StrEnum):
     WIDEN_CONSUMERS = "widen-consumers"
     PRODUCERS_BACK = "producers-back"
     CONSUMERS_BACK = "consumers-back"
+    REMOVE_SHOVELS = "remove-shovels"
     DONE = "done"
 
 
@@ -125,7 +131,9 @@ def next_action(
     drained = set(memo.get("drained") or [])
     producers_out = bool(producers["amazonMq"] or producers["widened"])
     consumers_out = bool(consumers["amazonMq"] or consumers["widened"])
-    if plan.mode == Mode.ORDERED:
+    if plan.shovels and not memo.get("shovelsRemoved"):
+        return Action.REMOVE_SHOVELS, None, None
+    if plan.mode == Mode.ORDERED or plan.shovels:
         if producers_out:
             if not consumers["onPrem"]:
                 if ON_PREM_FENCE not in drained:
@@ -152,9 +160,11 @@ def roll_back_step(
     memo: dict[str, Any] | None,
     cursor: dict[str, Any] | None = None,
     time_left_ms: TimeLeft | None = None,
+    remove_shovels: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One rollback action (or as much of it as the Lambda's time allows). Returns the action,
-    what changed, the memo to pass back (producers ever moved, sides drained) and the cursor."""
+    what changed, the memo to pass back (producers ever moved, sides drained) and the cursor.
+    `remove_shovels` removes the migration's shovels (RabbitMQ, mode unordered)."""
     memo = dict(memo or {})
     placed = where_clients_are(plan, ssm, broker, set(memo.get("conflicts") or []))
     producers_out = placed["producers"]["amazonMq"] or placed["producers"]["widened"]
@@ -180,7 +190,15 @@ def roll_back_step(
             for group, places in placed.items()
         },
     }
-    if action in (Action.CONSUMERS_TO_AMAZON_MQ, Action.WIDEN_CONSUMERS):
+    if action == Action.REMOVE_SHOVELS:
+        if remove_shovels is None:
+            raise ValueError("remove_shovels is needed for a rollback with shovels")
+        removed = remove_shovels()
+        memo["shovelsRemoved"] = True
+        # A shovel may have moved messages to Amazon MQ: drain it before consumers go back.
+        memo["producersMoved"] = True
+        result["shovels"] = removed
+    elif action in (Action.CONSUMERS_TO_AMAZON_MQ, Action.WIDEN_CONSUMERS):
         if broker is None:  # unreachable: clients point at Amazon MQ only if it is known
             raise ParameterConflict("clients point at Amazon MQ but the broker is unknown")
         step = (

@@ -106,12 +106,12 @@ def destination_uri(
     parts = urllib.parse.urlsplit(endpoint.strip())
     if parts.scheme != "amqps" or not parts.hostname:
         raise BrokerApiFailed(
-            f"Amazon MQ endpoint {_safe_endpoint(endpoint)!r}: the shovels need amqps://host:port "
+            f"Amazon MQ endpoint {safe_endpoint(endpoint)!r}: the shovels need amqps://host:port "
             "(Amazon MQ for RabbitMQ accepts AMQP over TLS only, port 5671)"
         )
     if parts.username or parts.password or parts.query or parts.path not in ("", "/"):
         raise BrokerApiFailed(
-            f"Amazon MQ endpoint {_safe_endpoint(endpoint)!r}: give amqps://host:port only "
+            f"Amazon MQ endpoint {safe_endpoint(endpoint)!r}: give amqps://host:port only "
             "(no user, path or query)"
         )
     if not re.fullmatch(r"/[^\s?&#]{1,1000}", ca_cert_file):
@@ -138,7 +138,7 @@ def destination_uri(
     )
 
 
-def _safe_endpoint(endpoint: str) -> str:
+def safe_endpoint(endpoint: str) -> str:
     """An endpoint for an error message, without any user:password it may hold."""
     return re.sub(r"//[^@/]*@", "//", endpoint.strip())[:200]
 
@@ -228,6 +228,13 @@ def start_shovels(
         "changed": changed,
         "baseline": {"acked": baseline},
     }
+
+
+def baseline(api: Endpoint, *, vhost: str, queues: list[str]) -> dict[str, Any]:
+    """The on-prem queues' acknowledgement counters now: taken once consumers have moved,
+    every later acknowledgement on-prem is a shovel's (pass it to :func:`verify_moved`)."""
+    wanted = list(dict.fromkeys(queues))
+    return {"acked": {q: f["acked"] for q, f in _queue_figures(api, vhost, wanted).items()}}
 
 
 def shovel_states(api: Endpoint, *, migration_id: str, vhost: str) -> dict[str, str]:

@@ -23,7 +23,8 @@ from mq_cutover.errors import TopologyCopyFailed
 from mq_cutover.plan import Engine, MigrationPlan
 
 
-def _on_prem_api(plan: MigrationPlan, secrets: Any) -> broker_api.Endpoint:
+def on_prem_api(plan: MigrationPlan, secrets: Any) -> broker_api.Endpoint:
+    """The on-prem broker's HTTP API (topology.onPremApi), with its user."""
     topology = plan.topology
     assert topology is not None and topology.on_prem_api is not None  # the plan's own rule
     return broker_api.endpoint(
@@ -55,10 +56,10 @@ def copy_topology(
     if Engine(engine) == Engine.RABBITMQ:
         vhosts = list(plan.topology.vhosts) if plan.topology else []
         result = rabbit_topology.copy_topology(
-            _on_prem_api(plan, secrets), amazon_mq_api(plan, mq, secrets, broker_id), vhosts
+            on_prem_api(plan, secrets), amazon_mq_api(plan, mq, secrets, broker_id), vhosts
         )
     else:
-        destinations = activemq_topology.read_destinations(_on_prem_api(plan, secrets), None)
+        destinations = activemq_topology.read_destinations(on_prem_api(plan, secrets), None)
         result = activemq_topology.apply(mq, broker_id, destinations, plan.migration_id)
     if not result["matches"] and not gated and not result.get("awaitingReboot"):
         shown = "; ".join(result["differences"])

@@ -34,6 +34,7 @@ SIDE_EFFECTS = {
     "${RepointClientsFunctionArn}",
     "${StopOnPremFunctionArn}",
     "${RollbackFunctionArn}",
+    "${ShovelsFunctionArn}",  # start and remove change the on-prem broker (verify reads)
 }
 PRODUCER_HOOK = {
     "commands": ["systemctl restart checkout", "systemctl restart payments"],
@@ -42,12 +43,14 @@ PRODUCER_HOOK = {
 CONSUMER_HOOK = {"commands": ["systemctl restart billing"], "targetTags": {"role": ["billing"]}}
 
 
-def _condition(text: str, plan: MigrationPlan, restart_step: str | None) -> bool | None:
+def _condition(text: str, plan: MigrationPlan, restart_step: str | None, gate: str) -> bool | None:
     """The few Choice conditions the plan decides; None: decided by the run's data (both ways
     possible). The approval path never has an extension (a person approved)."""
     expression = text.removeprefix("{%").removesuffix("%}").strip()
     if match := re.fullmatch(r"\$plan\.mode = '(\w+)'", expression):
         return plan.mode.value == match[1]
+    if expression == "$plan.mode = 'unordered' and $endpoints.engine = 'RABBITMQ'":
+        return plan.shovels
     if match := re.fullmatch(r"'(\w+)' in \$plan\.approvals\.gates", expression):
         return match[1] in plan.approvals.gates
     if match := re.fullmatch(r"\$plan\.stopOnPrem\.method = '([\w-]+)'", expression):
@@ -56,6 +59,8 @@ def _condition(text: str, plan: MigrationPlan, restart_step: str | None) -> bool
         return restart_step == match[1]
     if "$decisions[-1].extend" in expression:
         return False
+    if expression == "$drain.timedOut" and gate == "drainTimeout":
+        return True  # the drain's timeout is what opened the gate
     return None
 
 
@@ -89,7 +94,10 @@ def walk_asl(gate: str, plan: MigrationPlan) -> tuple[set[str], set[str]]:
             gates.add(state["Arguments"]["Payload"]["gate"])
             continue
         if state["Type"] == "Task":
-            if state["Arguments"].get("FunctionName") in SIDE_EFFECTS:
+            arguments = state["Arguments"]
+            # Shovels: verify and baseline only read.
+            reads_only = arguments.get("Payload", {}).get("action") in ("verify", "baseline")
+            if arguments.get("FunctionName") in SIDE_EFFECTS and not reads_only:
                 effects.add(maps.get(name, name))
             if "restartStep" in (state.get("Assign") or {}):
                 restart_step = name
@@ -97,7 +105,7 @@ def walk_asl(gate: str, plan: MigrationPlan) -> tuple[set[str], set[str]]:
             todo.append((state["ItemProcessor"]["StartAt"], restart_step))
         if state["Type"] == "Choice":
             for choice in state["Choices"]:
-                taken = _condition(choice["Condition"], plan, restart_step)
+                taken = _condition(choice["Condition"], plan, restart_step, gate)
                 if taken is not False:
                     todo.append((choice["Next"], restart_step))
                 if taken is True:
@@ -109,9 +117,22 @@ def walk_asl(gate: str, plan: MigrationPlan) -> tuple[set[str], set[str]]:
     return effects, gates
 
 
+def shovel_plan(unordered: dict[str, Any]) -> dict[str, Any]:
+    """RabbitMQ, mode unordered: the shovel procedure."""
+    document = copy.deepcopy(unordered)
+    create = document["target"]["create"]
+    create.update(engine="RABBITMQ", engineVersion="3.13", deploymentMode="SINGLE_INSTANCE")
+    create["subnetIds"], create["users"] = create["subnetIds"][:1], create["users"][:1]
+    document["target"]["protocol"] = "amqp"
+    document["target"].pop("failoverOptions", None)
+    api = create["users"][0]["passwordSecretArn"]
+    document["topology"] = {"onPremApi": {"url": "http://rabbit.internal:15672", "secretArn": api}}
+    return document
+
+
 def _plans(ordered: dict[str, Any], unordered: dict[str, Any]) -> list[MigrationPlan]:
     plans = []
-    for base in (ordered, unordered):
+    for base in (ordered, unordered, shovel_plan(unordered)):
         for gates in ([], ["cutover"], ["stopOnPrem"], ["cutover", "stopOnPrem"]):
             for stop in (
                 {"method": "ssm-command", "commands": ["systemctl stop activemq"],
@@ -135,7 +156,7 @@ def _reachable(gate: str, plan: MigrationPlan) -> bool:
     if gate == "confirmOnPremStopped":
         return manual
     if gate == "placementTimeout":
-        return plan.mode.value == "unordered"
+        return plan.mode.value == "unordered" and not plan.shovels
     return True
 
 
@@ -157,8 +178,8 @@ def test_what_each_gate_unlocks_is_what_the_state_machine_runs(
             assert {s["step"] for s in listed["steps"]} == effects, where
             assert set(listed["mayAsk"]) | {listed["nextGate"]} - {None} == gates, where
             compared += 1
-    # 24 plans: 3 timeout gates each, placement in 12, cutover in 12, stop in 8, confirm in 8.
-    assert compared == 24 * 3 + 12 + 12 + 8 + 8
+    # 36 plans: 3 timeout gates each, placement in 12, cutover in 18, stop in 12, confirm in 12.
+    assert compared == 36 * 3 + 12 + 18 + 12 + 12
 
 
 def test_the_cutover_gate_lists_each_step_hook_and_the_stop_when_no_gate_guards_it(

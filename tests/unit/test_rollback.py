@@ -192,3 +192,86 @@ def test_a_resumed_call_starts_where_the_last_one_stopped(aws: Any, plan: Migrat
     assert second["action"] == "producers-back" and len(second["restored"]) == 1
     assert set(first["restored"] + second["restored"]) == set(plan.producers.parameters)
     assert second["cursor"] == {"action": "producers-back", "next": 0}
+
+
+def _shovel_plan(unordered_plan: dict[str, Any]) -> MigrationPlan:
+    create = unordered_plan["target"]["create"]
+    create.update(engine="RABBITMQ", engineVersion="3.13", deploymentMode="SINGLE_INSTANCE")
+    create["subnetIds"], create["users"] = create["subnetIds"][:1], create["users"][:1]
+    unordered_plan["target"]["protocol"] = "amqp"
+    unordered_plan["target"].pop("failoverOptions", None)
+    secret = create["users"][0]["passwordSecretArn"]
+    unordered_plan["topology"] = {
+        "onPremApi": {"url": "http://rabbit.internal:15672", "secretArn": secret}
+    }
+    plan = parse_plan(unordered_plan)
+    assert plan.shovels
+    return plan
+
+
+@pytest.mark.parametrize(
+    ("producers", "consumers", "memo", "expected"),
+    [
+        # Whatever moved: the shovels go first (they would keep moving on-prem messages).
+        ({"onPrem": 2}, {"amazonMq": 2}, {}, (Action.REMOVE_SHOVELS, None)),
+        ({"amazonMq": 2}, {"amazonMq": 2}, {}, (Action.REMOVE_SHOVELS, None)),
+        # Then the ordered rules: no consumer on-prem (fence), producers back first ...
+        ({"amazonMq": 2}, {"amazonMq": 2}, {"shovelsRemoved": True}, (Action.DRAIN, "onPrem")),
+        (
+            {"amazonMq": 2},
+            {"amazonMq": 2},
+            {"shovelsRemoved": True, "drained": ["onPremFence"]},
+            (Action.PRODUCERS_BACK, None),
+        ),
+        # ... then Amazon MQ emptied (a shovel moved messages there), then consumers back.
+        (
+            {"onPrem": 2},
+            {"amazonMq": 2},
+            {"shovelsRemoved": True, "producersMoved": True},
+            (Action.DRAIN, "amazonMq"),
+        ),
+        (
+            {"onPrem": 2},
+            {"amazonMq": 2},
+            {"shovelsRemoved": True, "producersMoved": True, "drained": ["amazonMq"]},
+            (Action.CONSUMERS_BACK, None),
+        ),
+    ],
+)
+def test_a_rollback_with_shovels_removes_them_first(
+    unordered_plan: dict[str, Any],
+    producers: dict[str, int],
+    consumers: dict[str, int],
+    memo: dict[str, Any],
+    expected: tuple[Action, str | None],
+) -> None:
+    plan = _shovel_plan(unordered_plan)
+    action, side, _ = next_action(plan, _placed(producers, consumers), memo)
+    assert (action, side.value if side else None) == expected
+
+
+def test_removing_the_shovels_marks_amazon_mq_for_a_drain(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    plan = _shovel_plan(unordered_plan)
+    ssm = aws("ssm")
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    endpoint = "amqps://b-1-1.mq.us-east-1.amazonaws.com:5671"
+    broker = {"clientUrl": endpoint, "endpoints": [endpoint], "engine": "RABBITMQ"}
+    repoint_clients(plan, ssm, ClientStep.CONSUMERS, broker)
+    removed: list[int] = []
+
+    def remove() -> dict[str, Any]:
+        removed.append(1)
+        return {"removed": ["mq-cutover.x.q"], "count": 1}
+
+    first = roll_back_step(plan, ssm, broker, {}, remove_shovels=remove)
+    assert first["action"] == "remove-shovels" and removed == [1]
+    assert first["memo"]["shovelsRemoved"] and first["memo"]["producersMoved"]
+    assert first["shovels"] == {"removed": ["mq-cutover.x.q"], "count": 1}
+    # Consumers stay on Amazon MQ until what the shovels moved there is consumed.
+    second = roll_back_step(plan, ssm, broker, first["memo"], remove_shovels=remove)
+    assert (second["action"], second["side"]) == ("drain", "amazonMq") and removed == [1]
+    with pytest.raises(ValueError, match="remove_shovels is needed"):
+        roll_back_step(plan, ssm, broker, {})

@@ -93,6 +93,7 @@ def sent_payloads() -> dict[str, list[dict[str, Any]]]:
         ("plan-ordered.json", "reject:stopOnPrem"),
         ("plan-unordered.json", "auto"),
         ("plan-rabbitmq.json", "auto"),  # Copy Topology
+        ("plan-rabbitmq-unordered.json", "auto"),  # the shovels
     ):
         plan = (EVENTS / plan_file).read_text()
         Simulation(plan_document=plan, approve=approve, after_run=grab).run()

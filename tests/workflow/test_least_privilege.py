@@ -24,6 +24,7 @@ from mq_cutover_cli.live import live_run
 from mq_cutover_cli.simulate import Simulation
 from mq_cutover_cli.world import World
 from tests import iam_policies as iam
+from tests.conftest import load_event
 
 pytestmark = pytest.mark.workflow
 
@@ -163,6 +164,41 @@ def test_unordered_procedure_makes_only_allowed_calls(unordered_plan: dict[str, 
         run.functions()
     )
     assert_least_privilege(run)
+
+
+def test_copying_the_topology_makes_only_allowed_calls(ordered_plan: dict[str, Any]) -> None:
+    """RabbitMQ: both management APIs (secrets, the broker's console URL); ActiveMQ: the
+    configuration revision written, associated and applied by a reboot."""
+    rabbit = simulate(load_event("plan-rabbitmq.json"))
+    assert rabbit.status["status"] == "SUCCEEDED"
+    assert "CopyTopologyFunction" in rabbit.functions()
+    assert_least_privilege(rabbit)
+    ordered_plan["topology"] = {
+        "onPremApi": {
+            "url": "http://onprem-mq.example.internal:8161/api/jolokia",
+            "secretArn": f"arn:aws:secretsmanager:{iam.REGION}:{iam.ACCOUNT}:secret:"
+            "mq-cutover/jolokia",
+        }
+    }
+    activemq = simulate(ordered_plan)
+    assert activemq.status["status"] == "SUCCEEDED"
+    operations = {c.operation for c in activemq.calls if c.function == "CopyTopologyFunction"}
+    assert {"UpdateConfiguration", "UpdateBroker", "RebootBroker"} <= operations
+    assert_least_privilege(activemq)
+
+
+def test_the_shovel_procedure_and_its_rollback_make_only_allowed_calls() -> None:
+    """RabbitMQ, mode unordered: the shovels' secrets and broker, and the rollback's removal."""
+    plan = load_event("plan-rabbitmq-unordered.json")
+    forward = simulate(plan)
+    assert forward.status["status"] == "SUCCEEDED"
+    assert "ShovelsFunction" in forward.functions()
+    assert_least_privilege(forward)
+    rejected = simulate(plan, approve="reject:stopOnPrem")
+    assert rejected.status["error"] == "Rejected"
+    removal = [c for c in rejected.calls if c.function == "RollbackFunction"]
+    assert any(c.operation == "GetSecretValue" for c in removal)  # the on-prem API's user
+    assert_least_privilege(rejected)
 
 
 @pytest.mark.parametrize("gate", ["cutover", "stopOnPrem"])
@@ -331,14 +367,18 @@ def test_no_kms_grant_unless_keys_are_given() -> None:
     template = iam.transformed_template()
     conditions = template["Conditions"]
     assert {"HasParameterKmsKeys", "HasBrokerSecretKmsKeys"} <= set(conditions)
-    for function, condition in [
-        ("RepointClientsFunction", "HasParameterKmsKeys"),
-        ("RollbackFunction", "HasParameterKmsKeys"),
-        ("ProvisionBrokerFunction", "HasBrokerSecretKmsKeys"),
+    for function, guards in [
+        ("RepointClientsFunction", ["HasParameterKmsKeys"]),
+        # Parameters restored, and the on-prem API's secret (shovels removed).
+        ("RollbackFunction", ["HasParameterKmsKeys", "HasBrokerSecretKmsKeys"]),
+        ("ProvisionBrokerFunction", ["HasBrokerSecretKmsKeys"]),
+        ("CopyTopologyFunction", ["HasBrokerSecretKmsKeys"]),
+        ("ShovelsFunction", ["HasBrokerSecretKmsKeys"]),
+        ("CheckDrainFunction", ["HasBrokerSecretKmsKeys"]),
     ]:
         policies = template["Resources"][f"{function}Role"]["Properties"]["Policies"]
         guarded = [p["Fn::If"][0] for p in policies if "Fn::If" in p]
-        assert guarded == [condition], function
+        assert guarded == guards, function
 
 
 # ----------------------------------------------------------------- what the template scopes
