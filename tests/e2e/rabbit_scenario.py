@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import sys
 import threading
 import time
@@ -57,6 +58,11 @@ from tests.e2e.scenario import BRIDGE_SECONDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "clients"))
 from rabbit_client import Consumer, Producer
+
+# The reference clients retry a refused connection (the on-prem node restarting, stopped by
+# Stop On-Prem) and record each connection they make; pika itself logs every refused attempt as
+# an ERROR with a traceback, which would bury a scenario's printed figures.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 AMAZON_MQ_DOMAIN = ".amazonaws.com"
 EXCHANGE = "e2e.app"  # the application's direct exchange (routing key = queue name)
