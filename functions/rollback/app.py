@@ -10,11 +10,12 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mq_cutover import aws, clock, shovel_steps
+from mq_cutover.api_readings import amazon_mq_readings
 from mq_cutover.contracts import RollbackEvent, RollbackResult
 from mq_cutover.drain import amazon_mq_side, broker_counts, on_prem_side
 from mq_cutover.lease import mark_rolling_back
 from mq_cutover.observability import logger, metrics, tracer
-from mq_cutover.plan import parse_plan
+from mq_cutover.plan import MetricsSource, parse_plan
 from mq_cutover.reconcile import reconcile
 from mq_cutover.rollback import roll_back_step
 from mq_cutover.settings import Settings
@@ -24,7 +25,9 @@ settings = Settings.from_environment()
 leases = boto3.resource("dynamodb", config=aws.CLIENT_CONFIG).Table(settings.migrations_table)
 ssm = aws.client("ssm")
 cloudwatch = aws.client("cloudwatch")
-secrets = aws.client("secretsmanager")  # RabbitMQ, mode unordered: the on-prem API's user
+# The brokers' API users: the on-prem one (shovels removed), Amazon MQ's (managementApi).
+secrets = aws.client("secretsmanager")
+mq = aws.client("mq")  # the Amazon MQ broker's console URL (managementApi)
 
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
@@ -56,7 +59,11 @@ def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, An
         now = clock.utcnow()
         counts = [broker_counts(plan, cloudwatch, now, on_prem_side(plan))]
         if broker and broker.get("metricBrokers"):
-            side = amazon_mq_side(plan, list(broker["metricBrokers"]))
+            # What is left on Amazon MQ: its management API when the plan reads it there.
+            live = None
+            if plan.target.metrics.source == MetricsSource.MANAGEMENT_API:
+                live = amazon_mq_readings(plan, secrets, mq, broker.get("brokerId"))
+            side = amazon_mq_side(plan, list(broker["metricBrokers"]), live)
             counts.append(broker_counts(plan, cloudwatch, now, side))
         result["brokers"] = {count["side"]: count for count in counts}
         if event.started_at:

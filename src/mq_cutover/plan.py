@@ -194,8 +194,41 @@ JMS_OPTION = re.compile(r"^jms\.[A-Za-z][A-Za-z0-9.]*$")
 JMS_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
+# Amazon MQ for RabbitMQ's own per-queue metrics (dimensions Broker, VirtualHost, Queue): no
+# cumulative enqueue counter. A created RabbitMQ broker's `target.metrics` defaults to them.
+RABBITMQ_AMAZON_MQ_METRICS = {
+    "messagesMetric": "MessageCount",
+    "inFlightMetric": "MessageUnacknowledgedCount",
+    "enqueueMetric": None,
+    "consumersMetric": "ConsumerCount",
+}
+
+
 class TargetBroker(_Model):
     """The Amazon MQ broker to migrate to: create one, or adopt an existing one by id."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rabbitmq_metric_names(cls, data: Any) -> Any:
+        """A created RabbitMQ broker's metrics are named as Amazon MQ for RabbitMQ names them
+        (and carry its VirtualHost dimension, `/` unless given), unless the plan names them."""
+        if not isinstance(data, dict):
+            return data
+        create = data.get("create")
+        if not isinstance(create, dict) or create.get("engine") != "RABBITMQ":
+            return data
+        metrics = data.get("metrics")
+        if metrics is not None and not isinstance(metrics, dict):
+            return data  # the type check says what is wrong
+        given = dict(metrics or {})
+        for alias, default in RABBITMQ_AMAZON_MQ_METRICS.items():
+            snake = re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), alias)
+            if alias not in given and snake not in given:
+                given[alias] = default
+        dimensions = given.get("dimensions")
+        if dimensions is None or isinstance(dimensions, dict):
+            given["dimensions"] = {"VirtualHost": "/", **(dimensions or {})}
+        return {**data, "metrics": given}
 
     create: BrokerSpec | None = None
     adopt_broker_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = (

@@ -334,3 +334,25 @@ def test_restart_hook_timing_is_validated(
     unordered_plan["consumers"]["restartHook"][field] = value
     (problem,) = _problems(unordered_plan)
     assert problem.startswith(f"consumers.restartHook.{field}: Input should be {why}")
+
+
+def test_a_rabbitmq_target_reads_amazon_mq_for_rabbitmq_metric_names(
+    ordered_plan: dict[str, Any],
+) -> None:
+    _rabbit(ordered_plan)
+    ordered_plan["topology"] = {"copy": False}
+    metrics = parse_plan(ordered_plan).target.metrics
+    assert (metrics.messages_metric, metrics.in_flight_metric, metrics.consumers_metric) == (
+        "MessageCount",
+        "MessageUnacknowledgedCount",
+        "ConsumerCount",
+    )
+    assert metrics.enqueue_metric is None  # Amazon MQ for RabbitMQ has no enqueue counter
+    assert metrics.dimensions == {"VirtualHost": "/"}
+    # What the plan names is kept.
+    ordered_plan["target"]["metrics"] = {"dimensions": {"VirtualHost": "billing"}}
+    ordered_plan["target"]["metrics"]["messagesMetric"] = "MessageReadyCount"
+    metrics = parse_plan(ordered_plan).target.metrics
+    assert metrics.messages_metric == "MessageReadyCount"
+    assert metrics.dimensions == {"VirtualHost": "billing"}
+    assert metrics.consumers_metric == "ConsumerCount"
