@@ -2,8 +2,10 @@
 #   make demo   set up, then run a full ordered migration offline (embedded AWS emulator)
 #   make test   set up, then every check: ruff, mypy, cfn-lint, sam validate --lint, ASL lint, pytest
 #               (unit, lint, workflow, a headless-Chromium test of the approval page, and the
-#               end-to-end tier with real ActiveMQ brokers, Java JMS and STOMP clients)
-#   make e2e    only the end-to-end tier (installs Debian's activemq, Jolokia, Jetty and a JDK)
+#               end-to-end tier with real ActiveMQ and RabbitMQ brokers, Java JMS, STOMP and
+#               pika clients)
+#   make e2e    only the end-to-end tier (installs Debian's activemq, Jolokia, Jetty, a JDK and
+#               rabbitmq-server)
 #   make pr     what a reviewer runs: the same as make test
 #   make bench  the drain and scale benchmark (prints the README's figures; about 45 minutes)
 
