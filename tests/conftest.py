@@ -50,6 +50,24 @@ def unordered_plan() -> dict[str, Any]:
     return copy.deepcopy(load_event("plan-unordered.json"))
 
 
+ON_PREM_RABBIT_API = "http://rabbit.internal:15672"
+
+
+def as_rabbitmq(document: dict[str, Any], *, on_prem_api: bool = True) -> dict[str, Any]:
+    """An example plan (ActiveMQ) turned into one that creates a RabbitMQ broker: one subnet,
+    one user, AMQP; `on_prem_api`: topology copied from the on-prem management API (its user's
+    secret is the broker user's, for brevity). Changes `document` and returns it."""
+    create = document["target"]["create"]
+    create.update(engine="RABBITMQ", engineVersion="3.13", deploymentMode="SINGLE_INSTANCE")
+    create["subnetIds"], create["users"] = create["subnetIds"][:1], create["users"][:1]
+    document["target"]["protocol"] = "amqp"
+    document["target"].pop("failoverOptions", None)
+    if on_prem_api:
+        secret = create["users"][0]["passwordSecretArn"]
+        document["topology"] = {"onPremApi": {"url": ON_PREM_RABBIT_API, "secretArn": secret}}
+    return document
+
+
 @dataclass
 class FakeLambdaContext:
     function_name: str = "test"

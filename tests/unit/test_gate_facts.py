@@ -20,6 +20,7 @@ from mq_cutover.gate_facts import (
     unlocks,
 )
 from mq_cutover.plan import MigrationPlan, parse_plan
+from tests.conftest import as_rabbitmq
 
 ASL = json.loads((Path(__file__).parents[2] / "statemachine" / "migration.asl.json").read_text())
 BROKER = {
@@ -117,22 +118,9 @@ def walk_asl(gate: str, plan: MigrationPlan) -> tuple[set[str], set[str]]:
     return effects, gates
 
 
-def shovel_plan(unordered: dict[str, Any]) -> dict[str, Any]:
-    """RabbitMQ, mode unordered: the shovel procedure."""
-    document = copy.deepcopy(unordered)
-    create = document["target"]["create"]
-    create.update(engine="RABBITMQ", engineVersion="3.13", deploymentMode="SINGLE_INSTANCE")
-    create["subnetIds"], create["users"] = create["subnetIds"][:1], create["users"][:1]
-    document["target"]["protocol"] = "amqp"
-    document["target"].pop("failoverOptions", None)
-    api = create["users"][0]["passwordSecretArn"]
-    document["topology"] = {"onPremApi": {"url": "http://rabbit.internal:15672", "secretArn": api}}
-    return document
-
-
 def _plans(ordered: dict[str, Any], unordered: dict[str, Any]) -> list[MigrationPlan]:
     plans = []
-    for base in (ordered, unordered, shovel_plan(unordered)):
+    for base in (ordered, unordered, as_rabbitmq(copy.deepcopy(unordered))):
         for gates in ([], ["cutover"], ["stopOnPrem"], ["cutover", "stopOnPrem"]):
             for stop in (
                 {"method": "ssm-command", "commands": ["systemctl stop activemq"],

@@ -9,7 +9,7 @@ import pytest
 
 from mq_cutover.errors import PlanInvalid
 from mq_cutover.plan import Mode, json_schema, parse_plan
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_rabbitmq
 
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mq-cutover/orders-app"
 
@@ -70,25 +70,11 @@ def test_create_or_adopt_exactly_one(ordered_plan: dict[str, Any]) -> None:
     assert _problems(ordered_plan) == ["target: give exactly one of create or adoptBrokerId"]
 
 
-def _rabbit(plan: dict[str, Any]) -> dict[str, Any]:
-    create = plan["target"]["create"]
-    create.update(
-        engine="RABBITMQ",
-        engineVersion="3.13",
-        deploymentMode="SINGLE_INSTANCE",
-        subnetIds=create["subnetIds"][:1],
-        users=create["users"][:1],
-    )
-    plan["target"]["protocol"] = "amqp"
-    plan["target"].pop("failoverOptions", None)
-    return plan
-
-
 API = {"url": "http://rabbit.internal:15672", "secretArn": SECRET.replace("orders-app", "api")}
 
 
 def test_a_created_rabbitmq_broker_needs_its_topology(ordered_plan: dict[str, Any]) -> None:
-    (problem,) = _problems(_rabbit(ordered_plan))
+    (problem,) = _problems(as_rabbitmq(ordered_plan, on_prem_api=False))
     assert problem.startswith("(plan): topology: a new RabbitMQ broker starts empty")
     ordered_plan["topology"] = {"copy": False}
     assert not parse_plan(ordered_plan).topology_copied
@@ -125,7 +111,7 @@ def test_activemq_has_no_vhosts_nor_management_api_readings(ordered_plan: dict[s
 
 
 def test_unordered_rabbitmq_is_the_shovel_procedure(unordered_plan: dict[str, Any]) -> None:
-    _rabbit(unordered_plan)
+    as_rabbitmq(unordered_plan, on_prem_api=False)
     unordered_plan["topology"] = {"copy": False}
     (problem,) = _problems(unordered_plan)
     assert "topology.onPremApi: mode unordered on RabbitMQ defines a shovel per queue" in problem
@@ -339,7 +325,7 @@ def test_restart_hook_timing_is_validated(
 def test_a_rabbitmq_target_reads_amazon_mq_for_rabbitmq_metric_names(
     ordered_plan: dict[str, Any],
 ) -> None:
-    _rabbit(ordered_plan)
+    as_rabbitmq(ordered_plan, on_prem_api=False)
     ordered_plan["topology"] = {"copy": False}
     metrics = parse_plan(ordered_plan).target.metrics
     assert (metrics.messages_metric, metrics.in_flight_metric, metrics.consumers_metric) == (

@@ -9,6 +9,7 @@ import pytest
 from mq_cutover.parameters import ClientStep, repoint_clients
 from mq_cutover.plan import MigrationPlan, parse_plan
 from mq_cutover.rollback import Action, next_action, roll_back_step
+from tests.conftest import as_rabbitmq
 
 BROKER = {
     "clientUrl": "failover:(ssl://amq-1:61617)",
@@ -195,16 +196,7 @@ def test_a_resumed_call_starts_where_the_last_one_stopped(aws: Any, plan: Migrat
 
 
 def _shovel_plan(unordered_plan: dict[str, Any]) -> MigrationPlan:
-    create = unordered_plan["target"]["create"]
-    create.update(engine="RABBITMQ", engineVersion="3.13", deploymentMode="SINGLE_INSTANCE")
-    create["subnetIds"], create["users"] = create["subnetIds"][:1], create["users"][:1]
-    unordered_plan["target"]["protocol"] = "amqp"
-    unordered_plan["target"].pop("failoverOptions", None)
-    secret = create["users"][0]["passwordSecretArn"]
-    unordered_plan["topology"] = {
-        "onPremApi": {"url": "http://rabbit.internal:15672", "secretArn": secret}
-    }
-    plan = parse_plan(unordered_plan)
+    plan = parse_plan(as_rabbitmq(unordered_plan))
     assert plan.shovels
     return plan
 
