@@ -36,6 +36,9 @@ tls={"amazonmq": tls})``) also serves AMQP over TLS on its ``amqps`` port. Amazo
 endpoint is ``amqps://b-<id>.mq.us-east-1.amazonaws.com:5671``: a client's ``resolve`` hook
 maps that host and port to ``127.0.0.1:<amqps port>`` (**simulated** DNS) and keeps TLS on,
 verifying the certificate and host name against :meth:`RabbitTls.client_context`.
+``NodePorts.amqps_also`` (opt-in) adds a second TLS listener, e.g. on 127.0.0.1:5671 for a
+shovel that dials the Amazon MQ endpoint as written (its host name resolved by the on-prem
+node's simulated DNS, ``hosts=`` and :meth:`RabbitNode.add_hosts`).
 
 ``rabbitmqctl`` itself takes a distribution port in 35672-35682 (the package's default)
 while it runs. ``MQ_CUTOVER_E2E_FREE_PORTS=1`` makes :func:`running_rabbit_nodes` pick free
@@ -63,9 +66,9 @@ API (see each docstring):
   ``pids()``; where it is: ``amqp_port``, ``amqps_port``, ``management_port``, ``amqp_url``
   (with the password: never print it), ``endpoint_url`` (without, as mq-cutover writes it),
   ``api_url``, ``credentials``, ``node_name``; management: ``api(method, path, body)``,
-  ``ctl(*args)``, ``declare_queues(queues)``, ``queue_depths(queues)`` (exact),
-  ``wait_depths(expected)``, ``queue_stats()`` (the bridge's view, lagging), ``purge(queues)``,
-  ``reset_topology()``; ``tail()`` for a failure message;
+  ``ctl(*args)``, ``add_hosts(names)``, ``declare_queues(queues)``, ``queue_depths(queues)``
+  (exact), ``wait_depths(expected)``, ``queue_stats()`` (the bridge's view, lagging),
+  ``purge(queues)``, ``reset_topology()``; ``tail()`` for a failure message;
 * :func:`make_rabbit_tls` / :class:`RabbitTls` (``client_context()``); :func:`free_node_ports`;
   :func:`process_tree`, :func:`processes_mentioning`, :func:`listening` to check processes.
 """
@@ -120,6 +123,9 @@ class NodePorts:
     management: int
     dist: int
     amqps: int = 0  # AMQP over TLS; used by a node made with TLS material only
+    # A second AMQP-over-TLS listener (opt-in, TLS nodes only): AMAZON_MQ_AMQPS_PORT (5671) for
+    # a stand-in that a shovel dials under the Amazon MQ endpoint as written (host name :5671).
+    amqps_also: int = 0
 
 
 DEFAULT_PORTS = (NodePorts(5682, 15682, 25682, 5684), NodePorts(5683, 15683, 25683, 5685))
@@ -226,6 +232,7 @@ ssl_options.keyfile = {keyfile}
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 """
+TLS_ALSO_CONF = "listeners.ssl.2 = {host}:{amqps_also}\n"
 
 
 def ensure_installed() -> None:
@@ -428,6 +435,7 @@ class RabbitNode:
     password: str = field(default="", repr=False)
     tls: RabbitTls | None = None  # with it, AMQP over TLS on ports.amqps too
     inetrc: Path | None = None  # simulated DNS for the node's own connections (shovels)
+    hosts_file: Path | None = None  # the inetrc's hosts file, which add_hosts() extends
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tree: list[Pid] = field(default_factory=list, repr=False)
 
@@ -454,7 +462,19 @@ class RabbitNode:
     def listening_ports(self) -> set[int]:
         """Every TCP port the node listens on (AMQP, AMQPS if any, management, distribution)."""
         found = {self.ports.amqp, self.ports.management, self.ports.dist, self.amqps_port}
+        if self.tls is not None:
+            found.add(self.ports.amqps_also)
         return found - {0}
+
+    def add_hosts(self, names: Sequence[str], address: str = HOST) -> None:
+        """**Simulated** DNS records that appear while the node runs (e.g. an Amazon MQ host
+        name, known once the broker exists): appended to the node's hosts file (made with
+        ``hosts=``), which the running VM reads again when it changes (Erlang's ``inet_db``
+        checks the file's modification time at most every ~5 s: measured 4.8 s on OTP 25)."""
+        if self.hosts_file is None:
+            raise RuntimeError(f"node {self.name} was made without hosts= (no hosts file)")
+        with self.hosts_file.open("a") as out:
+            out.write(f"{address} {' '.join(names)}\n")
 
     @property
     def credentials(self) -> tuple[str, str]:
@@ -760,9 +780,10 @@ def make_rabbit_node(
     """Write node ``name``'s configuration into ``root/name``: a random admin password and
     Erlang cookie the first time, kept (with the database) when the directory is reused.
 
-    ``hosts`` ({host name: IPv4 address}, off by default): **simulated** DNS for the
-    connections the node itself opens (a shovel's destination): an Erlang ``inetrc`` file
-    (``-kernel inetrc``) whose ``host`` entries are looked up before the system resolver."""
+    ``hosts`` ({host name: IPv4 address}, off by default; ``{}`` for none yet): **simulated**
+    DNS for the connections the node itself opens (a shovel's destination): an Erlang ``inetrc``
+    file (``-kernel inetrc``) whose ``host`` entries, and those of its ``hosts_file``
+    (:meth:`RabbitNode.add_hosts`, at run time), are looked up before the system resolver."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise ValueError(f"unsafe node name: {name!r}")
     base = (root / name).resolve()
@@ -776,8 +797,10 @@ def make_rabbit_node(
     if tls is not None and not ports.amqps:
         raise ValueError(f"node {name} has TLS material but no amqps port")
     node = RabbitNode(name, base, ports, epmd_port, password=secret.read_text().strip(), tls=tls)
-    if hosts:
+    if hosts is not None:
         node.inetrc = base / "inetrc"
+        node.hosts_file = base / "hosts"
+        node.hosts_file.write_text(f"{HOST} localhost\n")
         by_address: dict[str, list[str]] = {}  # one entry per address: a second would replace it
         for host, address in hosts.items():
             by_address.setdefault(address, []).append(f'"{host}"')
@@ -785,7 +808,9 @@ def make_rabbit_node(
             f"{{host, {{{address.replace('.', ',')}}}, [{', '.join(names)}]}}.\n"
             for address, names in by_address.items()
         )
-        node.inetrc.write_text(entries + "{lookup, [file, native]}.\n")
+        node.inetrc.write_text(
+            entries + f'{{hosts_file, "{node.hosts_file}"}}.\n{{lookup, [file, native]}}.\n'
+        )
     cookie = base / "home" / ".erlang.cookie"
     if not cookie.exists():
         cookie.write_text(secrets.token_hex(20))
@@ -810,6 +835,11 @@ def make_rabbit_node(
                 cafile=tls.cafile,
                 certfile=tls.certfile,
                 keyfile=tls.keyfile,
+            )
+            + (
+                TLS_ALSO_CONF.format(host=HOST, amqps_also=ports.amqps_also)
+                if ports.amqps_also
+                else ""
             )
         )
     )
