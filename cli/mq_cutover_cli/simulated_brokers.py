@@ -351,14 +351,32 @@ class SimulatedRabbitApi:
 
     # --- HTTP -----------------------------------------------------------------------------
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        self.requests.append((method, path))
+        self.requests.append((method, path.split("?", 1)[0]))
         parts = [urllib.parse.unquote(p) for p in path.split("?", 1)[0].split("/")[2:]]
+        query = urllib.parse.parse_qs(path.split("?", 1)[1]) if "?" in path else {}
         try:
-            return self._route(method, parts, body)
+            status, answer = self._route(method, parts, body)
+            if "page" in query and isinstance(answer, list) and status == 200:
+                return status, self._page(answer, query)
+            return status, answer
         except ApiError as exc:
             return exc.status, {"error": "bad_request", "reason": exc.reason}
         except (KeyError, TypeError, ValueError) as exc:
             return 400, {"error": "bad_request", "reason": f"malformed: {exc}"}
+
+    @staticmethod
+    def _page(items: list[Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        """A listing asked for by page, in the management API's paged form."""
+        page, size = int(query["page"][0]), int(query.get("page_size", ["100"])[0])
+        return {
+            "items": items[(page - 1) * size : page * size],
+            "page": page,
+            "page_size": size,
+            "page_count": max(1, -(-len(items) // size)),
+            "item_count": len(items[(page - 1) * size : page * size]),
+            "total_count": len(items),
+            "filtered_count": len(items),
+        }
 
     def _route(self, method: str, parts: list[str], body: Any) -> tuple[int, Any]:
         head, rest = (parts[0], parts[1:]) if parts else ("", [])
@@ -545,6 +563,8 @@ class SimulatedBrokerApis(urllib.request.BaseHandler):
             path = parts.path
             if isinstance(api, SimulatedJolokia):
                 path = path.split("/jolokia", 1)[-1] or "/"
+            elif parts.query:
+                path += "?" + parts.query  # the management API's paging
             status, answer = api.handle(request.get_method(), path, body)
         raw = b"" if answer is None else json.dumps(answer).encode()
         headers = email.message.Message()

@@ -572,6 +572,23 @@ class World:
         put(cloudwatch, metrics.namespace, data)
         self.metrics_published += len(data)
 
+    def _amazon_mq_api_figures(
+        self, queue: str, messages: int, enqueued: int, placed: dict[str, int]
+    ) -> None:
+        """The simulated Amazon MQ management API (target.metrics.source managementApi) shows
+        the simulated broker's figures, as its CloudWatch metrics do."""
+        api = self.broker_apis.get("amazonMq")
+        if not isinstance(api, SimulatedRabbitApi) or ("/", queue) not in api.queues:
+            return
+        counters = api._counters("/", queue)
+        shovelled = counters["published"] - counters.get("fromProducers", 0)
+        counters.update(
+            ready=messages,
+            published=shovelled + enqueued,
+            fromProducers=enqueued,
+            clients=placed["amazonMq"],
+        )
+
     def _shovels_on(self, queue: str) -> int:
         """This migration's running (simulated) shovels on an on-prem queue: its consumers too."""
         on_prem = self.broker_apis.get("onPrem")
@@ -647,6 +664,7 @@ class World:
             if placed["amazonMq"] and queue.drain_per_minute:
                 state[0] = max(0.0, state[0] - queue.drain_per_minute * step / 60)
             messages = int(state[0] + 0.999999)
+            self._amazon_mq_api_figures(queue.name, messages, int(state[1]), placed)
             stats.append(
                 QueueStats(
                     queue=queue.name,

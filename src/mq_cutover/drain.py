@@ -449,7 +449,9 @@ def read_queues(
     quiet_needed = (
         purpose != Purpose.PLACEMENT
         and side.require_quiet
-        and side.metrics.enqueue_metric is not None
+        # A live source reads the enqueue counter itself (RabbitMQ's message_stats.publish),
+        # whatever the metric names (Amazon MQ for RabbitMQ publishes no such metric).
+        and (side.live is not None or side.metrics.enqueue_metric is not None)
     )
     read_here = _read_side(side, cloudwatch, now, queues, purpose, quiet_needed)
     read_there = _read_side(other, cloudwatch, now, queues, purpose, False) if other else None

@@ -22,7 +22,8 @@ and nothing moved at all -> the consumers' parameters back (if any changed), don
 RabbitMQ, mode unordered (shovels, `mq_cutover.shovel_steps`): the migration's shovels are
 removed from the on-prem broker first (they would go on moving what producers send on-prem to
 Amazon MQ); then the ordered rules above apply, and Amazon MQ is drained before consumers go back
-whenever a shovel may have moved messages there.
+whenever a shovel may have moved messages there: if no consumer had moved yet (a failure between
+Start Shovels and Move Consumers First), consumers go to Amazon MQ to empty it, then come back.
 
 A drain is the state machine's loop (the same rules as the forward drain: missing and stale are
 never zero, K readings, producers quiet on Amazon MQ); its timeout opens gate
@@ -150,6 +151,10 @@ def next_action(
         if memo.get("producersMoved") and SideName.AMAZON_MQ.value not in drained:
             return Action.DRAIN, SideName.AMAZON_MQ, "rollbackDrain"
         return Action.CONSUMERS_BACK, None, None
+    if plan.shovels and memo.get("shovelled") and SideName.AMAZON_MQ.value not in drained:
+        # The shovels ran before any consumer moved (a failure in between): what they moved
+        # waits on Amazon MQ with no consumer. Consumers go there to empty it, then come back.
+        return Action.CONSUMERS_TO_AMAZON_MQ, None, None
     return Action.DONE, None, None
 
 
@@ -195,8 +200,11 @@ def roll_back_step(
             raise ValueError("remove_shovels is needed for a rollback with shovels")
         removed = remove_shovels()
         memo["shovelsRemoved"] = True
-        # A shovel may have moved messages to Amazon MQ: drain it before consumers go back.
-        memo["producersMoved"] = True
+        if removed.get("ran"):
+            # A shovel that connected may have moved messages to Amazon MQ: it is drained (by
+            # consumers there) before consumers come back.
+            memo["shovelled"] = True
+            memo["producersMoved"] = True
         result["shovels"] = removed
     elif action in (Action.CONSUMERS_TO_AMAZON_MQ, Action.WIDEN_CONSUMERS):
         if broker is None:  # unreachable: clients point at Amazon MQ only if it is known

@@ -59,11 +59,15 @@ def shovelled_queues(plan: MigrationPlan) -> list[str]:
 
 
 def remove(plan: MigrationPlan, secrets: Any) -> dict[str, Any]:
-    """Remove this migration's shovels from the on-prem broker (idempotent)."""
+    """Remove this migration's shovels from the on-prem broker (idempotent). `ran`: how many
+    had connected to Amazon MQ (any state but `starting`): only those can have moved messages
+    there."""
+    source, vhost = on_prem_api(plan, secrets), shovel_vhost(plan)
+    states = shovels.shovel_states(source, migration_id=plan.migration_id, vhost=vhost)
     removed: dict[str, Any] = shovels.remove_shovels(
-        on_prem_api(plan, secrets), migration_id=plan.migration_id, vhost=shovel_vhost(plan)
+        source, migration_id=plan.migration_id, vhost=vhost
     )
-    return removed
+    return {**removed, "ran": sum(1 for state in states.values() if state != "starting")}
 
 
 def _start(

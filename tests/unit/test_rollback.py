@@ -228,6 +228,23 @@ def _shovel_plan(unordered_plan: dict[str, Any]) -> MigrationPlan:
             {"shovelsRemoved": True, "producersMoved": True, "drained": ["amazonMq"]},
             (Action.CONSUMERS_BACK, None),
         ),
+        # A failure after Start Shovels, before any consumer moved: what the shovels moved
+        # waits on Amazon MQ; consumers go there to empty it ...
+        (
+            {"onPrem": 2},
+            {"onPrem": 2},
+            {"shovelsRemoved": True, "shovelled": True, "producersMoved": True},
+            (Action.CONSUMERS_TO_AMAZON_MQ, None),
+        ),
+        # ... (then the drain and consumers back, as above) and only then is it done.
+        (
+            {"onPrem": 2},
+            {"onPrem": 2},
+            {"shovelsRemoved": True, "shovelled": True, "drained": ["amazonMq"]},
+            (Action.DONE, None),
+        ),
+        # No shovel had been defined: nothing can be on Amazon MQ.
+        ({"onPrem": 2}, {"onPrem": 2}, {"shovelsRemoved": True}, (Action.DONE, None)),
     ],
 )
 def test_a_rollback_with_shovels_removes_them_first(
@@ -256,12 +273,12 @@ def test_removing_the_shovels_marks_amazon_mq_for_a_drain(
 
     def remove() -> dict[str, Any]:
         removed.append(1)
-        return {"removed": ["mq-cutover.x.q"], "count": 1}
+        return {"removed": ["mq-cutover.x.q"], "count": 1, "ran": 1}
 
     first = roll_back_step(plan, ssm, broker, {}, remove_shovels=remove)
     assert first["action"] == "remove-shovels" and removed == [1]
     assert first["memo"]["shovelsRemoved"] and first["memo"]["producersMoved"]
-    assert first["shovels"] == {"removed": ["mq-cutover.x.q"], "count": 1}
+    assert first["shovels"] == {"removed": ["mq-cutover.x.q"], "count": 1, "ran": 1}
     # Consumers stay on Amazon MQ until what the shovels moved there is consumed.
     second = roll_back_step(plan, ssm, broker, first["memo"], remove_shovels=remove)
     assert (second["action"], second["side"]) == ("drain", "amazonMq") and removed == [1]

@@ -85,3 +85,25 @@ def test_a_rejected_stop_removes_the_shovels_first_and_brings_clients_home() -> 
     assert actions.index("producers-back") < actions.index("consumers-back")
     assert final_values(sim) == initial_values(sim)
     assert world.broker_apis["onPrem"].shovel_parameters == {}
+
+
+def test_a_failure_after_the_shovels_ran_brings_what_they_moved_home() -> None:
+    """Move Consumers First fails (simulated permanent fault) after the shovels started: what
+    they moved to Amazon MQ has no consumer there. The rollback removes them, sends the
+    consumers to Amazon MQ to empty it, and brings them back."""
+    sim, world = shovel_run(fail_at=["Repoint Consumers"])
+    execution = sim.report["execution"]
+    assert (execution["status"], execution["error"]) == ("FAILED", "SimulatedPermanentFault")
+    assert "Move Consumers First failed" in execution["cause"]
+    actions = [(r["action"], r["side"]) for r in task_results(sim, "Roll Back")]
+    assert actions == [
+        ("remove-shovels", None),
+        ("consumers-to-amazon-mq", None),
+        ("drain", "amazonMq"),
+        ("consumers-back", None),
+        ("done", None),
+    ]
+    assert task_results(sim, "Roll Back")[0]["shovels"]["ran"] == 2
+    assert "left on Amazon MQ: 0" in execution["cause"]
+    assert final_values(sim) == initial_values(sim)
+    assert world.broker_apis["onPrem"].shovel_parameters == {}

@@ -120,3 +120,23 @@ def test_activemq_destinations_become_a_configuration_revision_applied_by_a_rebo
     assert second["matches"] and not second["revisionWritten"] and not second["awaitingReboot"]
     listed = listed_destinations(base64.b64decode(configurations[0]).decode())
     assert listed["queue"] >= {"orders.created", "orders.paid", "orders.shipped"}
+
+
+def test_a_rollback_reads_amazon_mq_from_its_management_api() -> None:
+    """target.metrics.source managementApi (Amazon MQ RabbitMQ 4.x publishes no per-queue
+    metrics): the rollback drains Amazon MQ by its management API and counts what is left
+    there from it, never from AWS/AmazonMQ."""
+    plan = rabbit_plan()
+    plan["target"]["metrics"] = {"source": "managementApi"}
+    world = default_world(parse_plan(plan))
+    sim = run(plan, world=world, approve="reject:stopOnPrem")
+    execution = sim.report["execution"]
+    assert (execution["status"], execution["error"]) == ("FAILED", "Rejected")
+    amazon_mq_drains = [
+        r for r in task_results(sim, "Check Rollback Drain") if r["side"] == "amazonMq"
+    ]
+    assert amazon_mq_drains and amazon_mq_drains[-1]["drained"]
+    assert all(r["missingCount"] == 0 and "readError" not in r for r in amazon_mq_drains)
+    assert "left on Amazon MQ: 0" in execution["cause"]
+    reads = [path for method, path in world.broker_apis["amazonMq"].requests if method == "GET"]
+    assert reads.count("/api/queues/%2F") >= len(amazon_mq_drains) + 1  # the drains, the count
