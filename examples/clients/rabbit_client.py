@@ -2,7 +2,8 @@
 
 mq-cutover moves clients by changing the broker URL they read from SSM Parameter Store; for
 Amazon MQ for RabbitMQ that URL is `amqps://b-xxxx.mq.<region>.amazonaws.com:5671` (TLS, one
-endpoint: RabbitMQ clients have no failover: URL, so a RabbitMQ cutover is always `ordered`).
+endpoint: RabbitMQ clients have no failover: URL; mode `unordered` moves consumers first and
+shovels what is left on-prem to them, instead of widening a URL).
 A client is ready for that when it:
 
 1. reads its broker URL from its parameter, and watches it (here: polls every half second);
