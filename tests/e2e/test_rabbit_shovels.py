@@ -25,6 +25,7 @@ Port 5671 is fixed (it is Amazon MQ's): this module cannot run twice at once on 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -114,6 +115,8 @@ class ShovelKit(RabbitKit):
         super().__init__(onprem, amazonmq)
         self.cafile = cafile
         self.dns: list[str] = []  # the host names added to the on-prem node's simulated DNS
+        # The stand-in's AMQP connections once Start Shovels said every shovel runs.
+        self.shovel_connections: list[dict[str, Any]] = []
 
     def amend(self, document: dict[str, Any]) -> None:
         super().amend(document)
@@ -122,6 +125,19 @@ class ShovelKit(RabbitKit):
     def install(self, emulator: Emulator) -> None:
         super().install(emulator)
         emulator.hooks.append(self._simulated_dns)
+        emulator.after_hooks.append(self._after)
+
+    def _after(self, function: str, event: dict[str, Any], _result: Any) -> None:
+        if function == "ShovelsFunction" and event.get("action") == "start":
+            columns = "name,ssl,port,user,client_properties"
+            deadline = time.monotonic() + 5  # the connection list comes from statistics
+            while not self.shovel_connections and time.monotonic() < deadline:
+                self.shovel_connections = [
+                    c
+                    for c in self.amazonmq.api("GET", f"/api/connections?columns={columns}") or []
+                    if c.get("port") == AMAZON_MQ_AMQPS_PORT
+                ]
+                time.sleep(0.2)
 
     def _simulated_dns(self, function: str, event: dict[str, Any]) -> None:
         broker_id = event.get("brokerId") if isinstance(event, dict) else None
@@ -137,6 +153,25 @@ def our_shovels(node: RabbitNode) -> list[str]:
     parameters = [p["name"] for p in node.api("GET", "/api/parameters/shovel") or []]
     running = [s["name"] for s in node.api("GET", "/api/shovels") or []]
     return sorted(n for n in {*parameters, *running} if n.startswith(SHOVEL_PREFIX))
+
+
+def moves(outcome: Outcome) -> str:
+    """When each client reached Amazon MQ, in seconds after the step that moved it began, and
+    when the execution began after the first message was sent."""
+    entered = {name: at for at, name in reversed(outcome.entered_at)}
+    first_send = min(at for sent in outcome.sent_at for _, _, at in sent)
+
+    def after(switches: list[tuple[float, str]], step: str) -> str:
+        at = min((t for t, e in switches if on_amazonmq(e)), default=None)
+        return "-" if at is None or step not in entered else f"{at - entered[step]:+.1f}s"
+
+    consumers = [after(s, "Move Consumers First") for s in outcome.consumer_switches]
+    producers = [after(s, "Repoint Producers") for s in outcome.producer_switches]
+    began = outcome.entered_at[0][0] - first_send if outcome.entered_at else 0.0
+    return (
+        f"execution began {began:.1f} s after the first send; on Amazon MQ: consumers "
+        f"{consumers} after Move Consumers First, producers {producers} after Repoint Producers"
+    )
 
 
 def moved_by_shovels(outcome: Outcome) -> int:
@@ -165,8 +200,13 @@ def test_rabbit_unordered_shovels_nothing_lost_no_pause(
     print(f"\nrabbitmq unordered (shovels): {outcome.line()}")
     print(f"  {outcome.around_gap()}")
     print(f"  {timeline(outcome)}")
+    print(f"  {moves(outcome)}")
     print(f"  {check_topology_copied(outcome, kit, amazonmq)}")
     print(f"  simulated DNS on onprem: {kit.dns}")
+    names = [
+        (c.get("client_properties") or {}).get("connection_name") for c in kit.shovel_connections
+    ]
+    print(f"  on the stand-in's {AMAZON_MQ_AMQPS_PORT} when the shovels ran: {names}")
     print(f"  sent per producer and broker: {[sent_per_broker(outcome, i) for i in (0, 1)]}")
     verified = outcome.results("Verify Shovels")
     if verified:
@@ -194,6 +234,11 @@ def test_rabbit_unordered_shovels_nothing_lost_no_pause(
     # Verified by count before on-prem stopped: the on-prem queues empty, and every message
     # the shovels took counted arriving on Amazon MQ.
     assert verified[-1]["verified"] is True, verified[-1]
+    # The shovels dialled the Amazon MQ endpoint as written (host name, 5671) over TLS: one
+    # connection per queue on the stand-in's 5671 listener, as the broker's user.
+    shovel_links = kit.shovel_connections
+    assert len(shovel_links) == len(QUEUES), shovel_links
+    assert all(c["ssl"] and c["user"] == amazonmq.username for c in shovel_links), shovel_links
     assert moved_by_shovels(outcome) > 0, verified[-1]
     assert verified[-1]["summary"].endswith("moved and counted on Amazon MQ"), verified[-1]
     for row in verified[-1]["queues"]:
@@ -202,6 +247,9 @@ def test_rabbit_unordered_shovels_nothing_lost_no_pause(
     assert our_shovels(onprem) == []
     # Every client ends on Amazon MQ, under its host name; producers sent to both brokers.
     assert all(on_amazonmq(s[-1][1]) for s in outcome.producer_switches)
+    # Consumers first is the order of the parameter writes (the steps' order, above): Repoint
+    # Producers does not wait for consumers to be seen on Amazon MQ, so with clients that poll
+    # their parameter, a producer may get there a moment before a consumer (`moves`, printed).
     assert all(on_amazonmq(s[-1][1]) for s in outcome.consumer_switches)
     assert all(set(sent_per_broker(outcome, i)) == {"onprem", "amazonmq"} for i in (0, 1))
     assert all(v.startswith("amqps://") for v in outcome.parameters_after.values())
