@@ -270,6 +270,7 @@ class ShovelsResult(_OpenResult):
     verified: bool | None = None
     summary: str | None = None
     baseline: dict[str, Any] | None = None  # Mark Shovel Baseline
+    clients_left: dict[str, int] | None = None  # consumers still on-prem then (not shovels)
 
 
 class ApprovalResult(_Result):

@@ -8,8 +8,9 @@ broker the plan creates), around `mq_cutover.shovels`:
    wildcard name on RabbitMQ 3.x) stops the run before any client moves (ShovelFailed).
    Until the consumers move, they and the shovels share the on-prem queues.
 2. Move Consumers First: every consumer to Amazon MQ, where the shovelled messages wait.
-3. Mark Shovel Baseline (`baseline`): the on-prem acknowledgement counters once consumers have
-   moved; later acknowledgements there are the shovels'.
+3. Mark Shovel Baseline (`baseline`): waits (at most a minute) until no consumer but the shovel
+   is left on each on-prem queue, then reads the on-prem acknowledgement counters: producers move
+   only once consumers are on Amazon MQ, and later acknowledgements on-prem are the shovels'.
 4. Repoint Producers, then the drain of the on-prem broker (the shovels are its consumers).
 5. Verify Shovels (`verify`, `shovels.verify_moved`): every on-prem queue empty, every shovel
    running, no consumer but the shovel left, and Amazon MQ counted at least what the shovels
@@ -35,6 +36,7 @@ from mq_cutover.topology import amazon_mq_api, on_prem_api
 
 START_WAIT_SECONDS = 90  # for every shovel to be `running`
 START_POLL_SECONDS = 1.0
+CONSUMERS_LEAVE_SECONDS = 60  # for the consumers to leave the on-prem queues
 
 
 class ShovelAction(StrEnum):
@@ -115,6 +117,27 @@ def _start(
         sleep(START_POLL_SECONDS)
 
 
+def _baseline(
+    source: broker_api.Endpoint,
+    vhost: str,
+    queues: list[str],
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    """Wait until the consumers have really left the on-prem queues (only the shovels are
+    left: a client reconnects after it sees its new URL, and the statistics lag about 5 s),
+    at most CONSUMERS_LEAVE_SECONDS, then take the baseline, so that producers move only once
+    consumers are on Amazon MQ and later acknowledgements on-prem are the shovels'. A consumer
+    still there then (one that never reads its parameter) is reported; the fence before the
+    stop waits for it."""
+    deadline = now() + CONSUMERS_LEAVE_SECONDS
+    while True:
+        taken = shovels.baseline(source, vhost=vhost, queues=queues)
+        if not taken["clientsLeft"] or now() >= deadline:
+            return {"baseline": {"acked": taken["acked"]}, "clientsLeft": taken["clientsLeft"]}
+        sleep(START_POLL_SECONDS)
+
+
 def shovel_step(
     plan: MigrationPlan,
     mq: Any,
@@ -135,10 +158,7 @@ def shovel_step(
     if action == ShovelAction.START:
         return {"action": action.value, **_start(plan, secrets, source, endpoint, now, sleep)}
     if action == ShovelAction.BASELINE:
-        return {
-            "action": action.value,
-            "baseline": shovels.baseline(source, vhost=vhost, queues=queues),
-        }
+        return {"action": action.value, **_baseline(source, vhost, queues, now, sleep)}
     if action == ShovelAction.VERIFY:
         target = amazon_mq_api(plan, mq, secrets, broker_id)
         verified = shovels.verify_moved(

@@ -231,10 +231,17 @@ def start_shovels(
 
 
 def baseline(api: Endpoint, *, vhost: str, queues: list[str]) -> dict[str, Any]:
-    """The on-prem queues' acknowledgement counters now: taken once consumers have moved,
-    every later acknowledgement on-prem is a shovel's (pass it to :func:`verify_moved`)."""
+    """The on-prem queues' acknowledgement counters now, and the consumers still on them
+    besides this migration's shovel (`clientsLeft`, {queue: n} for n > 0): taken once no
+    client is left, every later acknowledgement on-prem is a shovel's (pass it to
+    :func:`verify_moved`)."""
     wanted = list(dict.fromkeys(queues))
-    return {"acked": {q: f["acked"] for q, f in _queue_figures(api, vhost, wanted).items()}}
+    figures = _queue_figures(api, vhost, wanted)
+    return {
+        "acked": {q: f["acked"] for q, f in figures.items()},
+        # One consumer per queue is the shovel (every shovel ran before consumers moved).
+        "clientsLeft": {q: f["consumers"] - 1 for q, f in figures.items() if f["consumers"] > 1},
+    }
 
 
 def shovel_states(api: Endpoint, *, migration_id: str, vhost: str) -> dict[str, str]:

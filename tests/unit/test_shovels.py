@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from cli.mq_cutover_cli.simulated_brokers import SimulatedBrokerApis, SimulatedRabbitApi
 from mq_cutover import shovels
 from mq_cutover.broker_api import Endpoint
 from mq_cutover.errors import BrokerApiFailed
+from mq_cutover_cli.simulated_brokers import SimulatedBrokerApis, SimulatedRabbitApi
 
 PASSWORD = "p@ss:w/rd?#&% +é"  # every character the URI must encode
 HOST = "b-1234abcd-0000-4000-8000-000000000000.mq.us-east-1.amazonaws.com"
@@ -441,3 +441,36 @@ def test_statistics_behind_the_empty_queue_are_not_counted_yet(brokers: Any) -> 
         for q in ("q1", "q2")
     ]
     assert "moved" not in result["queues"][0]
+
+
+def test_the_baseline_waits_for_the_consumers_to_leave_the_on_prem_queues(brokers: Any) -> None:
+    """Mark Shovel Baseline: producers move only once no consumer but the shovel is left
+    on-prem (a client reconnects after it saw its new URL; statistics lag)."""
+    from mq_cutover.shovel_steps import CONSUMERS_LEAVE_SECONDS, _baseline
+
+    on_prem, _amazon, source, _ = brokers
+    shovels.start_shovels(
+        source, migration_id=MIGRATION, vhost="/", queues=["q1", "q2"], destination=destination()
+    )
+    on_prem.tick()  # the shovels run: one consumer on each queue
+    for queue in ("q1", "q2"):
+        on_prem.publish("/", queue, 0)
+    on_prem.messages[("/", "q1")]["clients"] = 1  # the application's consumer, not gone yet
+    clock = {"t": 0.0}
+
+    def sleep(seconds: float) -> None:
+        clock["t"] += seconds
+        if clock["t"] >= 3:
+            on_prem.messages[("/", "q1")]["clients"] = 0  # it reconnected to Amazon MQ
+
+    taken = _baseline(source, "/", ["q1", "q2"], lambda: clock["t"], sleep)
+    assert clock["t"] == 3 and taken["clientsLeft"] == {}
+    assert set(taken["baseline"]["acked"]) == {"q1", "q2"}
+    # One that never leaves: reported after the wait, the fence before the stop waits for it.
+    on_prem.messages[("/", "q2")]["clients"] = 2
+    clock["t"] = 0.0
+    taken = _baseline(
+        source, "/", ["q1", "q2"], lambda: clock["t"], lambda s: clock.update(t=clock["t"] + s)
+    )
+    assert taken["clientsLeft"] == {"q2": 2}
+    assert clock["t"] >= CONSUMERS_LEAVE_SECONDS
