@@ -585,10 +585,16 @@ class SimulatedBrokerApis(urllib.request.BaseHandler):
 
     def install(self) -> Callable[[], None]:
         """Route urlopen through this handler until the returned callable is called."""
-        previous = urllib.request._opener  # type: ignore[attr-defined]
-        urllib.request.install_opener(urllib.request.build_opener(self))
+        return install_handler(self)
 
-        def uninstall() -> None:
-            urllib.request.install_opener(previous)
 
-        return uninstall
+def install_handler(handler: urllib.request.BaseHandler) -> Callable[[], None]:
+    """Make `handler` part of the process's urlopen (ahead of urllib's own handlers, by its
+    handler_order); the returned callable puts the previous opener back."""
+    previous = urllib.request._opener  # type: ignore[attr-defined]
+    urllib.request.install_opener(urllib.request.build_opener(handler))
+
+    def uninstall() -> None:
+        urllib.request.install_opener(previous)
+
+    return uninstall

@@ -53,8 +53,9 @@ import pika.exceptions
 
 from mq_cutover.metrics_bridge import Source, SourceType
 from mq_cutover_cli.harness import Emulator, boto3_client
+from mq_cutover_cli.simulated_brokers import install_handler
 from tests.e2e.rabbit_nodes import HOST, RabbitNode
-from tests.e2e.scenario import BRIDGE_SECONDS
+from tests.e2e.scenario import BRIDGE_SECONDS, ThreadedClients
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "clients"))
 from rabbit_client import Consumer, Producer
@@ -178,19 +179,13 @@ class SimulatedAmazonMqDnsTls(urllib.request.BaseHandler):
 
     def install(self) -> Callable[[], None]:
         """Make this the process's opener; returns what puts the previous one back."""
-        previous = urllib.request._opener  # type: ignore[attr-defined]
-        urllib.request.install_opener(urllib.request.build_opener(self))
-
-        def uninstall() -> None:
-            urllib.request.install_opener(previous)
-
-        return uninstall
+        return install_handler(self)
 
 
 # --- the clients --------------------------------------------------------------------------------
 
 
-class PikaClients:
+class PikaClients(ThreadedClients):
     """The pika reference clients (`examples/clients/rabbit_client.py`), one thread each,
     reading moto's Parameter Store. The Amazon MQ host resolves to the stand-in's plain AMQP
     port (simulated DNS and TLS); each broker's user comes from the application's own
@@ -200,14 +195,12 @@ class PikaClients:
     failover_options: ClassVar[dict[str, Any]] = {}  # RabbitMQ clients have no failover: URL
 
     def __init__(self, onprem: RabbitNode, amazonmq: RabbitNode) -> None:
+        super().__init__()
         self.onprem = onprem
         self.amazonmq = amazonmq
         self.on_prem_url = onprem.endpoint_url
         self.producers: list[Producer] = []
         self.consumers: list[Consumer] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._producer_threads: list[threading.Thread] = []
 
     def resolve(self, host: str, port: int, tls: bool) -> tuple[str, int, bool]:
         if host.endswith(AMAZON_MQ_DOMAIN):  # simulated DNS + TLS: the stand-in node
@@ -252,24 +245,7 @@ class PikaClients:
                     exchange=EXCHANGE,
                 )
             )
-        self._threads = [
-            threading.Thread(target=c.run, args=(self._stop,), daemon=True) for c in self.consumers
-        ]
-        self._producer_threads = [
-            threading.Thread(target=p.run, args=(self._stop,), daemon=True) for p in self.producers
-        ]
-        for thread in [*self._threads, *self._producer_threads]:
-            thread.start()
-
-    def wait_producers(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._producer_threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in [*self._threads, *self._producer_threads]:
-            thread.join(timeout=30)
+        self._run_threads()
 
 
 # --- the engine kit -----------------------------------------------------------------------------

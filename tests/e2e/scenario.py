@@ -196,7 +196,40 @@ class Clients(Protocol):
     def stop(self) -> None: ...
 
 
-class StompClients:
+class ThreadedClients:
+    """Reference clients in this process, one thread each (`run(stop)`): started together,
+    producers waited for, every thread stopped at the end."""
+
+    producers: Sequence[Any]
+    consumers: Sequence[Any]
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._producer_threads: list[threading.Thread] = []
+
+    def _run_threads(self) -> None:
+        self._threads = [
+            threading.Thread(target=c.run, args=(self._stop,), daemon=True) for c in self.consumers
+        ]
+        self._producer_threads = [
+            threading.Thread(target=p.run, args=(self._stop,), daemon=True) for p in self.producers
+        ]
+        for thread in [*self._threads, *self._producer_threads]:
+            thread.start()
+
+    def wait_producers(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._producer_threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in [*self._threads, *self._producer_threads]:
+            thread.join(timeout=30)
+
+
+class StompClients(ThreadedClients):
     """The Python STOMP reference clients, one thread each, reading moto's Parameter Store.
     The Amazon MQ host resolves to the stand-in's plain STOMP port (simulated DNS and TLS)."""
 
@@ -204,13 +237,11 @@ class StompClients:
     failover_options: ClassVar[dict[str, Any]] = {}  # STOMP has no failover transport
 
     def __init__(self, onprem: Broker, amazonmq: Broker) -> None:
+        super().__init__()
         self.on_prem_url = onprem.stomp_url
         self.amazonmq = amazonmq
         self.producers: list[Producer] = []
         self.consumers: list[Consumer] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._producer_threads: list[threading.Thread] = []
 
     def resolve(self, host: str, port: int, tls: bool) -> tuple[str, int, bool]:
         if host.endswith(".amazonaws.com"):  # simulated DNS + TLS: the stand-in broker
@@ -236,24 +267,7 @@ class StompClients:
                     boto3_client("ssm"), name, f"p{index}", queues, messages, rate, self.resolve
                 )
             )
-        self._threads = [
-            threading.Thread(target=c.run, args=(self._stop,), daemon=True) for c in self.consumers
-        ]
-        self._producer_threads = [
-            threading.Thread(target=p.run, args=(self._stop,), daemon=True) for p in self.producers
-        ]
-        for thread in [*self._threads, *self._producer_threads]:
-            thread.start()
-
-    def wait_producers(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._producer_threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in [*self._threads, *self._producer_threads]:
-            thread.join(timeout=30)
+        self._run_threads()
 
 
 # --- what starts a rollback: a simulated fault, or a person who rejects ----------------------
