@@ -86,7 +86,9 @@ def test_jms_ordered_nothing_lost_order_kept(
     assert states.index("Check Fence") < states.index("Stop On-Prem")
 
 
-@pytest.mark.parametrize("run", range(1, 6))
+# Three runs each (five before the RabbitMQ scenarios joined the tier, which must stay under
+# 15 minutes): placement is by design, so no run may depend on chance.
+@pytest.mark.parametrize("run", range(1, 4))
 @pytest.mark.parametrize("consumers", [2, 3])
 def test_jms_unordered_nothing_lost_no_interruption(
     fresh: list[Broker], jms_kit: JmsKit, tmp_path: Path, consumers: int, run: int
