@@ -681,6 +681,9 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 PACKED_PREFIX = "mqc1:"
+# A validated plan kept in the stack's plan bucket instead of travelling in the state (large
+# plans): `mq_cutover.plan_store` writes and reads it.
+PLAN_REF_PREFIX = "mqc1ref:"
 
 
 def pack(plan: MigrationPlan) -> str:
@@ -704,6 +707,10 @@ def summary(plan: MigrationPlan) -> dict[str, Any]:
 def parse_plan(document: Any) -> MigrationPlan:
     """Validate an execution input (or a packed plan); raise PlanInvalid naming every bad field
     and why."""
+    if isinstance(document, str) and document.startswith(PLAN_REF_PREFIX):
+        from mq_cutover import plan_store  # S3 only when a plan was stored by reference
+
+        document = plan_store.load_packed(document)
     if isinstance(document, str) and document.startswith(PACKED_PREFIX):
         try:
             document = gzip.decompress(base64.b64decode(document[len(PACKED_PREFIX) :]))
