@@ -48,6 +48,6 @@ def load_packed(reference: str) -> str:
         raise PlanInvalid([f"(plan): s3://{bucket}/{key} could not be read: {exc}"]) from exc
     if hashlib.sha256(body).hexdigest() != digest:
         raise PlanInvalid([f"(plan): s3://{bucket}/{key} changed since it was validated"])
-    packed = body.decode()
+    packed: str = body.decode()
     _cache[reference] = packed
     return packed
