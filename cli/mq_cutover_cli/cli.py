@@ -279,8 +279,9 @@ def _publish_metrics(args: argparse.Namespace) -> int:
 
     from mq_cutover import clock
     from mq_cutover.errors import PlanInvalid
-    from mq_cutover.metrics_bridge import Source, SourceType, run
+    from mq_cutover.metrics_bridge import Publishing, Source, SourceType, parse_queue_list, run
     from mq_cutover.plan import parse_plan
+    from mq_cutover.queue_set import DetailFigures, QueueSet
 
     try:
         plan = parse_plan(Path(args.plan).read_text())
@@ -297,19 +298,46 @@ def _publish_metrics(args: argparse.Namespace) -> int:
     )
     metrics = plan.on_prem.metrics
     interval = float(args.interval or metrics.period_seconds)
+    # The plan's queue set and detail period; the flags override them.
+    planned = Publishing.from_plan(plan, DetailFigures(args.detail_figures))
+    queue_set = QueueSet.of(
+        parse_queue_list(args.queues) if args.queues is not None else plan.on_prem.queues,
+        parse_queue_list(args.ignore_queues)
+        if args.ignore_queues is not None
+        else plan.on_prem.ignore_queues,
+    )
+    detail_seconds = float(args.detail_seconds or planned.detail_seconds)
+    if detail_seconds < interval:
+        print(
+            f"mq-cutover: --detail-seconds ({detail_seconds:g}) is shorter than the sampling "
+            f"interval ({interval:g})",
+            file=sys.stderr,
+        )
+        return 2
+    publishing = Publishing(queue_set, detail_seconds, planned.detail_figures)
     cloudwatch = boto3.session.Session(region_name=args.region).client("cloudwatch")
+    print(
+        f"watching {_describe_set(queue_set)} as QueueSet={queue_set.digest} under "
+        f"{metrics.namespace}; per-queue {publishing.detail_figures.value} every "
+        f"{detail_seconds:g} s",
+        flush=True,
+    )
 
     def show(result: dict[str, object]) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         if "error" in result:
             print(f"[{stamp}] sample failed: {result['error']}", file=sys.stderr, flush=True)
-        else:
-            print(
-                f"[{stamp}] {result['queues']} queues, {result['messages']} messages, "
-                f"{result['inFlight']} in flight -> {metrics.namespace} "
-                f"({result['datums']} datums, {result['putCalls']} calls)",
-                flush=True,
-            )
+            return
+        detail = f", per-queue {result['detail']}" if result["detail"] else ""
+        print(
+            f"[{stamp}] {result['watched']} of {result['queues']} queues: "
+            f"{result['messages']} messages, {result['inFlight']} in flight, "
+            f"{result['consumers']} consumers, enqueued {result['enqueued']}, "
+            f"{result['neverDraining']} never draining, {result['ignoredMessages']} ignored "
+            f"-> {metrics.namespace} ({result['datums']} datums{detail}, "
+            f"{result['putCalls']} calls)",
+            flush=True,
+        )
 
     duration = 0.0 if args.once else (args.duration if args.duration else float("inf"))
     try:
@@ -321,11 +349,23 @@ def _publish_metrics(args: argparse.Namespace) -> int:
             duration_seconds=duration,
             now=clock.utcnow,
             sleep=clock.sleep,
+            publishing=publishing,
             on_sample=show,
         )
     except KeyboardInterrupt:
         return 0
     return 0 if summary["samples"] else 1
+
+
+def _describe_set(queue_set: Any) -> str:
+    watched = (
+        "every queue"
+        if not queue_set.names and not queue_set.patterns
+        else ", ".join([*queue_set.patterns, *queue_set.names[:5]])
+        + (f" and {len(queue_set.names) - 5} more" if len(queue_set.names) > 5 else "")
+    )
+    ignored = ", ".join(queue_set.ignore) or "nothing"
+    return f"{watched} (ignoring {ignored})"
 
 
 def _api_arguments(command: argparse.ArgumentParser) -> None:
@@ -496,12 +536,19 @@ def main(
     bridge = commands.add_parser(
         "publish-metrics",
         help="publish the on-prem broker's queue metrics to CloudWatch (run next to the broker)",
-        description="Samples ActiveMQ's Jolokia or RabbitMQ's management API and publishes "
-        "every queue's depth, in-flight, enqueue, dequeue and consumer counts under the plan's "
-        "onPrem.metrics namespace and dimensions. The password is read from the environment "
-        "variable MQ_CUTOVER_SOURCE_PASSWORD, never from the command line.",
+        description="Samples ActiveMQ's Jolokia or RabbitMQ's management API and publishes, "
+        "each sample, the aggregates of the queues the plan watches (messages, in flight, "
+        "enqueued, consumers, queues reported, ...) and, every detail period, each of those "
+        "queues' own series, under the plan's onPrem.metrics namespace and dimensions. The "
+        "password is read from the environment variable MQ_CUTOVER_SOURCE_PASSWORD, never from "
+        "the command line.",
     )
-    bridge.add_argument("--plan", required=True, help="the migration plan (its onPrem.metrics)")
+    bridge.add_argument(
+        "--plan",
+        required=True,
+        help="the migration plan: its onPrem.metrics (namespace, dimensions, names, period, "
+        "detailPeriodSeconds) and the queues it watches (onPrem.queues, onPrem.ignoreQueues)",
+    )
     bridge.add_argument("--source", choices=["activemq", "rabbitmq"], required=True)
     bridge.add_argument(
         "--url",
@@ -514,6 +561,30 @@ def main(
     bridge.add_argument("--username", help="a read-only monitoring user")
     bridge.add_argument(
         "--interval", type=float, help="seconds between samples (default: the plan's periodSeconds)"
+    )
+    bridge.add_argument(
+        "--queues",
+        help="comma-separated queue names or glob patterns to aggregate (default: the plan's "
+        "onPrem.queues); the drain reads the aggregates only of the set its plan watches",
+    )
+    bridge.add_argument(
+        "--ignore-queues",
+        help="comma-separated patterns of queues counted apart, never waited for (default: the "
+        "plan's onPrem.ignoreQueues); '-' for none",
+    )
+    bridge.add_argument(
+        "--detail-seconds",
+        type=int,
+        choices=[1, 5, 10, 30, 60, 300],
+        help="seconds between per-queue samples (default: the plan's "
+        "onPrem.metrics.detailPeriodSeconds, 60)",
+    )
+    bridge.add_argument(
+        "--detail-figures",
+        choices=["messages", "all"],
+        default="messages",
+        help="per-queue series: the messages metric only (default: one custom metric per "
+        "queue), or all six (in flight, enqueued, dequeued, consumers, expired too)",
     )
     runtime = bridge.add_mutually_exclusive_group()
     runtime.add_argument("--once", action="store_true", help="one sample, then exit")

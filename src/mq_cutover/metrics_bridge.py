@@ -14,10 +14,21 @@ Sources:
   messages, messages_unacknowledged, message_stats.publish / deliver_get, consumers. (Its
   counts lag the broker by about 5 seconds.)
 
-Published under the namespace, dimensions and metric names of the plan's `onPrem.metrics`
-(messages -> messagesMetric, in flight -> inFlightMetric, enqueued -> enqueueMetric), plus
-DequeueCount and ConsumerCount, at 1-second storage resolution when sampling more often than
-once a minute, so the drain check can read 10-second (or 1- and 5-second) periods.
+What it publishes, under the plan's `onPrem.metrics` namespace and fixed dimensions
+(`Publishing`):
+- every sample, the aggregates of the watched `QueueSet` (`queue_set.Aggregate`: messages, in
+  flight, enqueue total, consumers, queues reported, ... and the sample's time), with the
+  dimension `QueueSet=<digest>`, at 1-second storage resolution when sampling more often than
+  once a minute: a dozen series whatever the number of queues, which the drain reads on every
+  reading; and the `QueuesReported` heartbeat;
+- every `detail_seconds` (and with a run's first sample), the per-queue series of the selected
+  queues (fixed dimensions and the queue dimension, as the drain has always read them):
+  `DetailFigures.MESSAGES` (the default) only the messages metric, one custom metric per queue;
+  `ALL` the six of before (messagesMetric, inFlightMetric, enqueueMetric, DequeueCount,
+  ConsumerCount, ExpiredCount), which cost six times as much.
+CloudWatch charges a custom metric by the hour in which it receives any datapoint, whatever
+their number: the per-queue series are most of the bridge's cost, hence one per queue by
+default and the aggregates for the frequent readings.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -37,9 +48,12 @@ from botocore.exceptions import ClientError
 
 from mq_cutover.aws import raise_if_throttled
 from mq_cutover.errors import MetricsSourceFailed
-from mq_cutover.plan import QueueMetrics
+from mq_cutover.plan import MigrationPlan, OnPremBroker, QueueMetrics
+from mq_cutover.queue_set import Aggregate, DetailFigures, QueueSet
 
-MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limit (and well under its 1 MB)
+MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limits: datums and bytes a request
+MAX_REQUEST_BYTES = 1_000_000
+DEFAULT_DETAIL_SECONDS = 60
 HTTP_TIMEOUT_SECONDS = 10
 RABBITMQ_PAGE_SIZE = 500
 RABBITMQ_FIGURES = ("messages", "messages_unacknowledged", "consumers")  # none of them read as 0
@@ -231,59 +245,297 @@ READERS: dict[SourceType, Callable[[Source, Fetch], list[QueueStats]]] = {
 }
 
 
-def metric_data(
-    stats: list[QueueStats], metrics: QueueMetrics, at: datetime, high_resolution: bool
-) -> list[dict[str, Any]]:
-    """PutMetricData datums for one sample of every queue."""
-    base = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
-    resolution = 1 if high_resolution else 60
-    data: list[dict[str, Any]] = []
-    for queue in stats:
+# --- what is published ------------------------------------------------------------------------
+
+
+def default_ignore_queues() -> list[str]:
+    """The plan's default `onPrem.ignoreQueues` (the DLQ patterns), for a bridge given none."""
+    factory = OnPremBroker.model_fields["ignore_queues"].default_factory
+    assert factory is not None
+    return list(factory())  # type: ignore[call-arg]
+
+
+def parse_queue_list(text: str) -> list[str]:
+    """ "orders.*, billing" -> ["orders.*", "billing"]; "-" -> [] (an explicit empty list)."""
+    if text.strip() == "-":
+        return []
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """What the bridge publishes: every sample, the aggregates of `queue_set` (a handful of
+    series, whatever the number of queues); every `detail_seconds`, each selected queue's
+    per-queue series (`detail_figures`: the messages metric only, or all six)."""
+
+    queue_set: QueueSet = field(default_factory=lambda: QueueSet.of((), default_ignore_queues()))
+    detail_seconds: float = DEFAULT_DETAIL_SECONDS
+    detail_figures: DetailFigures = DetailFigures.MESSAGES
+
+    @classmethod
+    def from_plan(
+        cls, plan: MigrationPlan, detail_figures: DetailFigures = DetailFigures.MESSAGES
+    ) -> Publishing:
+        """The plan's queue set and `onPrem.metrics.detailPeriodSeconds` (default 60)."""
+        detail = getattr(plan.on_prem.metrics, "detail_period_seconds", DEFAULT_DETAIL_SECONDS)
+        return cls(QueueSet.from_plan(plan), float(detail), detail_figures)
+
+    def detail_resolution(self, high_resolution: bool) -> int:
+        return 1 if high_resolution and self.detail_seconds < 60 else 60
+
+
+@dataclass(frozen=True)
+class SetFigures:
+    """One sample's aggregates: sums and counts over the selected, not ignored queues read;
+    the ignored (selected) queues only in `ignored_messages` / `ignored_enqueued`."""
+
+    messages: int = 0
+    in_flight: int = 0
+    enqueued: int = 0
+    dequeued: int = 0
+    expired: int | None = None  # None: no queue has the counter (RabbitMQ): not published
+    consumers: int = 0
+    queues_reported: int = 0
+    queues_with_consumers: int = 0
+    queues_never_draining: int = 0
+    ignored_messages: int = 0
+    ignored_enqueued: int = 0
+
+    def values(self) -> dict[Aggregate, int]:
         values = {
-            metrics.messages_metric: queue.messages,
-            metrics.in_flight_metric: queue.in_flight,
-            metrics.enqueue_metric: queue.enqueued,
-            "DequeueCount": queue.dequeued,
-            metrics.consumers_metric or "ConsumerCount": queue.consumers,
+            Aggregate.MESSAGES: self.messages,
+            Aggregate.IN_FLIGHT: self.in_flight,
+            Aggregate.ENQUEUED: self.enqueued,
+            Aggregate.DEQUEUED: self.dequeued,
+            Aggregate.CONSUMERS: self.consumers,
+            Aggregate.QUEUES_REPORTED: self.queues_reported,
+            Aggregate.QUEUES_WITH_CONSUMERS: self.queues_with_consumers,
+            Aggregate.QUEUES_NEVER_DRAINING: self.queues_never_draining,
+            Aggregate.IGNORED_MESSAGES: self.ignored_messages,
+            Aggregate.IGNORED_ENQUEUED: self.ignored_enqueued,
         }
+        if self.expired is not None:
+            values[Aggregate.EXPIRED] = self.expired
+        return values
+
+    def summary(self) -> dict[str, int | None]:
+        """camelCase, for a sample's result and log line."""
+        return {
+            "watched": self.queues_reported,
+            "messages": self.messages,
+            "inFlight": self.in_flight,
+            "enqueued": self.enqueued,
+            "consumers": self.consumers,
+            "withConsumers": self.queues_with_consumers,
+            "neverDraining": self.queues_never_draining,
+            "ignoredMessages": self.ignored_messages,
+        }
+
+
+def aggregate(stats: Iterable[QueueStats], queue_set: QueueSet) -> SetFigures:
+    """The aggregates of one sample of the broker's queues."""
+    messages = in_flight = enqueued = dequeued = consumers = 0
+    reported = with_consumers = never_draining = ignored_messages = ignored_enqueued = 0
+    expired: int | None = None
+    for queue in stats:
+        if not queue_set.selects(queue.queue):
+            continue
+        if queue_set.ignores(queue.queue):
+            ignored_messages += queue.messages
+            ignored_enqueued += queue.enqueued
+            continue
+        reported += 1
+        messages += queue.messages
+        in_flight += queue.in_flight
+        enqueued += queue.enqueued
+        dequeued += queue.dequeued
+        consumers += queue.consumers
+        with_consumers += queue.consumers > 0
+        never_draining += queue.messages > 0 and queue.consumers == 0
         if queue.expired is not None:
-            values["ExpiredCount"] = queue.expired
-        dims = [*base, {"Name": metrics.queue_dimension, "Value": queue.queue}]
-        data.extend(
-            {
-                "MetricName": name,
-                "Dimensions": dims,
-                "Timestamp": at,
-                "Value": float(value),
-                "Unit": "Count",
-                "StorageResolution": resolution,
-            }
-            for name, value in values.items()
-            if name is not None
-        )
-    # One datum without the queue dimension: how many queues the bridge saw (a heartbeat the
-    # dashboard shows; a bridge that stops shows as a gap).
-    data.append(
-        {
-            "MetricName": "QueuesReported",
-            "Dimensions": base,
-            "Timestamp": at,
-            "Value": float(len(stats)),
-            "Unit": "Count",
-            "StorageResolution": resolution,
-        }
+            expired = (expired or 0) + queue.expired
+    return SetFigures(
+        messages=messages,
+        in_flight=in_flight,
+        enqueued=enqueued,
+        dequeued=dequeued,
+        expired=expired,
+        consumers=consumers,
+        queues_reported=reported,
+        queues_with_consumers=with_consumers,
+        queues_never_draining=never_draining,
+        ignored_messages=ignored_messages,
+        ignored_enqueued=ignored_enqueued,
     )
+
+
+def _datum(
+    name: str, dims: list[dict[str, str]], at: datetime, value: float, resolution: int, unit: str
+) -> dict[str, Any]:
+    return {
+        "MetricName": name,
+        "Dimensions": dims,
+        "Timestamp": at,
+        "Value": float(value),
+        "Unit": unit,
+        "StorageResolution": resolution,
+    }
+
+
+def aggregate_data(
+    figures: SetFigures,
+    queue_set: QueueSet,
+    metrics: QueueMetrics,
+    at: datetime,
+    *,
+    high_resolution: bool,
+    queues_read: int,
+) -> list[dict[str, Any]]:
+    """The aggregate datums (dimensions: the fixed ones and `QueueSet`), the sample's time, and
+    the `QueuesReported` heartbeat (fixed dimensions only: how many queues the bridge read; a
+    bridge that stops shows as a gap on the dashboard)."""
+    resolution = 1 if high_resolution else 60
+    dims = queue_set.dimensions(metrics.dimensions)
+    data = [
+        _datum(name.value, dims, at, value, resolution, "Count")
+        for name, value in figures.values().items()
+    ]
+    data.append(
+        _datum(Aggregate.SAMPLE_TIME.value, dims, at, at.timestamp(), resolution, "Seconds")
+    )
+    base = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
+    data.append(_datum("QueuesReported", base, at, queues_read, resolution, "Count"))
     return data
 
 
+def _per_queue_values(
+    queue: QueueStats, metrics: QueueMetrics, figures: DetailFigures
+) -> dict[str, int]:
+    if figures == DetailFigures.MESSAGES:
+        return {metrics.messages_metric: queue.messages}
+    values = {metrics.messages_metric: queue.messages}
+    if metrics.in_flight_metric:
+        values[metrics.in_flight_metric] = queue.in_flight
+    if metrics.enqueue_metric:
+        values[metrics.enqueue_metric] = queue.enqueued
+    values["DequeueCount"] = queue.dequeued
+    values[metrics.consumers_metric or "ConsumerCount"] = queue.consumers
+    if queue.expired is not None:
+        values["ExpiredCount"] = queue.expired
+    return values
+
+
+def detail_data(
+    stats: Iterable[QueueStats],
+    metrics: QueueMetrics,
+    at: datetime,
+    *,
+    resolution: int,
+    figures: DetailFigures,
+    queue_set: QueueSet | None = None,
+) -> list[dict[str, Any]]:
+    """Per-queue datums (fixed dimensions and the queue dimension, as the drain has always
+    read them) for the queues `queue_set` selects, ignored ones included (None: every queue)."""
+    base = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
+    data: list[dict[str, Any]] = []
+    for queue in stats:
+        if queue_set is not None and not queue_set.selects(queue.queue):
+            continue
+        dims = [*base, {"Name": metrics.queue_dimension, "Value": queue.queue}]
+        data.extend(
+            _datum(name, dims, at, value, resolution, "Count")
+            for name, value in _per_queue_values(queue, metrics, figures).items()
+        )
+    return data
+
+
+def metric_data(
+    stats: list[QueueStats], metrics: QueueMetrics, at: datetime, high_resolution: bool
+) -> list[dict[str, Any]]:
+    """Every queue's six per-queue datums and the heartbeat, every sample: what a per-queue
+    publisher (Amazon MQ's own metrics, simulated) sends. The bridge sends `sample_data`."""
+    resolution = 1 if high_resolution else 60
+    data = detail_data(stats, metrics, at, resolution=resolution, figures=DetailFigures.ALL)
+    base = [{"Name": k, "Value": v} for k, v in sorted(metrics.dimensions.items())]
+    data.append(_datum("QueuesReported", base, at, len(stats), resolution, "Count"))
+    return data
+
+
+def sample_data(
+    figures: SetFigures,
+    metrics: QueueMetrics,
+    at: datetime,
+    *,
+    publishing: Publishing,
+    high_resolution: bool,
+    queues_read: int,
+    detail: Iterable[QueueStats] | None,
+) -> list[dict[str, Any]]:
+    """One sample's datums: the aggregates, and the per-queue detail when `detail` is given."""
+    data = aggregate_data(
+        figures,
+        publishing.queue_set,
+        metrics,
+        at,
+        high_resolution=high_resolution,
+        queues_read=queues_read,
+    )
+    if detail is not None:
+        data += detail_data(
+            detail,
+            metrics,
+            at,
+            resolution=publishing.detail_resolution(high_resolution),
+            figures=publishing.detail_figures,
+            queue_set=publishing.queue_set,
+        )
+    return data
+
+
+# PutMetricData: at most 1,000 datums and 1 MB a request. The size is estimated as the Query
+# protocol's form encoding (the largest of the protocols botocore may use: `MetricData.member.
+# N.Dimensions.member.M.Value=...` for every field), so a batch fits whatever the SDK sends.
+_REQUEST_HEADROOM_BYTES = 16_384  # Action, Version, Namespace, headers' share of the limit
+
+
+def _encoded_size(datum: dict[str, Any]) -> int:
+    prefix = len("MetricData.member.1000.") + 2  # '=' and '&'
+    size = 0
+    for key, value in datum.items():
+        if key == "Dimensions":
+            for dim in value:
+                for part in ("Name", "Value"):
+                    field_ = f"Dimensions.member.30.{part}"
+                    size += prefix + len(field_) + len(urllib.parse.quote(dim[part], safe=""))
+        elif key == "Timestamp":
+            size += prefix + len(key) + len("2026-12-01T02%3A00%3A00.000000%2B00%3A00")
+        else:
+            size += prefix + len(key) + len(urllib.parse.quote(str(value), safe=""))
+    return size
+
+
+def batches(data: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """`data` in as few PutMetricData requests as the count and size limits allow."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    budget = MAX_REQUEST_BYTES - _REQUEST_HEADROOM_BYTES
+    for datum in data:
+        datum_size = _encoded_size(datum)
+        if batch and (len(batch) >= MAX_DATUMS_PER_CALL or size + datum_size > budget):
+            yield batch
+            batch, size = [], 0
+        batch.append(datum)
+        size += datum_size
+    if batch:
+        yield batch
+
+
 def put(cloudwatch: Any, namespace: str, data: list[dict[str, Any]]) -> int:
-    """Publish in batches of 1,000 datums; returns the number of PutMetricData calls."""
+    """Publish in as few calls as the limits allow; returns the number of PutMetricData calls."""
     calls = 0
-    for offset in range(0, len(data), MAX_DATUMS_PER_CALL):
+    for batch in batches(data):
         try:
-            cloudwatch.put_metric_data(
-                Namespace=namespace, MetricData=data[offset : offset + MAX_DATUMS_PER_CALL]
-            )
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=batch)
         except ClientError as exc:
             raise_if_throttled(exc)
             raise
@@ -298,17 +550,31 @@ def sample(
     at: datetime,
     *,
     high_resolution: bool,
+    publishing: Publishing | None = None,
+    detail: bool = True,
     fetch: Fetch = _http_json,
 ) -> dict[str, Any]:
-    """Read every queue once and publish it."""
+    """Read every queue once and publish the aggregates, and the per-queue detail when
+    `detail`. A failed read raises before anything is published (never zeros)."""
+    publishing = publishing or Publishing()
     stats = READERS[source.type](source, fetch)
-    data = metric_data(stats, metrics, at, high_resolution)
+    figures = aggregate(stats, publishing.queue_set)
+    data = sample_data(
+        figures,
+        metrics,
+        at,
+        publishing=publishing,
+        high_resolution=high_resolution,
+        queues_read=len(stats),
+        detail=stats if detail else None,
+    )
     calls = put(cloudwatch, metrics.namespace, data)
     return {
         "at": at.isoformat(),
+        "queueSet": publishing.queue_set.digest,
         "queues": len(stats),
-        "messages": sum(q.messages for q in stats),
-        "inFlight": sum(q.in_flight for q in stats),
+        **figures.summary(),
+        "detail": publishing.detail_figures.value if detail else None,
         "datums": len(data),
         "putCalls": calls,
     }
@@ -323,22 +589,47 @@ def run(
     duration_seconds: float,
     now: Callable[[], datetime],
     sleep: Callable[[float], None],
+    publishing: Publishing | None = None,
     fetch: Fetch = _http_json,
     on_sample: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Sample every `interval_seconds` for `duration_seconds` (0: once). A failed read is
-    reported and skipped: the drain check sees the gap as missing data, never as zero."""
+    """Sample every `interval_seconds` for `duration_seconds` (0: once). The first sample
+    publishes the per-queue detail (a scheduled run does not wait a detail period), then every
+    `publishing.detail_seconds` (every sample when sampling once a minute or less often). A
+    failed read is reported and skipped: the drain sees the gap as missing data, never as zero,
+    and the detail goes out with the next sample that succeeds."""
+    publishing = publishing or Publishing()
     high_resolution = interval_seconds < 60
     began = now()
-    samples = failures = 0
+    samples = failures = detail_samples = datums = put_calls = 0
     last_error = None
+    last_detail: datetime | None = None
     while True:
         at = now()
+        detail = (
+            not high_resolution
+            or last_detail is None
+            # half an interval early still counts: samples are taken a little late, never early
+            or (at - last_detail).total_seconds()
+            >= publishing.detail_seconds - interval_seconds / 2
+        )
         try:
             result = sample(
-                source, metrics, cloudwatch, at, high_resolution=high_resolution, fetch=fetch
+                source,
+                metrics,
+                cloudwatch,
+                at,
+                high_resolution=high_resolution,
+                publishing=publishing,
+                detail=detail,
+                fetch=fetch,
             )
             samples += 1
+            datums += result["datums"]
+            put_calls += result["putCalls"]
+            if detail:
+                detail_samples += 1
+                last_detail = at
         except Exception as exc:  # any failure: report it, sample again next interval
             failures += 1
             last_error = f"{type(exc).__name__}: {exc}"
@@ -351,4 +642,12 @@ def run(
         pause = (due - now()).total_seconds()
         if pause > 0:
             sleep(pause)
-    return {"samples": samples, "failures": failures, "lastError": last_error}
+    return {
+        "queueSet": publishing.queue_set.digest,
+        "samples": samples,
+        "failures": failures,
+        "detailSamples": detail_samples,
+        "datums": datums,
+        "putCalls": put_calls,
+        "lastError": last_error,
+    }
