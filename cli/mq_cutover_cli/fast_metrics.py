@@ -3,7 +3,9 @@
 moto 5.2.5 answers GetMetricData by scanning every datapoint ever stored, for every query and
 every period of the window: with 1,000 queues (3,000 queries, 5,000 datapoints a period) one
 drain reading takes minutes. This reader keeps the datapoints indexed by metric and answers the
-same MetricStat queries (same period buckets from StartTime, same statistics, same ordering).
+same MetricStat queries (same period buckets from StartTime, same statistics, same ordering,
+the same unit filter), whatever the dimensions: per-queue series (fixed dimensions and the
+queue's) and the bridge's aggregates (fixed dimensions and `QueueSet`, no queue dimension).
 ListMetrics is worse: moto compares every datapoint with every metric found so far (a minute
 for the drain's discovery of 1,000 queues), and lists a metric once per datapoint where
 CloudWatch lists it once. The index answers with each distinct metric once, in moto's order.
@@ -42,7 +44,7 @@ class _Index:
     def __init__(self) -> None:
         self.seen = 0
         self.first: object | None = None
-        self.series: dict[Key, tuple[list[datetime], list[float]]] = {}
+        self.series: dict[Key, tuple[list[datetime], list[float], list[str | None]]] = {}
         self.metrics: dict[Key, Any] = {}  # the first datum of each distinct metric
 
     def update(self, data: list[Any]) -> None:
@@ -52,10 +54,11 @@ class _Index:
             dims = tuple(sorted((d.name, d.value) for d in datum.dimensions))
             key = (datum.namespace, datum.name, dims)
             self.metrics.setdefault(key, datum)
-            stamps, values = self.series.setdefault(key, ([], []))
+            stamps, values, units = self.series.setdefault(key, ([], [], []))
             at = bisect.bisect_right(stamps, datum.timestamp)
             stamps.insert(at, datum.timestamp)
             values.insert(at, float(datum.value))
+            units.insert(at, datum.unit)
         self.seen = len(data)
         self.first = data[0] if data else None
 
@@ -64,12 +67,7 @@ _INDEXES: dict[int, _Index] = {}
 
 
 def _supported(queries: list[dict[str, Any]]) -> bool:
-    return all(
-        "MetricStat" in q
-        and q["MetricStat"]["Stat"] in STATISTICS
-        and not q["MetricStat"].get("Unit")
-        for q in queries
-    )
+    return all("MetricStat" in q and q["MetricStat"]["Stat"] in STATISTICS for q in queries)
 
 
 def install(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -95,9 +93,10 @@ def install(original: Callable[..., Any]) -> Callable[..., Any]:
             stat = query["MetricStat"]
             metric = stat["Metric"]
             dims = tuple(sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])))
-            stamps, values = index.series.get(
-                (metric["Namespace"], metric["MetricName"], dims), ([], [])
+            stamps, values, units = index.series.get(
+                (metric["Namespace"], metric["MetricName"], dims), ([], [], [])
             )
+            unit = stat.get("Unit")
             delta = timedelta(seconds=int(stat["Period"]))
             out_stamps: list[datetime] = []
             out_values: list[float] = []
@@ -105,9 +104,12 @@ def install(original: Callable[..., Any]) -> Callable[..., Any]:
             while bucket <= end_time:
                 low = bisect.bisect_left(stamps, bucket)
                 high = bisect.bisect_left(stamps, min(bucket + delta, end_time))
-                if high > low:
+                found = values[low:high]
+                if unit:  # only the datapoints published with that unit, as moto filters
+                    found = [v for v, u in zip(found, units[low:high], strict=True) if u == unit]
+                if found:
                     out_stamps.append(bucket)
-                    out_values.append(STATISTICS[stat["Stat"]](values[low:high]))
+                    out_values.append(STATISTICS[stat["Stat"]](found))
                 bucket += delta
             if scan_by == "TimestampDescending":
                 out_stamps.reverse()

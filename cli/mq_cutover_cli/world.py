@@ -59,6 +59,7 @@ publishes ConsumerCount = consumers placed on-prem.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,8 +80,18 @@ from moto.mq.responses import MQResponse
 from moto.ssm.models import Command, ssm_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 
-from mq_cutover.metrics_bridge import QueueStats, metric_data, put
+from mq_cutover.metrics_bridge import (
+    DEFAULT_DETAIL_SECONDS,
+    Publishing,
+    QueueStats,
+    SetFigures,
+    aggregate,
+    metric_data,
+    put,
+    sample_data,
+)
 from mq_cutover.plan import Engine, MigrationPlan, QueueMetrics, StopMethod
+from mq_cutover.queue_set import QueueSet
 from mq_cutover_cli.fast_metrics import prune
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 from mq_cutover_cli.simulated_brokers import (
@@ -121,6 +132,14 @@ class SimQueue:
     def enqueue_count(self, elapsed_seconds: float) -> int:
         return self.enqueued_before + int(self._produced(max(0.0, elapsed_seconds)))
 
+    def settled_after(self) -> float:
+        """Seconds after the drain started from which `at` and `enqueue_count` no longer
+        change: its producer stopped, and its consumers (if any) took the last message."""
+        settled = self.enqueue_for_seconds if self.enqueue_per_minute else 0.0
+        if self.drain_per_minute > 0:
+            settled = max(settled, self.last_consumed_after())
+        return settled
+
     def last_consumed_after(self) -> float:
         """Seconds after the drain started when this queue's last message is consumed
         (inf if never)."""
@@ -137,6 +156,140 @@ class SimQueue:
         return max(backlog_gone, last_sent)
 
 
+class _SetIndex:
+    """The on-prem QueueSet's aggregates at any moment without every queue's figures.
+
+    A queue whose producer stopped and whose consumers took its last message (`settled_after`)
+    no longer changes: the queues sorted by that time, with running sums of their final
+    figures, give the settled queues' share by one bisection; only the queues still changing
+    are computed. Consumers depend on where the clients are now (`on_prem` consumers on each
+    queue that has consumers) and on the shovels: counted per group, then corrected for the
+    few shovelled queues."""
+
+    def __init__(self, queues: list[SimQueue], queue_set: QueueSet) -> None:
+        self.queues = queues
+        self.queue_set = queue_set
+        self.signature = _signature(queues)
+        selected = [q for q in queues if queue_set.selects(q.name)]
+        watched = [q for q in selected if not queue_set.ignores(q.name)]
+        self.ignored = [q for q in selected if queue_set.ignores(q.name)]
+        self.by_name = {q.name: q for q in watched}
+        # Queues alike (same backlog, rates, producer) have the same figures at every moment:
+        # computed once per kind (a benchmark's 10,000 queues are often one kind).
+        kinds: dict[tuple[Any, ...], list[SimQueue]] = {}
+        for queue in watched:
+            kinds.setdefault(_kind(queue), []).append(queue)
+        self.kinds = sorted(
+            ((alike[0], len(alike)) for alike in kinds.values()),
+            key=lambda kind: kind[0].settled_after(),
+        )
+        # A second's margin: at the very moment it settles a queue's backlog is 0 give or take
+        # a rounding error, which `SimQueue.at` rounds up.
+        self.settles = [queue.settled_after() + 1.0 for queue, _ in self.kinds]
+        # prefix[k]: the final figures of the first k kinds (those settled first).
+        self.prefix = [_Totals()]
+        for (queue, alike), settles in zip(self.kinds, self.settles, strict=True):
+            self.prefix.append(self.prefix[-1].plus(queue, settles, alike))
+
+    def describes(self, queues: list[SimQueue], queue_set: QueueSet) -> bool:
+        """Still these queues, as they were (a test may change a queue between runs)."""
+        return (
+            queues is self.queues
+            and queue_set == self.queue_set
+            and _signature(queues) == self.signature
+        )
+
+    def figures(
+        self, elapsed: float, on_prem: int, before_drain: bool, shovels: dict[str, int]
+    ) -> SetFigures:
+        moment = max(0.0, elapsed)
+        settled = bisect.bisect_right(self.settles, moment)
+        totals = self.prefix[settled]
+        for queue, alike in self.kinds[settled:]:
+            totals = totals.plus(queue, moment, alike)
+        ignored_messages = ignored_enqueued = 0
+        for queue in self.ignored:
+            ignored_messages += queue.at(moment)[0]
+            ignored_enqueued += queue.enqueue_count(moment)
+        # Consumers: `on_prem` on every queue that has consumers (before the drain: all).
+        eligible = totals.count if before_drain else totals.draining
+        eligible_with_messages = (
+            totals.with_messages if before_drain else totals.draining_with_messages
+        )
+        consumers = on_prem * eligible
+        with_consumers = eligible if on_prem else 0
+        never_draining = totals.with_messages - (eligible_with_messages if on_prem else 0)
+        for name, count in shovels.items():  # a running shovel: one more consumer of its queue
+            shovelled = self.by_name.get(name)
+            if shovelled is None or count <= 0:
+                continue
+            if not (shovelled.drain_per_minute or before_drain):
+                continue
+            consumers += count
+            if not on_prem:
+                with_consumers += 1
+                never_draining -= shovelled.at(moment)[0] > 0
+        return SetFigures(
+            messages=totals.messages,
+            in_flight=totals.in_flight,
+            enqueued=totals.enqueued,
+            dequeued=totals.dequeued,
+            consumers=consumers,
+            queues_reported=totals.count,
+            queues_with_consumers=with_consumers,
+            queues_never_draining=never_draining,
+            ignored_messages=ignored_messages,
+            ignored_enqueued=ignored_enqueued,
+        )
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """Sums and counts over some watched queues at their moments (see `_SetIndex`)."""
+
+    count: int = 0
+    messages: int = 0
+    in_flight: int = 0
+    enqueued: int = 0
+    dequeued: int = 0
+    draining: int = 0  # queues whose consumers drain them (drainPerMinute > 0)
+    with_messages: int = 0
+    draining_with_messages: int = 0
+
+    def plus(self, queue: SimQueue, elapsed: float, times: int = 1) -> _Totals:
+        """These totals and `times` queues like `queue`, `elapsed` seconds into the drain."""
+        messages, in_flight = queue.at(elapsed)
+        enqueued = queue.enqueue_count(elapsed)
+        draining = queue.drain_per_minute > 0
+        return _Totals(
+            count=self.count + times,
+            messages=self.messages + messages * times,
+            in_flight=self.in_flight + in_flight * times,
+            enqueued=self.enqueued + enqueued * times,
+            dequeued=self.dequeued + max(0, enqueued - messages) * times,
+            draining=self.draining + draining * times,
+            with_messages=self.with_messages + (messages > 0) * times,
+            draining_with_messages=self.draining_with_messages
+            + (draining and messages > 0) * times,
+        )
+
+
+def _signature(queues: list[SimQueue]) -> list[tuple[Any, ...]]:
+    return [(queue.name, *_kind(queue)) for queue in queues]
+
+
+def _kind(queue: SimQueue) -> tuple[Any, ...]:
+    """What a simulated queue's figures depend on (all but its name)."""
+    return (
+        queue.messages,
+        queue.drain_per_minute,
+        queue.in_flight,
+        queue.enqueue_per_minute,
+        queue.enqueue_for_seconds,
+        queue.enqueued_before,
+    )
+
+
 @dataclass
 class World:
     parameters: dict[str, str]
@@ -148,7 +301,10 @@ class World:
     published_until: datetime | None = None
     drain_started: datetime | None = None
     broker_checks: int = 0
-    metrics_published: int = 0
+    metrics_published: int = 0  # datums the simulated bridges put (on-prem and Amazon MQ)
+    bridge_put_calls: int = 0  # the on-prem bridge's PutMetricData calls
+    bridge_detail_samples: int = 0  # its samples that carried the per-queue detail
+    detail_published_at: datetime | None = None
     amazon_mq_enqueue_per_minute: int = 600
     stray_consumers: int = 0
     amazon_mq: dict[str, list[float]] = field(default_factory=dict)  # queue -> [messages, enqueued]
@@ -164,6 +320,8 @@ class World:
     secrets: dict[str, str] = field(default_factory=dict)
     broker_apis: dict[str, Any] = field(default_factory=dict, repr=False)  # side -> simulated API
     plan: MigrationPlan | None = field(default=None, repr=False)
+    _set_index: _SetIndex | None = field(default=None, repr=False)
+    _publishing_for: tuple[MigrationPlan, Publishing] | None = field(default=None, repr=False)
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> World:
@@ -462,6 +620,7 @@ class World:
         now = self._emulator_now()
         elapsed = (now - self.drain_started).total_seconds() if self.drain_started else 0.0
         placed = self._placement()
+        shovels = self._shovel_counts()
         for queue in self.queues:
             if ("/", queue.name) not in on_prem.queues:
                 continue
@@ -471,7 +630,7 @@ class World:
             counters = on_prem._counters("/", queue.name)
             consumed = max(0, published - ready)
             taken = 0 if fresh else consumed - counters["acked"]
-            shovelled = on_prem._shovels_on("/", queue.name) and not placed["onPrem"]
+            shovelled = shovels.get(queue.name, 0) and not placed["onPrem"]
             if taken > 0 and shovelled and ("/", queue.name) in amazon_mq.queues:
                 amazon_mq.publish("/", queue.name, taken)
                 amazon_mq.client_ack("/", queue.name, taken)
@@ -544,13 +703,80 @@ class World:
             self.pruned_at = now
 
     def _on_prem_sample(
-        self, cloudwatch: Any, moment: datetime, placed: dict[str, int], before_drain: bool
+        self,
+        cloudwatch: Any,
+        moment: datetime,
+        placed: dict[str, int],
+        before_drain: bool,
+        detail: bool = False,
     ) -> None:
-        """One sample of every on-prem queue, as the bridge publishes it. Before the drain
-        began the backlog is as it was (at(0)) and every queue's consumers are on."""
+        """One sample of the on-prem broker, published by the product's bridge code: the
+        aggregates of the plan's QueueSet every sample, and every queue's own series with the
+        first sample and then once every `onPrem.metrics.detailPeriodSeconds` (on its
+        boundaries), or when `detail`. Before the drain began the backlog is as it was (at(0))
+        and every queue's consumers are on.
+
+        Samples without the detail never build the per-queue figures: the aggregates come from
+        `_SetIndex` (the settled queues' sums kept, only the queues still changing computed),
+        which `tests/unit/test_fast_metrics.py` checks equal to the product's `aggregate` of
+        the per-queue figures. At 10,000 queues and a 1-second period that is most samples."""
         assert self.plan is not None
         metrics = self.plan.on_prem.metrics
+        publishing = self._publishing()
         elapsed = (moment - self.drain_started).total_seconds() if self.drain_started else 0.0
+        shovels = self._shovel_counts()
+        period = publishing.detail_seconds
+        high_resolution = metrics.period_seconds < 60
+        detail = (
+            detail
+            or not high_resolution
+            or self.detail_published_at is None
+            or int(moment.timestamp() // period)
+            > int(self.detail_published_at.timestamp() // period)
+        )
+        stats = self.on_prem_stats(elapsed, placed, before_drain, shovels) if detail else None
+        figures = (
+            aggregate(stats, publishing.queue_set)
+            if stats is not None
+            else self.set_figures(elapsed, placed, before_drain, shovels)
+        )
+        # The product's bridge code formats and publishes; only the broker is simulated.
+        data = sample_data(
+            figures,
+            metrics,
+            moment,
+            publishing=publishing,
+            high_resolution=high_resolution,
+            queues_read=len(self.queues),
+            detail=stats,
+        )
+        self.bridge_put_calls += put(cloudwatch, metrics.namespace, data)
+        self.metrics_published += len(data)
+        if detail:
+            self.bridge_detail_samples += 1
+            self.detail_published_at = max(moment, self.detail_published_at or moment)
+
+    def _publishing(self) -> Publishing:
+        """What the simulated bridge publishes: the plan's QueueSet and detail period (a bridge
+        set up for this plan), with the default per-queue figures (the messages metric)."""
+        assert self.plan is not None
+        if self._publishing_for is None or self._publishing_for[0] is not self.plan:
+            metrics = self.plan.on_prem.metrics
+            detail = getattr(metrics, "detail_period_seconds", DEFAULT_DETAIL_SECONDS)
+            publishing = Publishing(QueueSet.from_plan(self.plan), float(detail))
+            self._publishing_for = (self.plan, publishing)
+        return self._publishing_for[1]
+
+    def on_prem_stats(
+        self,
+        elapsed: float,
+        placed: dict[str, int],
+        before_drain: bool,
+        shovels: dict[str, int] | None = None,
+    ) -> list[QueueStats]:
+        """Every on-prem queue's figures `elapsed` seconds into the drain, as the broker's API
+        would give them to the bridge."""
+        shovels = self._shovel_counts() if shovels is None else shovels
         stats = []
         for queue in self.queues:
             messages, in_flight = queue.at(elapsed)
@@ -562,15 +788,40 @@ class World:
                     in_flight=in_flight,
                     enqueued=enqueued,
                     dequeued=max(0, enqueued - messages),
-                    consumers=(placed["onPrem"] + self._shovels_on(queue.name))
+                    consumers=(placed["onPrem"] + shovels.get(queue.name, 0))
                     if queue.drain_per_minute or before_drain
                     else 0,
                 )
             )
-        # The product's bridge code formats and publishes; only the broker is simulated.
-        data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
-        put(cloudwatch, metrics.namespace, data)
-        self.metrics_published += len(data)
+        return stats
+
+    def set_figures(
+        self,
+        elapsed: float,
+        placed: dict[str, int],
+        before_drain: bool,
+        shovels: dict[str, int] | None = None,
+    ) -> SetFigures:
+        """The aggregates `on_prem_stats` would give, without building every queue's figures."""
+        queue_set = self._publishing().queue_set
+        index = self._set_index
+        if index is None or not index.describes(self.queues, queue_set):
+            index = self._set_index = _SetIndex(self.queues, queue_set)
+        shovels = self._shovel_counts() if shovels is None else shovels
+        return index.figures(elapsed, placed["onPrem"], before_drain, shovels)
+
+    def _shovel_counts(self) -> dict[str, int]:
+        """This migration's running (simulated) shovels on each on-prem queue: its consumers
+        too. One pass over the shovels, not one per queue."""
+        on_prem = self.broker_apis.get("onPrem")
+        if not isinstance(on_prem, SimulatedRabbitApi):
+            return {}
+        counts: dict[str, int] = {}
+        for (vhost, name), value in on_prem.shovel_parameters.items():
+            queue = value.get("src-queue")
+            if vhost == "/" and on_prem.shovel_state.get((vhost, name)) == "running" and queue:
+                counts[queue] = counts.get(queue, 0) + 1
+        return counts
 
     def _amazon_mq_api_figures(
         self, queue: str, messages: int, enqueued: int, placed: dict[str, int]
@@ -589,11 +840,6 @@ class World:
             clients=placed["amazonMq"],
         )
 
-    def _shovels_on(self, queue: str) -> int:
-        """This migration's running (simulated) shovels on an on-prem queue: its consumers too."""
-        on_prem = self.broker_apis.get("onPrem")
-        return on_prem._shovels_on("/", queue) if isinstance(on_prem, SimulatedRabbitApi) else 0
-
     def _preflight_sample(self, now: datetime) -> None:
         """Validate Plan reads the bridge now: a later attempt's consumers are back on-prem
         (its rollback moved them) though the last period's sample, taken mid-rollback, does
@@ -602,7 +848,9 @@ class World:
             return
         self._bridge_publish(now, before_drain=True)
         if self.published_until is not None and now > self.published_until:
-            self._on_prem_sample(boto3_client("cloudwatch"), now, self._placement(), True)
+            self._on_prem_sample(
+                boto3_client("cloudwatch"), now, self._placement(), True, detail=True
+            )
 
     def _placement(self) -> dict[str, int]:
         """Consumers on each broker and producers on Amazon MQ, from their parameters now."""

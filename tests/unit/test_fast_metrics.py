@@ -121,3 +121,149 @@ def test_indexed_list_metrics_lists_each_metric_once_as_moto_finds_them(aws: Any
         indexed = listing()
     # The same metrics, each once (CloudWatch's answer; moto repeats one per datapoint).
     assert len(indexed) == 300 and set(indexed) == set(expected)
+
+
+def test_the_worlds_aggregates_without_per_queue_figures_are_the_bridges_aggregate(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """The simulator publishes most samples' aggregates from `World.set_figures` (settled
+    queues' sums kept, only the changing queues computed): equal to the product's `aggregate`
+    of every queue's figures, whatever the moment, placement and shovels."""
+    from mq_cutover.metrics_bridge import aggregate
+    from mq_cutover.plan import parse_plan
+    from mq_cutover.queue_set import QueueSet
+    from mq_cutover_cli.world import SimQueue, World
+
+    rng = random.Random(15)
+    names = [f"app.q{i:03d}" for i in range(150)] + ["app.q007.DLQ", "ActiveMQ.DLQ", "other.x"]
+    queues = [
+        SimQueue(
+            name=name,
+            messages=rng.choice([0, 0, 5, 300, 3000]),
+            drain_per_minute=rng.choice([0, 60, 1000, 1000]),
+            in_flight=rng.choice([0, 0, 3]),
+            enqueue_per_minute=rng.choice([0, 0, 0, 120, 2000]),
+            enqueue_for_seconds=rng.choice([0.0, 30.0, 400.0]),
+        )
+        for name in names
+    ]
+    ordered_plan["onPrem"]["queues"] = ["app.*", "ActiveMQ.DLQ"]
+    ordered_plan["onPrem"]["ignoreQueues"] = ["*.DLQ"]
+    world = World(parameters={}, queues=queues)
+    world.plan = parse_plan(ordered_plan)
+    queue_set = QueueSet.from_plan(world.plan)
+    compared = 0
+    for elapsed in [-30.0, 0.0, 0.5, 1.0, *[rng.uniform(0, 900) for _ in range(40)], 5000.0]:
+        for on_prem in (0, 2):
+            for before_drain in (False, True):
+                shovels = {rng.choice(names): rng.choice([1, 2]) for _ in range(5)}
+                shovels["no-such-queue"] = 1
+                placed = {"onPrem": on_prem}
+                expected = aggregate(
+                    world.on_prem_stats(elapsed, placed, before_drain, shovels), queue_set
+                )
+                assert world.set_figures(elapsed, placed, before_drain, shovels) == expected, (
+                    elapsed,
+                    on_prem,
+                    before_drain,
+                )
+                compared += 1
+    # Not trivially equal: the figures change over the drain and with the placement.
+    figures = [
+        world.set_figures(e, {"onPrem": p}, False, {}) for e in (0, 60, 5000) for p in (0, 2)
+    ]
+    assert len({(f.messages, f.enqueued, f.consumers) for f in figures}) == 6
+    assert figures[0].queues_never_draining > figures[1].queues_never_draining > 0
+    assert figures[0].ignored_messages > 0 and compared == 4 * 45
+    # A queue changed between runs (as tests do) is seen: the kept sums are rebuilt.
+    queues[0].messages += 1_000_000
+    changed = world.set_figures(5000.0, {"onPrem": 2}, False, {})
+    assert changed == aggregate(world.on_prem_stats(5000.0, {"onPrem": 2}, False), queue_set)
+
+
+def test_indexed_reads_answer_the_bridges_aggregate_queries_as_moto(aws: Any) -> None:
+    """The aggregate series (fixed dimensions and QueueSet, no queue dimension), the heartbeat
+    (fixed dimensions only) and the per-queue detail, published by the bridge's own code; read
+    by name, with and without a unit, as moto reads them."""
+    from mq_cutover.metrics_bridge import Publishing, QueueStats, aggregate, put, sample_data
+    from mq_cutover.plan import QueueMetrics
+    from mq_cutover.queue_set import Aggregate, QueueSet
+
+    cw = aws("cloudwatch")
+    rng = random.Random(3)
+    metrics = QueueMetrics(dimensions={"Broker": "b", "Site": "s"})
+    sets = [QueueSet.of([], ["*.DLQ"]), QueueSet.of(["q1", "q2"], [])]
+    for second in range(0, 300, 3):
+        at = T0 + timedelta(seconds=second + rng.random())
+        stats = [
+            QueueStats(q, rng.randint(0, 9), rng.randint(0, 2), second, second, rng.randint(0, 2))
+            for q in ("q1", "q2", "q3", "q3.DLQ")
+        ]
+        for queue_set in sets:
+            publishing = Publishing(queue_set, 60)
+            data = sample_data(
+                aggregate(stats, queue_set),
+                metrics,
+                at,
+                publishing=publishing,
+                high_resolution=True,
+                queues_read=len(stats),
+                detail=stats if second % 60 == 0 else None,
+            )
+            put(cw, metrics.namespace, data)
+    fixed = [{"Name": "Broker", "Value": "b"}, {"Name": "Site", "Value": "s"}]
+    series: list[tuple[str, list[dict[str, str]], str | None]] = [
+        (name.value, queue_set.dimensions(metrics.dimensions), unit)
+        for queue_set in [*sets, QueueSet.of(["nobody"], [])]  # the last: published by none
+        for name in Aggregate
+        for unit in (None, "Count", "Seconds")
+    ]
+    series += [("QueuesReported", fixed, None), ("QueueSize", fixed, None)]
+    series += [("QueueSize", [*fixed, {"Name": "Queue", "Value": q}], None) for q in ("q1", "x")]
+    queries = [
+        {
+            "Id": f"q{i}",
+            "MetricStat": {
+                "Metric": {"Namespace": metrics.namespace, "MetricName": name, "Dimensions": dims},
+                "Period": period,
+                "Stat": stat,
+                **({"Unit": unit} if unit else {}),
+            },
+        }
+        for i, ((name, dims, unit), period, stat) in enumerate(
+            (s, p, st) for s in series for p in (1, 10, 60) for st in ("Maximum", "SampleCount")
+        )
+    ]
+
+    def answers() -> list[Any]:
+        return [
+            result
+            for offset in range(0, len(queries), 500)
+            for result in cw.get_metric_data(
+                MetricDataQueries=queries[offset : offset + 500],
+                StartTime=T0 + timedelta(seconds=30),
+                EndTime=T0 + timedelta(seconds=250),
+                ScanBy="TimestampDescending",
+            )["MetricDataResults"]
+        ]
+
+    expected = answers()
+    with mock.patch.object(
+        CloudWatchBackend, "get_metric_data", install(CloudWatchBackend.get_metric_data)
+    ):
+        indexed = answers()
+    assert indexed == expected
+    found = {r["Id"] for r in expected if r["Values"]}
+    # Not trivially empty, nor trivially full: both sets' aggregates are there, the third set's
+    # and a wrong unit's are not, the sample time only as Seconds.
+    by_id = {q["Id"]: q["MetricStat"] for q in queries}
+    assert any(by_id[i]["Metric"]["MetricName"] == "SetSampleTime" for i in found)
+    for i in found:
+        stat = by_id[i]
+        assert stat.get("Unit") != (
+            "Count" if stat["Metric"]["MetricName"] == "SetSampleTime" else "Seconds"
+        )
+    nobody = QueueSet.of(["nobody"], []).digest
+    assert not [i for i in found if by_id[i]["Metric"]["Dimensions"][-1]["Value"] == nobody]
+    digests = {by_id[i]["Metric"]["Dimensions"][-1]["Value"] for i in found}
+    assert {sets[0].digest, sets[1].digest} <= digests
