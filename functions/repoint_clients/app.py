@@ -11,7 +11,7 @@ from mq_cutover import aws
 from mq_cutover.contracts import RepointClientsEvent, RepointClientsResult
 from mq_cutover.lease import verify_lease
 from mq_cutover.observability import logger, metrics, tracer
-from mq_cutover.parameters import ClientStep, repoint_clients
+from mq_cutover.parameters import ClientStep, repoint_clients, summarized
 from mq_cutover.plan import parse_plan
 from mq_cutover.settings import Settings
 
@@ -39,5 +39,6 @@ def lambda_handler(event: RepointClientsEvent, context: LambdaContext) -> dict[s
         start=event.start or 0,
     )
     metrics.add_metric("ParametersChanged", MetricUnit.Count, len(result["changed"]))
-    logger.info("clients repointed", extra={"clients": result})
-    return RepointClientsResult.model_validate(result).dump()
+    short = summarized(result, ("changed", "unchanged", "conflicts"))
+    logger.info("clients repointed", extra={"clients": short})
+    return RepointClientsResult.model_validate(short).dump()

@@ -289,10 +289,16 @@ class ConflictingParameter(_Result):
 
 
 class RepointClientsResult(_Result):
+    """The names are the first `parameters.NAMES_SHOWN` of each list; the counts are whole."""
+
     step: str
     changed: list[str]
     unchanged: list[str]
     conflicts: list[ConflictingParameter]
+    changed_count: int
+    unchanged_count: int
+    conflicts_count: int
+    start: int  # the group's parameters [start:next] were handled (or the one asked for)
     restart_command_id: str | None
     next: int
     done: bool
@@ -365,9 +371,12 @@ class RollbackResult(_OpenResult):
     purpose: str | None
     wait: str | None
     finished: bool
-    restored: list[str]
+    restored: list[str]  # the first `parameters.NAMES_SHOWN` names; the counts are whole
     conflicts: list[dict[str, Any]]
     moved: list[str]
+    restored_count: int
+    conflicts_count: int
+    moved_count: int
     restart_command_ids: dict[str, str]
     memo: dict[str, Any]
     cursor: dict[str, Any]

@@ -237,6 +237,9 @@ def restart_clients(
 # even when SSM throttles (PutParameter's default quota is a few calls a second).
 RESERVE_MS = 30_000
 TimeLeft = Callable[[], int]
+# A result names at most this many parameters of each kind (the rest are counted): the state
+# machine carries results, and 10,000 parameter names would be about 450 KB.
+NAMES_SHOWN = 50
 
 
 def _enough_time(time_left_ms: TimeLeft | None, done_any: bool) -> bool:
@@ -283,6 +286,8 @@ def repoint_clients(
                 raise
             results.append({"name": name, "changed": False, "conflict": str(exc)})
     changed = [r["name"] for r in results if r["changed"]]
+    unchanged = [r["name"] for r in results if not r["changed"] and "conflict" not in r]
+    conflicts = [{"name": r["name"], "reason": r["conflict"]} for r in results if "conflict" in r]
     command_id = restart_clients(
         ssm,
         group.restart_hook,
@@ -293,15 +298,28 @@ def repoint_clients(
     return {
         "step": step.value,
         "changed": changed,
-        "unchanged": [r["name"] for r in results if not r["changed"] and "conflict" not in r],
-        "conflicts": [
-            {"name": r["name"], "reason": r["conflict"]} for r in results if "conflict" in r
-        ],
+        "unchanged": unchanged,
+        "conflicts": conflicts,
+        "start": start,
         "restartCommandId": command_id,
         "next": start + len(results),
         "done": start + len(results) >= len(names),
         "remaining": len(names) - start - len(results),
     }
+
+
+def summarized(result: dict[str, Any], lists: tuple[str, ...]) -> dict[str, Any]:
+    """`result` as the state machine gets it: each of `lists` cut to its first NAMES_SHOWN
+    entries, with its full length in `<list>Count`. A call may handle thousands of parameters
+    and its result travels in the state (kept under 64 KB). The names a client step handled are
+    its group's parameters [start:next] (or the one it was asked for), and Parameter Store keeps
+    every version it wrote."""
+    short = dict(result)
+    for key in lists:
+        values = list(result.get(key) or [])
+        short[key] = values[:NAMES_SHOWN]
+        short[f"{key}Count"] = len(values)
+    return short
 
 
 def rollback_parameters(

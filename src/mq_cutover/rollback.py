@@ -55,6 +55,7 @@ from mq_cutover.parameters import (
     migration_values,
     repoint_clients,
     rollback_parameters,
+    summarized,
 )
 from mq_cutover.plan import MigrationPlan, Mode
 
@@ -233,5 +234,7 @@ def roll_back_step(
         result["restartCommandIds"] = restored["restartCommandIds"]
         result["cursor"]["next"] = 0 if restored["done"] else restored["next"]
     known = set(memo.get("conflicts") or [])
+    # The memo keeps every conflict's name (the next call must leave them alone); the result
+    # names the first few of each list and counts them all (it travels in the state).
     memo["conflicts"] = sorted(known | {c["name"] for c in result["conflicts"]})
-    return result
+    return summarized(result, ("restored", "conflicts", "moved"))

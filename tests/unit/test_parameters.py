@@ -8,10 +8,12 @@ import pytest
 
 from mq_cutover.errors import ParameterConflict
 from mq_cutover.parameters import (
+    NAMES_SHOWN,
     ClientStep,
     repoint_clients,
     rollback_parameters,
     set_parameter,
+    summarized,
     target_value,
 )
 from mq_cutover.plan import parse_plan
@@ -281,3 +283,30 @@ def test_a_short_budget_moves_on_from_where_the_last_call_stopped(
     assert all(
         ssm.get_parameter(Name=n)["Parameter"]["Value"] == ON_PREM for n in plan.all_parameters
     )
+
+
+def test_a_call_over_many_parameters_is_summarized_for_the_state(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    """The state machine gets the first NAMES_SHOWN names of each list and every count; the
+    names handled are the group's parameters [start:next]."""
+    ordered_plan["producers"]["parameters"] = [f"/fleet/p-{i:03d}/url" for i in range(130)]
+    plan = parse_plan(ordered_plan)
+    ssm = aws("ssm")
+    for name in plan.producers.parameters:
+        ssm.put_parameter(Name=name, Value=ON_PREM, Type="String")
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, only=plan.producers.parameters[7])
+    calls = iter([10**6] * 99 + [0] * 10**3)  # time for 100 parameters, then none
+    first = repoint_clients(
+        plan, ssm, ClientStep.PRODUCERS, BROKER, time_left_ms=lambda: next(calls)
+    )
+    assert (first["start"], first["next"], first["done"]) == (0, 100, False)
+    short = summarized(first, ("changed", "unchanged", "conflicts"))
+    assert (short["changedCount"], short["unchangedCount"], short["conflictsCount"]) == (99, 1, 0)
+    assert short["changed"] == [
+        n for n in plan.producers.parameters[:51] if n != plan.producers.parameters[7]
+    ]
+    assert short["unchanged"] == [plan.producers.parameters[7]]
+    assert len(short["changed"]) == NAMES_SHOWN and first["changed"] != short["changed"]
+    rest = repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, start=first["next"])
+    assert (rest["start"], rest["next"], rest["done"], len(rest["changed"])) == (100, 130, True, 30)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mq_cutover.parameters import ClientStep, repoint_clients
+from mq_cutover.parameters import NAMES_SHOWN, ClientStep, repoint_clients
 from mq_cutover.plan import MigrationPlan, parse_plan
 from mq_cutover.rollback import Action, next_action, roll_back_step
 from tests.conftest import as_rabbitmq
@@ -284,3 +284,30 @@ def test_removing_the_shovels_marks_amazon_mq_for_a_drain(
     assert (second["action"], second["side"]) == ("drain", "amazonMq") and removed == [1]
     with pytest.raises(ValueError, match="remove_shovels is needed"):
         roll_back_step(plan, ssm, broker, {})
+
+
+def test_a_rollback_with_many_parameters_names_a_few_and_counts_them_all(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    """Thousands of parameters: the result travels in the state, so it names the first
+    NAMES_SHOWN of each list and counts every one; the memo keeps every conflict's name (the
+    next call must leave them all alone)."""
+    ordered_plan["producers"]["parameters"] = [f"/fleet/p-{i:03d}/url" for i in range(120)]
+    plan = parse_plan(ordered_plan)
+    ssm = aws("ssm")
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    repoint_clients(plan, ssm, ClientStep.CONSUMERS, BROKER)
+    edited = plan.producers.parameters[:60]  # someone else changed 60 of them since
+    for name in edited:
+        ssm.put_parameter(Name=name, Value="ssl://hotfix:61617", Type="String", Overwrite=True)
+    back = _run(plan, ssm, {"drained": ["onPremFence"]})
+    assert back["action"] == "producers-back"
+    assert (back["restoredCount"], back["conflictsCount"], back["movedCount"]) == (60, 60, 0)
+    assert len(back["restored"]) == len(back["conflicts"]) == NAMES_SHOWN
+    # Restored in reverse order: the names shown are the last producers'.
+    assert back["restored"] == list(reversed(plan.producers.parameters))[:NAMES_SHOWN]
+    assert back["memo"]["conflicts"] == sorted(edited)
+    assert all(_value(ssm, n) == plan.on_prem.url for n in plan.producers.parameters[60:])
+    assert all(_value(ssm, n) == "ssl://hotfix:61617" for n in edited)

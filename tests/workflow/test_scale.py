@@ -37,8 +37,12 @@ def test_500_parameters_with_throttling_and_short_lambda_time(ordered_plan: dict
     assert report["execution"]["status"] == "SUCCEEDED", report["execution"]
     calls = task_results(sim, "Repoint Producers")
     assert len(calls) > 1 and calls[-1]["done"] and not calls[0]["done"]
-    assert sum(len(c["changed"]) for c in calls) == 300  # each producer changed exactly once
-    assert sum(len(c["changed"]) for c in task_results(sim, "Repoint Consumers")) == 200
+    assert sum(c["changedCount"] for c in calls) == 300  # each producer changed exactly once
+    assert sum(c["changedCount"] for c in task_results(sim, "Repoint Consumers")) == 200
+    # Each call names at most 50 of the parameters it handled (the state carries it) and
+    # says which: its group's [start:next], one call after the other.
+    assert all(len(c["changed"]) <= 50 for c in calls)
+    assert [c["start"] for c in calls] == [0] + [c["next"] for c in calls[:-1]]
     assert len(throttles[0]) >= 10  # SSM did throttle, and botocore absorbed it
     client_url = report["execution"]["output"]["broker"]["clientUrl"]
     assert {p["final"] for p in report["parameters"].values()} == {client_url}
