@@ -580,6 +580,18 @@ def sample(
     }
 
 
+def detail_due(
+    publishing: Publishing, last_detail: datetime | None, at: datetime, interval_seconds: float
+) -> bool:
+    """Whether the sample taken `at` carries the per-queue detail: the first one (`last_detail`
+    None: nothing published yet), then once `detail_seconds` have passed (half an interval early
+    counts: samples are taken a little late, never early); every sample when sampling once a
+    minute or less often."""
+    if interval_seconds >= 60 or last_detail is None:
+        return True
+    return (at - last_detail).total_seconds() >= publishing.detail_seconds - interval_seconds / 2
+
+
 def run(
     source: Source,
     metrics: QueueMetrics,
@@ -606,13 +618,7 @@ def run(
     last_detail: datetime | None = None
     while True:
         at = now()
-        detail = (
-            not high_resolution
-            or last_detail is None
-            # half an interval early still counts: samples are taken a little late, never early
-            or (at - last_detail).total_seconds()
-            >= publishing.detail_seconds - interval_seconds / 2
-        )
+        detail = detail_due(publishing, last_detail, at, interval_seconds)
         try:
             result = sample(
                 source,

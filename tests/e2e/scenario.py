@@ -55,8 +55,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from mq_cutover.metrics_bridge import Source, SourceType, sample
+from mq_cutover.metrics_bridge import (
+    DEFAULT_DETAIL_SECONDS,
+    Publishing,
+    Source,
+    SourceType,
+    default_ignore_queues,
+    detail_due,
+    metric_data,
+    put,
+    read_activemq,
+    read_rabbitmq,
+    sample,
+)
 from mq_cutover.plan import QueueMetrics
+from mq_cutover.queue_set import QueueSet
 from mq_cutover_cli.faults import SimulatedPermanentFault
 from mq_cutover_cli.harness import Emulator, boto3_client
 from mq_cutover_cli.live import live_run
@@ -547,25 +560,65 @@ class ActiveMqKit:
 
 class Bridge:
     """One metrics bridge loop: a broker's HTTP API (ActiveMQ's Jolokia, RabbitMQ's management
-    API), sampled every second into moto CloudWatch."""
+    API), sampled every second into moto CloudWatch. With `publishing` it is the product's
+    on-prem bridge (the plan's QueueSet's aggregates every sample, per-queue detail first and
+    then every detail period); without, Amazon MQ's own per-queue metrics, simulated (every
+    queue's figures every sample)."""
 
-    def __init__(self, source: Source, metrics: QueueMetrics, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        source: Source,
+        metrics: QueueMetrics,
+        stop: threading.Event,
+        publishing: Publishing | None = None,
+    ) -> None:
         self.source = source
         self.metrics = metrics
         self.stop = stop
+        self.publishing = publishing
         self.failures = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         cloudwatch = boto3_client("cloudwatch")
+        last_detail: datetime | None = None
         while not self.stop.is_set():
+            at = datetime.now(UTC)
             try:
-                sample(
-                    self.source, self.metrics, cloudwatch, datetime.now(UTC), high_resolution=True
-                )
+                if self.publishing is None:
+                    read = (
+                        read_activemq if self.source.type == SourceType.ACTIVEMQ else read_rabbitmq
+                    )
+                    stats = read(self.source)
+                    data = metric_data(stats, self.metrics, at, high_resolution=True)
+                    put(cloudwatch, self.metrics.namespace, data)
+                else:
+                    detail = detail_due(self.publishing, last_detail, at, BRIDGE_SECONDS)
+                    sample(
+                        self.source,
+                        self.metrics,
+                        cloudwatch,
+                        at,
+                        high_resolution=True,
+                        publishing=self.publishing,
+                        detail=detail,
+                    )
+                    last_detail = at if detail else last_detail
             except Exception:  # MetricsSourceFailed: the broker is down. Stale data follows.
                 self.failures += 1
             self.stop.wait(BRIDGE_SECONDS)
+
+
+def plan_publishing(document: dict[str, Any]) -> Publishing:
+    """The on-prem bridge set up for this plan (its queues, ignore patterns, detail period);
+    read from the document, which may be one the workflow must refuse."""
+    on_prem = document["onPrem"]
+    return Publishing(
+        QueueSet.of(
+            on_prem.get("queues", []), on_prem.get("ignoreQueues", default_ignore_queues())
+        ),
+        float((on_prem.get("metrics") or {}).get("detailPeriodSeconds", DEFAULT_DETAIL_SECONDS)),
+    )
 
 
 def run_cutover(
@@ -626,7 +679,7 @@ def run_cutover(
         if size
     }
     stop = threading.Event()
-    bridges = [Bridge(kit.source(onprem), on_prem_metrics, stop)]
+    bridges = [Bridge(kit.source(onprem), on_prem_metrics, stop, plan_publishing(document))]
     if kit.amazon_mq_bridge:
         bridges.append(Bridge(kit.source(amazonmq), AMAZON_MQ_METRICS, stop))
     drains: list[dict[str, Any]] = []
