@@ -52,7 +52,46 @@ def _get(ssm: Any, selector: str) -> dict[str, Any] | None:
         raise
 
 
-def _put(ssm: Any, current: dict[str, Any], value: str) -> int:
+DESCRIBE_BATCH = 50  # DescribeParameters: at most 50 values in a filter
+
+
+class Described:
+    """Each parameter's tier and KMS key (DescribeParameters), asked for 50 names at a time:
+    one call a parameter is slow at thousands (DescribeParameters' own quota is low)."""
+
+    def __init__(self, ssm: Any, names: list[str]) -> None:
+        self.ssm = ssm
+        self.names = names
+        self.position = {name: number for number, name in enumerate(names)}
+        self.known: dict[str, dict[str, Any]] = {}
+
+    def _describe(self, batch: list[str]) -> None:
+        kwargs: dict[str, Any] = {
+            "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": batch}],
+            "MaxResults": DESCRIBE_BATCH,
+        }
+        try:
+            while True:
+                page = self.ssm.describe_parameters(**kwargs)
+                self.known.update({p["Name"]: p for p in page.get("Parameters", [])})
+                if not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+        except ClientError as exc:
+            raise_if_throttled(exc)
+            raise
+        for name in batch:
+            self.known.setdefault(name, {})
+
+    def __call__(self, name: str) -> dict[str, Any]:
+        if name not in self.known:
+            start = self.position.get(name)
+            batch = [name] if start is None else self.names[start : start + DESCRIBE_BATCH]
+            self._describe(batch)
+        return self.known[name]
+
+
+def _put(ssm: Any, current: dict[str, Any], value: str, described: Described | None = None) -> int:
     """Overwrite, keeping the parameter's type, tier and KMS key (a SecureString written without
     its KeyId would silently move to the aws/ssm key)."""
     request: dict[str, Any] = {
@@ -62,14 +101,11 @@ def _put(ssm: Any, current: dict[str, Any], value: str) -> int:
         "Overwrite": True,
     }
     try:
-        described = ssm.describe_parameters(
-            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [current["Name"]]}]
-        ).get("Parameters", [])
-        if described:
-            if described[0].get("Tier"):
-                request["Tier"] = described[0]["Tier"]
-            if current["Type"] == "SecureString" and described[0].get("KeyId"):
-                request["KeyId"] = described[0]["KeyId"]
+        found = (described or Described(ssm, []))(current["Name"])
+        if found.get("Tier"):
+            request["Tier"] = found["Tier"]
+        if current["Type"] == "SecureString" and found.get("KeyId"):
+            request["KeyId"] = found["KeyId"]
         response = ssm.put_parameter(**request)
     except ClientError as exc:
         raise_if_throttled(exc)
@@ -127,7 +163,12 @@ def target_value(
 
 
 def set_parameter(
-    ssm: Any, name: str, value: str, migration_id: str, ours: set[str] | None = None
+    ssm: Any,
+    name: str,
+    value: str,
+    migration_id: str,
+    ours: set[str] | None = None,
+    described: Described | None = None,
 ) -> dict[str, Any]:
     """Set one client parameter, reversibly and idempotently. Returns what happened.
 
@@ -157,7 +198,7 @@ def set_parameter(
         # earlier attempt) unless the current version is the original one.
         written = current.get("LastModifiedDate") if version != original_version else None
         return {"name": name, "changed": False, "version": version, "writtenAt": written}
-    written = _put(ssm, current, value)
+    written = _put(ssm, current, value, described)
     _label(ssm, name, written, own_label(migration_id))
     return {"name": name, "changed": True, "fromVersion": version, "version": written}
 
@@ -275,12 +316,13 @@ def repoint_clients(
     ours = migration_values(plan, broker)
     position = {name: number for number, name in enumerate(group.parameters)}
     results: list[dict[str, Any]] = []
+    described = Described(ssm, names[start:])
     for name in names[start:]:
         if not _enough_time(time_left_ms, bool(results)):
             break
         value = target_value(step, plan, broker, position[name])
         try:
-            results.append(set_parameter(ssm, name, value, plan.migration_id, ours))
+            results.append(set_parameter(ssm, name, value, plan.migration_id, ours, described))
         except ParameterConflict as exc:
             if not skip_conflicts:
                 raise
@@ -353,6 +395,7 @@ def rollback_parameters(
     for group_name, group in chosen:
         restored_here = []
         restored_before: list[datetime] = []  # by an earlier try of this call
+        described = Described(ssm, list(reversed(group.parameters)))
         for name in reversed(group.parameters):
             position += 1
             if position <= start:
@@ -379,7 +422,7 @@ def rollback_parameters(
                     }
                 )
                 continue
-            version = _put(ssm, current, str(pre["Value"]))
+            version = _put(ssm, current, str(pre["Value"]), described)
             _label(ssm, name, version, rollback_label(migration_id))
             restored_here.append(name)
         restored += restored_here

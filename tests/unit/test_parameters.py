@@ -113,7 +113,7 @@ def test_rollback_restores_everything_and_is_idempotent(
     ]
     assert report["conflicts"] == []
     for name in plan.all_parameters:
-        assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == ON_PREM
+        assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == ON_PREM
         assert _labels(ssm, name)[3] == ["rollback-orders-2026-12-01"]
     again = rollback_parameters(plan, ssm, BROKER)
     assert again["restored"] == [] and sorted(again["untouched"]) == sorted(plan.all_parameters)
@@ -310,3 +310,64 @@ def test_a_call_over_many_parameters_is_summarized_for_the_state(
     assert len(short["changed"]) == NAMES_SHOWN and first["changed"] != short["changed"]
     rest = repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, start=first["next"])
     assert (rest["start"], rest["next"], rest["done"], len(rest["changed"])) == (100, 130, True, 30)
+
+
+def test_a_group_is_described_fifty_names_a_call_and_keeps_each_key_and_tier(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    """DescribeParameters (each parameter's tier and KMS key) asks for 50 names a call, not one
+    call a parameter, and each parameter still keeps its own key and tier, forward and back."""
+    ssm = aws("ssm")
+    keys = [aws("kms").create_key()["KeyMetadata"]["KeyId"] for _ in range(2)]
+    names = [f"/fleet/p-{i:03d}/url" for i in range(120)]
+    ordered_plan["producers"]["parameters"] = names
+    plan = parse_plan(ordered_plan)
+    for number, name in enumerate(names):
+        secure = number % 3 == 0
+        ssm.put_parameter(
+            Name=name,
+            Value=ON_PREM,
+            Type="SecureString" if secure else "String",
+            **({"KeyId": keys[number % 2]} if secure else {}),
+            Tier="Advanced" if number % 5 == 0 else "Standard",
+        )
+    filters: list[list[str]] = []
+    original = ssm.describe_parameters
+
+    def describe(**kwargs: Any) -> Any:
+        filters.append(kwargs["ParameterFilters"][0]["Values"])
+        return original(**kwargs)
+
+    ssm.describe_parameters = describe
+    assert repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)["done"]
+    assert sorted({tuple(f) for f in filters}) == [
+        tuple(names[0:50]),
+        tuple(names[50:100]),
+        tuple(names[100:]),
+    ]
+    filters.clear()
+    assert len(rollback_parameters(plan, ssm, BROKER)["restored"]) == 120
+    assert {tuple(f) for f in filters} == {
+        tuple(reversed(names))[start : start + 50] for start in (0, 50, 100)
+    }
+    found: dict[str, Any] = {}
+    for start in range(0, 120, 50):
+        page = original(
+            ParameterFilters=[{"Key": "Name", "Values": names[start : start + 50]}],
+            MaxResults=50,
+        )
+        while True:
+            found.update({p["Name"]: p for p in page["Parameters"]})
+            if not page.get("NextToken"):
+                break
+            page = original(
+                ParameterFilters=[{"Key": "Name", "Values": names[start : start + 50]}],
+                MaxResults=50,
+                NextToken=page["NextToken"],
+            )
+    for number, name in enumerate(names):
+        described = found[name]
+        assert described["Tier"] == ("Advanced" if number % 5 == 0 else "Standard"), name
+        if number % 3 == 0:
+            assert described["Type"] == "SecureString" and described["KeyId"] == keys[number % 2]
+        assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == ON_PREM
