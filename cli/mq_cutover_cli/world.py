@@ -77,7 +77,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.responses import ActionResult
 from moto.mq.models import mq_backends
 from moto.mq.responses import MQResponse
-from moto.ssm.models import Command, ssm_backends
+from moto.ssm.models import Command, SimpleSystemManagerBackend, ssm_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from mq_cutover.metrics_bridge import (
@@ -322,6 +322,10 @@ class World:
     plan: MigrationPlan | None = field(default=None, repr=False)
     _set_index: _SetIndex | None = field(default=None, repr=False)
     _publishing_for: tuple[MigrationPlan, Publishing] | None = field(default=None, repr=False)
+    # Parameter Store writes seen (PutParameter, DeleteParameter(s)): the placement read from
+    # the parameters is kept until the next write.
+    parameter_writes: int = 0
+    _placed_at: tuple[int, dict[str, int]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> World:
@@ -427,6 +431,14 @@ class World:
         )
         patch.start()
         emulator.cleanups.append(patch.stop)
+        for method in ("put_parameter", "delete_parameter", "delete_parameters"):
+            counted = mock.patch.object(
+                SimpleSystemManagerBackend,
+                method,
+                self._counting(getattr(SimpleSystemManagerBackend, method)),
+            )
+            counted.start()
+            emulator.cleanups.append(counted.stop)
         # moto 5.2.5 adds every EC2 instance to a command sent to InstanceIds (it filters
         # instances by the command's tag targets, and no filter matches all): a command goes
         # only to the hosts it names, as on AWS.
@@ -853,26 +865,49 @@ class World:
             )
 
     def _placement(self) -> dict[str, int]:
-        """Consumers on each broker and producers on Amazon MQ, from their parameters now."""
+        """Consumers on each broker and producers on Amazon MQ, from their parameters now.
+
+        Read from the simulated Parameter Store itself (moto's backend), not through its API:
+        the bridge samples every period, and GetParameters takes ten names a call (1,000 calls
+        a sample at 10,000 parameters). Kept until the next write to the Parameter Store; the
+        many clients sharing a URL are placed once."""
+        if self._placed_at is not None and self._placed_at[0] == self.parameter_writes:
+            return dict(self._placed_at[1])
         placed = {"onPrem": self.stray_consumers, "amazonMq": 0, "producersOnAmazonMq": 0}
         if self.plan is None:
             return placed
         from mq_cutover.client_urls import failover_members
-        from mq_cutover.rollback import current_values
 
-        ssm = boto3_client("ssm")
-        on_prem = set(failover_members(self.plan.on_prem.url)) | {self.plan.on_prem.url}
-        values = current_values(ssm, self.plan.all_parameters)
+        store = ssm_backends[ACCOUNT][REGION]
+        on_prem_url = self.plan.on_prem.url
+        on_prem = set(failover_members(on_prem_url)) | {on_prem_url}
+        seen: dict[str, bool] = {}  # URL -> the client connects on-prem
+
+        def connects_on_prem(value: str) -> bool:
+            if value not in seen:
+                seen[value] = value in on_prem or failover_members(value)[0] in on_prem
+            return seen[value]
+
+        def value_of(name: str) -> str:
+            parameter = store.get_parameter(name)
+            return (parameter.value if parameter is not None else None) or on_prem_url
+
         for name in self.plan.consumers.parameters:
-            value = values.get(name) or self.plan.on_prem.url
-            first = failover_members(value)[0]
-            placed["onPrem" if value in on_prem or first in on_prem else "amazonMq"] += 1
+            placed["onPrem" if connects_on_prem(value_of(name)) else "amazonMq"] += 1
         placed["producersOnAmazonMq"] = sum(
-            1
-            for name in self.plan.producers.parameters
-            if (values.get(name) or self.plan.on_prem.url) not in on_prem
+            1 for name in self.plan.producers.parameters if value_of(name) not in on_prem
         )
+        self._placed_at = (self.parameter_writes, dict(placed))
         return placed
+
+    def _counting(self, write: Callable[..., Any]) -> Callable[..., Any]:
+        """A Parameter Store write that the placement's cache notices."""
+
+        def counted(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            self.parameter_writes += 1
+            return write(backend, *args, **kwargs)
+
+        return counted
 
     def _amazon_mq_metrics(self) -> QueueMetrics | None:
         """Amazon MQ's own metrics for the broker the run created (None before it exists)."""
