@@ -42,6 +42,7 @@ from botocore.exceptions import ClientError
 from mq_cutover.aws import raise_if_throttled
 from mq_cutover.errors import DrainCheckFailed
 from mq_cutover.plan import MigrationPlan, QueueMetrics
+from mq_cutover.queue_set import Aggregate, QueueSet
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit
 REPORT_LIMIT = 20  # queues listed by name in the summary; the rest are counted
@@ -82,6 +83,7 @@ class SideFigures:
     queues: dict[str, QueueNow]
     error: str | None = None
     digest: str | None = None
+    metrics_read: int = 0  # GetMetricData metrics requested for it
 
 
 class LiveSource(Protocol):
@@ -290,7 +292,11 @@ def read_series(
 
 @dataclass
 class Reading:
-    """One look at every queue's newest datapoints (on one broker, or both for placement)."""
+    """One look at every queue's newest datapoints (on one broker, or both for placement).
+
+    Aggregate readings (`readMode` aggregate) count from the bridge's aggregates and name from
+    the latest per-queue detail: a count (`*_count`) may then exceed its list of names, never
+    the other way round; `None` counts are the lists' lengths (per-queue readings)."""
 
     at: datetime
     purpose: Purpose = Purpose.DRAIN
@@ -306,26 +312,68 @@ class Reading:
     messages_left: int = 0
     newest_at: datetime | None = None  # the oldest of the queues' newest datapoints
     enqueue_total: float | None = None  # sum of the queues' newest enqueue counters
-    read_error: str | None = None  # why a live source could not be read (all queues missing)
+    read_error: str | None = None  # why the figures could not be read (never zero)
     enqueue_digest: str | None = None  # a live source's counters, for the next call's first
+    metrics_read: int = 0  # GetMetricData metrics requested for this reading
+    # Aggregate readings only:
+    read_mode: str = "perQueue"
+    queue_set: str | None = None  # the QueueSet digest read
+    queues_reported: int | None = None  # SetQueuesReported
+    ignored_messages: int | None = None  # SetIgnoredMessages
+    set_receiving: bool = False  # SetEnqueued moved (or could not show it did not)
+    enqueued_newest_period: float | None = None  # SetEnqueued's move over its newest period
+    detail_read_at: datetime | None = None
+    with_messages_count: int | None = None
+    never_drain_count: int | None = None
+    connected_count: int | None = None
+    unplaced_count: int | None = None  # at least this many (aggregate placement)
+
+    @staticmethod
+    def _total(count: int | None, names: list[Any]) -> int:
+        return len(names) if count is None else count
+
+    @property
+    def never_drain_total(self) -> int:
+        return self._total(self.never_drain_count, self.never_drain)
+
+    @property
+    def connected_total(self) -> int:
+        return self._total(self.connected_count, self.connected)
+
+    @property
+    def unplaced_total(self) -> int:
+        return self._total(self.unplaced_count, self.unplaced)
+
+    @property
+    def with_messages_total(self) -> int:
+        return self._total(self.with_messages_count, self.with_messages)
+
+    @property
+    def still_receiving(self) -> bool:
+        return bool(self.receiving) or self.set_receiving
+
+    @property
+    def unknown(self) -> bool:
+        """Something watched could not be read (missing, stale, a failed or short read)."""
+        return bool(self.missing or self.stale or self.read_error)
 
     @property
     def empty(self) -> bool:
         return bool(self.watched) and not (
-            self.missing or self.stale or self.with_messages or self.receiving
+            self.unknown or self.with_messages or self.messages_left or self.still_receiving
         )
 
     @property
     def met(self) -> bool:
         """The purpose's condition holds in this reading."""
         if self.purpose == Purpose.PLACEMENT:
-            return bool(self.watched) and not (self.missing or self.stale or self.unplaced)
+            return bool(self.watched) and not (self.unknown or self.unplaced_total)
         if self.purpose == Purpose.FENCE:
             # Nobody left: no consumer connected, nothing arriving. Messages still there are
             # counted and shown, not waited for: the drain (or a person at its timeout gate)
             # already decided about them.
             return bool(self.watched) and not (
-                self.missing or self.stale or self.receiving or self.connected
+                self.unknown or self.still_receiving or self.connected_total
             )
         return self.empty
 
@@ -362,7 +410,7 @@ def side_queries(
 
 def by_size(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Queues with messages, the fullest first."""
-    return sorted(queues, key=lambda q: -(q["messages"] + q["inFlight"]))
+    return sorted(queues, key=lambda q: -(q["messages"] + (q["inFlight"] or 0)))
 
 
 def _read_side(
@@ -427,7 +475,18 @@ def _read_side(
             now_q.consumers = int(points["c"][0][1])
         if "e" in points:
             now_q.enqueues = [value for _, value in points["e"][:2]]
-    return SideFigures(figures)
+    return SideFigures(figures, metrics_read=len(queries))
+
+
+def needs_quiet(side: Side, purpose: Purpose) -> bool:
+    """Whether producers quiet is read (not for placement; not when waived)."""
+    return (
+        purpose != Purpose.PLACEMENT
+        and side.require_quiet
+        # A live source reads the enqueue counter itself (RabbitMQ's message_stats.publish),
+        # whatever the metric names (Amazon MQ for RabbitMQ publishes no such metric).
+        and (side.live is not None or side.metrics.enqueue_metric is not None)
+    )
 
 
 def read_queues(
@@ -446,19 +505,17 @@ def read_queues(
     side = side or on_prem_side(plan)
     if queues is None:
         queues = side_queues(side, cloudwatch)
-    quiet_needed = (
-        purpose != Purpose.PLACEMENT
-        and side.require_quiet
-        # A live source reads the enqueue counter itself (RabbitMQ's message_stats.publish),
-        # whatever the metric names (Amazon MQ for RabbitMQ publishes no such metric).
-        and (side.live is not None or side.metrics.enqueue_metric is not None)
-    )
+    quiet_needed = needs_quiet(side, purpose)
+    if reads_aggregates(side):
+        reader = SetReadings(side, queues, stale_after_seconds(plan, side.metrics))
+        return reader.read(cloudwatch, now, purpose, quiet_needed, other)
     read_here = _read_side(side, cloudwatch, now, queues, purpose, quiet_needed)
     read_there = _read_side(other, cloudwatch, now, queues, purpose, False) if other else None
     here = read_here.queues
     there = read_there.queues if read_there else {}
 
     reading = Reading(at=now, purpose=purpose)
+    reading.metrics_read = read_here.metrics_read + (read_there.metrics_read if read_there else 0)
     errors = [read.error for read in (read_here, read_there) if read and read.error]
     reading.read_error = "; ".join(errors) or None
     reading.enqueue_digest = read_here.digest if quiet_needed else None
@@ -512,6 +569,302 @@ def read_queues(
     if quiet_needed and enqueued and len(enqueued) == reading.watched:
         reading.enqueue_total = sum(enqueued)
     return reading
+
+
+def reads_aggregates(side: Side) -> bool:
+    """Whether a side is read from the bridge's QueueSet aggregates (`onPrem.metrics.readings`
+    aggregate, the default); Amazon MQ's own metrics and live sources are read per queue."""
+    return side.live is None and getattr(side.metrics, "readings", "perQueue") == "aggregate"
+
+
+def detail_period_seconds(metrics: QueueMetrics) -> int:
+    return int(getattr(metrics, "detail_period_seconds", metrics.period_seconds))
+
+
+def _window(now: datetime, period: int, stale_after: int) -> tuple[datetime, datetime]:
+    """A reading's window, aligned to the period as CloudWatch aligns its buckets (the same
+    bucket read twice has the same timestamp: not a new reading); it ends after the current,
+    partial period and looks back twice the stale limit (older than that is missing)."""
+    end = _align(now, period) + timedelta(seconds=period)
+    periods = -(-2 * stale_after // period) + 1
+    return end - timedelta(seconds=periods * period), end
+
+
+@dataclass
+class Detail:
+    """One read of every watched queue's own messages series (the bridge's per-queue detail)."""
+
+    at: datetime
+    messages: dict[str, int]  # fresh, not ignored queues: their newest value
+    missing: list[str]
+    stale: list[dict[str, Any]]
+    ignored: list[dict[str, Any]]  # {"queue", "messages"} (None: no datapoint)
+
+
+class SetReadings:
+    """One Lambda call's aggregate readings of the on-prem broker (`readings: aggregate`).
+
+    Every reading asks GetMetricData for the plan's QueueSet aggregates (`queue_set.Aggregate`,
+    Maximum over `periodSeconds`): messages, in flight, the enqueue total's newest two buckets,
+    queues reported, queues never draining, the ignored queues' messages; consumers and queues
+    with consumers for the fence and placement. The per-queue detail (the messages metric, over
+    `detailPeriodSeconds`) is read at the call's first reading and again when the aggregates
+    first look empty and the last detail read is older than one detail period; it names queues
+    (with messages, missing, stale, ignored). Met only when the aggregates are all there and
+    fresh, report every watched queue, show nothing left and nothing arriving, and the latest
+    detail shows every watched queue present and not stale. Counts come from the aggregates,
+    names from the detail: fewer names than the count, never a wrong one."""
+
+    def __init__(self, side: Side, queues: list[str], stale_after: int) -> None:
+        self.side = side
+        self.queues = queues
+        self.queue_set = QueueSet.of(side.listed, side.ignore)
+        self.watched = [q for q in queues if not is_ignored(q, side.ignore)]
+        self.stale_after = stale_after
+        self.detail: Detail | None = None
+        self.looked_empty = False
+        self._last: (
+            tuple[Reading, dict[Aggregate, list[tuple[datetime, float]]], SideFigures | None] | None
+        ) = None
+
+    # --- CloudWatch reads -------------------------------------------------------------------
+
+    def aggregates(
+        self, cloudwatch: Any, now: datetime, wanted: list[Aggregate]
+    ) -> tuple[dict[Aggregate, list[tuple[datetime, float]]], int]:
+        metrics = self.side.metrics
+        period = metrics.period_seconds
+        dims = self.queue_set.dimensions(metrics.dimensions)
+        queries = [
+            {
+                "Id": f"a{number}",
+                "MetricStat": {
+                    "Metric": {"Namespace": metrics.namespace, "MetricName": name.value,
+                               "Dimensions": dims},
+                    "Period": period,
+                    "Stat": "Maximum",
+                },
+            }
+            for number, name in enumerate(wanted)
+        ]  # fmt: skip
+        start, end = _window(now, period, self.stale_after)
+        series = read_series(cloudwatch, queries, start, end)
+        found = {name: series.get(f"a{number}") or [] for number, name in enumerate(wanted)}
+        return found, len(queries)
+
+    def read_detail(self, cloudwatch: Any, now: datetime) -> int:
+        """Every watched queue's messages series; returns the metrics requested."""
+        metrics = self.side.metrics
+        period = detail_period_seconds(metrics)
+        limit = max(self.stale_after, 3 * period)
+        queries = side_queries(self.side, self.queues, {"m": metrics.messages_metric}, period)
+        start, end = _window(now, period, limit)
+        series = read_series(cloudwatch, queries, start, end)
+        detail = Detail(now, {}, [], [], [])
+        for index, queue in enumerate(self.queues):
+            points = series.get(f"m{index}i0") or []
+            if is_ignored(queue, self.side.ignore):
+                count = int(points[0][1]) if points else None
+                detail.ignored.append({"queue": queue, "messages": count})
+            elif not points:
+                detail.missing.append(queue)
+            elif (age := int((now - points[0][0]).total_seconds())) > limit:
+                detail.stale.append({"queue": queue, "ageSeconds": age})
+            else:
+                detail.messages[queue] = int(points[0][1])
+        self.detail = detail
+        return len(queries)
+
+    def detail_older_than_a_period(self, now: datetime) -> bool:
+        period = detail_period_seconds(self.side.metrics)
+        return self.detail is None or (now - self.detail.at).total_seconds() >= period
+
+    # --- readings ---------------------------------------------------------------------------
+
+    def read(
+        self,
+        cloudwatch: Any,
+        now: datetime,
+        purpose: Purpose,
+        quiet: bool,
+        other: Side | None = None,
+    ) -> Reading:
+        wanted = [
+            Aggregate.MESSAGES,
+            Aggregate.IN_FLIGHT,
+            Aggregate.QUEUES_REPORTED,
+            Aggregate.QUEUES_NEVER_DRAINING,
+            Aggregate.IGNORED_MESSAGES,
+        ]
+        if quiet:
+            wanted.append(Aggregate.ENQUEUED)
+        if purpose in (Purpose.FENCE, Purpose.PLACEMENT):
+            wanted += [Aggregate.QUEUES_WITH_CONSUMERS, Aggregate.CONSUMERS]
+        found, requested = self.aggregates(cloudwatch, now, wanted)
+        there = _read_side(other, cloudwatch, now, self.queues, purpose, False) if other else None
+        reading = Reading(at=now, purpose=purpose, read_mode="aggregate")
+        reading.metrics_read = requested + (there.metrics_read if there else 0)
+        self._set_figures(reading, found, quiet)
+        looks_empty = reading.empty
+        if self.detail is None or (
+            looks_empty and not self.looked_empty and self.detail_older_than_a_period(now)
+        ):
+            reading.metrics_read += self.read_detail(cloudwatch, now)
+        self.looked_empty = looks_empty
+        self._last = (reading, found, there)
+        return self._named(reading, found, there)
+
+    def renamed(self, cloudwatch: Any, now: datetime) -> Reading | None:
+        """The last reading again with a fresh detail (names for an email), when the detail is
+        older than a detail period; None when it is not."""
+        if self._last is None or not self.detail_older_than_a_period(now):
+            return None
+        reading, found, there = self._last
+        reading.metrics_read += self.read_detail(cloudwatch, now)
+        return self._named(reading, found, there)
+
+    def _set_figures(
+        self, reading: Reading, found: dict[Aggregate, list[tuple[datetime, float]]], quiet: bool
+    ) -> None:
+        """The aggregates' figures and, when they are missing, stale or short, why (never 0)."""
+        reading.watched = len(self.watched)
+        reading.queue_set = self.queue_set.digest
+        ignored = found.get(Aggregate.IGNORED_MESSAGES) or []
+        reading.ignored_messages = int(ignored[0][1]) if ignored else None
+        required = [name for name in found if name != Aggregate.IGNORED_MESSAGES]
+        absent = [name.value for name in required if not found[name]]
+        metrics = self.side.metrics
+        where = f"QueueSet {self.queue_set.digest} in {metrics.namespace}"
+        if absent:
+            reading.read_error = (
+                f"no recent aggregates for {where} ({', '.join(absent)}): run the metrics "
+                "bridge with this plan's onPrem.queues and onPrem.ignoreQueues (mq-cutover "
+                "publish-metrics --plan, or the bridge Lambda's OnPremMetricsQueues and "
+                "OnPremMetricsIgnoreQueues), or set onPrem.metrics.readings to perQueue for a "
+                "publisher of per-queue series only"
+            )
+            return
+        stamp = min(found[name][0][0] for name in required)
+        age = int((reading.at - stamp).total_seconds())
+        if age > self.stale_after:
+            reading.read_error = (
+                f"the aggregates for {where} are {age} s old (stale after {self.stale_after} "
+                "s): is the metrics bridge running?"
+            )
+            return
+        reading.newest_at = stamp
+
+        def newest(name: Aggregate) -> int:
+            return int(found[name][0][1])
+
+        reported = newest(Aggregate.QUEUES_REPORTED)
+        reading.queues_reported = reported
+        if reported != reading.watched:
+            reading.read_error = (
+                f"the metrics bridge read {reported} of the {reading.watched} watched queues of "
+                f"{where} (not counted as empty: see missing and stale for which)"
+            )
+        messages, in_flight = newest(Aggregate.MESSAGES), newest(Aggregate.IN_FLIGHT)
+        # ActiveMQ's QueueSize and RabbitMQ's messages already include unacknowledged ones.
+        reading.messages_left = max(messages, in_flight)
+        reading.never_drain_count = newest(Aggregate.QUEUES_NEVER_DRAINING)
+        if Aggregate.QUEUES_WITH_CONSUMERS in found:
+            reading.connected_count = newest(Aggregate.QUEUES_WITH_CONSUMERS)
+        if quiet:
+            enqueues = [value for _, value in found[Aggregate.ENQUEUED][:2]]
+            reading.enqueue_total = enqueues[0]
+            # Quiet = the total did not move over its newest period. A single datapoint proves
+            # nothing yet; a total that went down was reset (a broker restart): not quiet.
+            moved = None if len(enqueues) < 2 else enqueues[0] - enqueues[1]
+            reading.enqueued_newest_period = moved
+            reading.set_receiving = moved is None or moved != 0
+
+    def _named(
+        self,
+        reading: Reading,
+        found: dict[Aggregate, list[tuple[datetime, float]]],
+        there: SideFigures | None,
+    ) -> Reading:
+        """The names the latest detail (and, for placement, the other broker) gives."""
+        detail = self.detail
+        assert detail is not None  # read at the call's first reading
+        reading.detail_read_at = detail.at
+        reading.missing = list(detail.missing)
+        reading.stale = list(detail.stale)
+        reading.ignored = list(detail.ignored)
+        fresh = reading.newest_at is not None
+        full = {q: n for q, n in detail.messages.items() if n > 0}
+        # The detail matches the aggregates: the same messages in total.
+        matches = fresh and sum(full.values()) == reading.messages_left
+        # Names of queues with messages only while the aggregates say some are left (or cannot
+        # say): a detail older than the aggregates' empty reading would name drained queues.
+        named = full if (reading.messages_left or not fresh) else {}
+        if not fresh:
+            reading.messages_left = sum(named.values())  # what is known (at least)
+        # In flight per queue is not in the detail: known when none is in flight, or when one
+        # queue holds every message (in flight are among a queue's messages).
+        in_flight = found.get(Aggregate.IN_FLIGHT) or []
+        set_in_flight = int(in_flight[0][1]) if fresh and in_flight else None
+        if set_in_flight != 0 and not (matches and len(full) == 1):
+            set_in_flight = None
+        reading.with_messages = [
+            {"queue": q, "messages": n, "inFlight": set_in_flight} for q, n in named.items()
+        ]
+        reading.with_messages_count = len(reading.with_messages)
+        # Who has no consumer (never draining) is named when the detail matches the aggregates
+        # (same total) and every queue with messages is never draining (same number).
+        never = reading.never_drain_count or 0
+        zero: set[str] = set()
+        if never and len(full) == never and matches:
+            zero = set(full)
+            reading.never_drain = [{"queue": q, "messages": full[q]} for q in sorted(zero)]
+        with_consumers = reading.connected_count
+        if with_consumers is None:
+            return reading
+        if with_consumers == 0:
+            zero = set(self.watched)
+        # Every queue's consumers are known when the named queues without any are all of them.
+        everyone_known = len(zero) == len(self.watched) - with_consumers
+        consumers = found.get(Aggregate.CONSUMERS) or []
+        each = 1 if consumers and int(consumers[0][1]) == with_consumers else None
+        if reading.purpose == Purpose.FENCE:
+            reading.connected = (
+                [{"queue": q, "consumers": each} for q in self.watched if q not in zero]
+                if everyone_known
+                else []
+            )
+        if reading.purpose == Purpose.PLACEMENT and there is not None:
+            self._placement(reading, zero, everyone_known, each, there)
+        return reading
+
+    def _placement(
+        self,
+        reading: Reading,
+        zero: set[str],
+        everyone_known: bool,
+        each: int | None,
+        there: SideFigures,
+    ) -> None:
+        other = SideName.AMAZON_MQ.value
+        here = self.side.name.value
+        unplaced: list[dict[str, Any]] = []
+        stale = {item["queue"] for item in reading.stale}
+        for queue in self.watched:
+            elsewhere = there.queues[queue]
+            if elsewhere.missing:
+                if queue not in reading.missing:
+                    reading.missing.append(queue)
+                continue
+            if elsewhere.stale_age is not None:
+                if queue not in stale:
+                    reading.stale.append({"queue": queue, "ageSeconds": elsewhere.stale_age})
+                continue
+            on_prem: int | None = 0 if queue in zero else (each if everyone_known else None)
+            if queue in zero or not elsewhere.consumers:
+                unplaced.append({"queue": queue, here: on_prem, other: elsewhere.consumers or 0})
+        without = reading.watched - (reading.connected_count or 0)
+        reading.unplaced = unplaced
+        reading.unplaced_count = len(unplaced) if everyone_known else max(len(unplaced), without)
 
 
 def _timeout_minutes(plan: MigrationPlan, purpose: Purpose) -> int:
@@ -569,17 +922,18 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
         ),
         "watchedQueues": reading.watched,
         "queuesWithMessages": with_messages[:REPORT_LIMIT],
-        "queuesWithMessagesCount": len(with_messages),
+        "queuesWithMessagesCount": reading.with_messages_total,
         "neverDrain": reading.never_drain[:REPORT_LIMIT],
-        "neverDrainCount": len(reading.never_drain),
+        "neverDrainCount": reading.never_drain_total,
         "missing": reading.missing[:REPORT_LIMIT],
         "missingCount": len(reading.missing),
         "stale": reading.stale[:REPORT_LIMIT],
         "staleCount": len(reading.stale),
-        "producersQuiet": not reading.receiving and not moved_since,
+        "producersQuiet": not reading.still_receiving and not moved_since,
         "enqueueTotal": reading.enqueue_total,
         "stillReceiving": reading.receiving[:REPORT_LIMIT],
-        "stillReceivingCount": len(reading.receiving),
+        # Aggregate readings see the set's enqueue total move, not which queue's: unknown.
+        "stillReceivingCount": None if reading.set_receiving else len(reading.receiving),
         "ignored": reading.ignored[:REPORT_LIMIT],
         "ignoredCount": len(reading.ignored),
         "lastReadingAt": reading_at,
@@ -588,17 +942,26 @@ def fold(plan: MigrationPlan, previous: dict[str, Any] | None, reading: Reading)
         "deadlineAt": deadline,
         "extensions": extensions,
         "extensionsLeft": max(0, plan.drain.max_extensions - extensions),
+        "readMode": reading.read_mode,
+        "metricsRead": int(previous.get("metricsRead", 0)) + reading.metrics_read,
     }
-    if reading.read_error:  # a live source: every queue is missing, and this is why
+    if reading.read_mode == "aggregate":
+        summary["queueSet"] = reading.queue_set
+        summary["queuesReported"] = reading.queues_reported
+        summary["ignoredMessages"] = reading.ignored_messages
+        if reading.enqueue_total is not None:
+            summary["enqueuedNewestPeriod"] = reading.enqueued_newest_period
+        summary["detailReadAt"] = _iso(reading.detail_read_at) if reading.detail_read_at else None
+    if reading.read_error:  # why the figures could not be read (never counted as empty)
         summary["readError"] = reading.read_error[:READ_ERROR_LIMIT]
     if reading.enqueue_digest:  # a live source's counters: the next call compares with them
         summary["enqueueDigest"] = reading.enqueue_digest
     if reading.purpose == Purpose.FENCE:
         summary["connected"] = reading.connected[:REPORT_LIMIT]
-        summary["connectedCount"] = len(reading.connected)
+        summary["connectedCount"] = reading.connected_total
     if reading.purpose == Purpose.PLACEMENT:
         summary["unplaced"] = reading.unplaced[:REPORT_LIMIT]
-        summary["unplacedCount"] = len(reading.unplaced)
+        summary["unplacedCount"] = reading.unplaced_total
     else:
         summary["drained"] = done
     return summary
@@ -636,10 +999,26 @@ def watch_drain(
             read.live.resume(previous)
     began = now()
     queues = side_queues(side, cloudwatch)
+    # Aggregate readings keep this call's per-queue detail between readings.
+    reader = (
+        SetReadings(side, queues, stale_after_seconds(plan, side.metrics))
+        if reads_aggregates(side)
+        else None
+    )
 
     def one(previous: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
-        reading = read_queues(plan, cloudwatch, at, queues, side=side, purpose=purpose, other=other)
+        if reader is None:
+            reading = read_queues(
+                plan, cloudwatch, at, queues, side=side, purpose=purpose, other=other
+            )
+        else:
+            reading = reader.read(cloudwatch, at, purpose, needs_quiet(side, purpose), other)
         summary = fold(plan, previous, reading)
+        if reader is not None and summary["timedOut"]:
+            # A person is asked next: the queues by name from a fresh detail.
+            renamed = reader.renamed(cloudwatch, now())
+            if renamed is not None:
+                summary = fold(plan, previous, renamed)
         summary["side"] = side.name.value
         return summary
 
@@ -672,6 +1051,8 @@ def broker_counts(
 ) -> dict[str, Any]:
     """One reading of one broker for a report: messages left per queue, and what could not be
     read (missing or stale: unknown, never zero)."""
+    if reads_aggregates(side):
+        return _detail_counts(plan, cloudwatch, now, side)
     reading = read_queues(plan, cloudwatch, now, side=side)
     with_messages = by_size(reading.with_messages)
     known = not (reading.missing or reading.stale)
@@ -686,4 +1067,36 @@ def broker_counts(
         "stale": reading.stale[:REPORT_LIMIT],
         "staleCount": len(reading.stale),
         "readAt": _iso(now),
+    }
+
+
+def _detail_counts(
+    plan: MigrationPlan, cloudwatch: Any, now: datetime, side: Side
+) -> dict[str, Any]:
+    """`broker_counts` from the bridge's per-queue detail (aggregate readings): each queue's
+    messages as of its newest detail period (in flight: not in the detail, so unknown)."""
+    reader = SetReadings(
+        side, side_queues(side, cloudwatch), stale_after_seconds(plan, side.metrics)
+    )
+    reader.read_detail(cloudwatch, now)
+    detail = reader.detail
+    assert detail is not None
+    with_messages = [
+        {"queue": q, "messages": n, "inFlight": None} for q, n in detail.messages.items() if n
+    ]
+    with_messages = by_size(with_messages)
+    left = sum(detail.messages.values())
+    known = not (detail.missing or detail.stale)
+    return {
+        "side": side.name.value,
+        "messagesLeft": left if known else None,
+        "messagesLeftAtLeast": left,
+        "queuesWithMessages": with_messages[:REPORT_LIMIT],
+        "queuesWithMessagesCount": len(with_messages),
+        "missing": detail.missing[:REPORT_LIMIT],
+        "missingCount": len(detail.missing),
+        "stale": detail.stale[:REPORT_LIMIT],
+        "staleCount": len(detail.stale),
+        "readAt": _iso(now),
+        "detailReadAt": _iso(detail.at),
     }

@@ -153,6 +153,48 @@ class QueueMetrics(_Model):
     stale_after_seconds: int | None = Field(default=None, ge=5, le=3600)
 
 
+class OnPremMetrics(QueueMetrics):
+    """Where the on-prem broker's figures live: what the metrics bridge publishes under
+    `namespace` and `dimensions`. `periodSeconds` is the period of the bridge's aggregate series
+    (its sampling interval).
+
+    `readings`: `aggregate` (the default) reads, on every reading, the aggregates the bridge
+    publishes for the plan's queue set (a handful of series, whatever the number of queues:
+    `mq_cutover.queue_set`), and each queue's own messages series (published every
+    `detailPeriodSeconds`) only when it is needed: at a check's first reading, when the
+    aggregates first look empty, and to name the queues with messages. `perQueue` reads every
+    queue's messages, in flight, enqueue and consumer series on every reading, as a publisher of
+    one's own that publishes per-queue series only needs (about five times the CloudWatch reads
+    at a thousand queues).
+
+    `detailPeriodSeconds`: the period of the per-queue series in aggregate readings (the
+    bridge's `--detail-seconds`, default 60); at least `periodSeconds`."""
+
+    readings: Literal["aggregate", "perQueue"] = Field(
+        default="aggregate",
+        description=(
+            "aggregate: the bridge's queue-set aggregates every reading, per-queue series when "
+            "needed; perQueue: every queue's series every reading (a per-queue-only publisher)"
+        ),
+    )
+    detail_period_seconds: Literal[1, 5, 10, 30, 60, 300] = Field(
+        default=60,
+        description=(
+            "The period of the per-queue series (the bridge's detail period); at least "
+            "periodSeconds"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _detail_not_faster(self) -> OnPremMetrics:
+        if self.detail_period_seconds < self.period_seconds:
+            raise ValueError(
+                f"detailPeriodSeconds ({self.detail_period_seconds}) must be at least "
+                f"periodSeconds ({self.period_seconds}): the per-queue series are the slower ones"
+            )
+        return self
+
+
 class MetricsSource(StrEnum):
     CLOUDWATCH = "cloudwatch"  # the namespace below (Amazon MQ's own, or a bridge's)
     MANAGEMENT_API = "managementApi"  # read live from the broker's RabbitMQ management API
@@ -294,7 +336,7 @@ class OnPremBroker(_Model):
     """The broker being migrated away from."""
 
     url: Annotated[str, StringConstraints(pattern=r"^(failover:\(.+\).*|[a-z+]+://\S+)$")]
-    metrics: QueueMetrics = Field(default_factory=QueueMetrics)
+    metrics: OnPremMetrics = Field(default_factory=OnPremMetrics)
     queues: list[str] = Field(default_factory=list)
     ignore_queues: list[str] = Field(
         default_factory=lambda: ["ActiveMQ.DLQ", "DLQ.*", "*.DLQ", "*.dlq"]

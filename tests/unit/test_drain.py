@@ -24,6 +24,15 @@ ENQUEUED = 1000  # every queue's cumulative enqueue counter, unless a test moves
 
 
 @pytest.fixture
+def ordered_plan(ordered_plan: dict[str, Any]) -> dict[str, Any]:
+    """The example plan read per queue (`readings: perQueue`): the tests below publish every
+    queue's series each period, as a per-queue-only publisher does. The aggregate readings'
+    own tests (below them) set `readings: aggregate` back."""
+    ordered_plan["onPrem"]["metrics"]["readings"] = "perQueue"
+    return ordered_plan
+
+
+@pytest.fixture
 def plan(ordered_plan: dict[str, Any]) -> MigrationPlan:
     ordered_plan["drain"] = {
         "pollIntervalSeconds": 60,
