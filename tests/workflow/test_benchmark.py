@@ -1,5 +1,6 @@
-"""The benchmark script runs and prints every figure the README quotes (a smoke run: small
-sizes, two trials). The figures are simulated time, so their order is checked, not speed."""
+"""The benchmark script runs and prints every figure the README quotes (a smoke run: 10 queues,
+two trials, short drains). The figures are simulated time, so their order is checked, not
+speed; the cost figures are counted from the run's own AWS calls, so they follow its readings."""
 
 from __future__ import annotations
 
@@ -26,15 +27,48 @@ def test_benchmark_quick_run_prints_every_figure(
     out = capsys.readouterr().out
     lags = {
         name: (float(p50), float(p95))
-        for name, p50, p95 in re.findall(r"(\S+)\s+\(period.*lag p50 (\d+) s, p95 (\d+) s", out)
+        for name, p50, p95 in re.findall(
+            r"N=10\s+(\S+)\s+\(period.*lag p50 (\d+) s, p95 (\d+) s", out
+        )
     }
     # Readings every 10 s find the drain sooner than readings every 60 s, and never before the
     # last message was consumed.
     assert set(lags) == {"default", "10-second"}
     assert 0 < lags["10-second"][1] < lags["default"][0]
-    per_hour = dict(re.findall(r"(\S+)\s*: (\d+) history events/h", out))
-    assert set(per_hour) == {"default", "10-second"} and all(int(v) > 0 for v in per_hour.values())
-    assert re.search(r"a whole 1-hour drain .*: \d+ drain-loop events", out)
-    assert len(re.findall(r"queues: total \d+\.\d\d", out)) == 6
-    scale = re.findall(r"(ordered|unordered)\s+N=10 .*?: SUCCEEDED, .* largest state payload", out)
+    costs = {
+        name: (float(total), float(ratio), float(reads), float(writes))
+        for name, total, ratio, reads, writes in re.findall(
+            r"N=10\s+(\S+)\s+total \$([\d.]+)/h = ([\d.]+)% of the broker "
+            r"\(reads \$([\d.]+), writes \$([\d.]+),",
+            out,
+        )
+    }
+    assert set(costs) == {"default", "10-second"}
+    counted = {
+        name: (int(metrics), int(puts), int(distinct), int(events))
+        for name, metrics, puts, distinct, events in re.findall(
+            r"N=10\s+(\S+)\s+total.*\n\s+per hour: (\d+) metrics read in \d+ GetMetricData, \d+ "
+            r"ListMetrics; (\d+) PutMetricData, \d+ datapoints, (\d+) distinct metrics; \d+ "
+            r"transitions, (\d+) history events",
+            out,
+        )
+    }
+    assert set(counted) == {"default", "10-second"}
+    for name, (metrics, puts, distinct, events) in counted.items():
+        assert metrics > 0 and puts > 0 and events > 0, name
+        assert 10 <= distinct < 10_000, name  # at least a series per queue, every one counted
+        total, ratio, reads, writes = costs[name]
+        assert reads > 0 and writes > 0 and total > reads + writes
+        # (the total is printed to the cent from $0.10 up)
+        assert ratio == pytest.approx(total / benchmark.BROKER_PER_HOUR * 100, abs=1.8)
+    # Counted, not assumed: six times the readings ask for more metrics and more samples.
+    assert counted["10-second"][0] > counted["default"][0]
+    assert counted["10-second"][1] > counted["default"][1]
+    assert re.search(r"A whole [\d.]+-hour drain .*: \d+ drain-loop events", out)
+    scale = re.findall(
+        r"(ordered|unordered)\s+N=10 .*?: SUCCEEDED, .* largest state payload [\d.]+ KB .*"
+        r"with the execution input .*variables at most [\d.]+ KB",
+        out,
+    )
     assert scale == ["ordered", "unordered", "ordered"]
+    assert "Issue 15's targets:" in out
