@@ -11,13 +11,16 @@ import pytest
 from mq_cutover.drain import (
     Purpose,
     amazon_mq_side,
+    broker_counts,
     check_drain,
     on_prem_side,
     read_queues,
     watch_drain,
 )
 from mq_cutover.errors import PlanInvalid
+from mq_cutover.metrics_bridge import QueueStats, aggregate, aggregate_data, detail_data, put
 from mq_cutover.plan import MigrationPlan, parse_plan
+from mq_cutover.queue_set import DetailFigures, QueueSet
 
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 ENQUEUED = 1000  # every queue's cumulative enqueue counter, unless a test moves it
@@ -549,3 +552,417 @@ def test_calls_per_reading_at_1000_queues_matched_by_pattern(
     assert result["watchedQueues"] == 1000 and readings >= 2
     assert cw.calls.count("ListMetrics") == 2
     assert cw.calls.count("GetMetricData") == per_reading * readings
+
+
+# --- Aggregate readings (`onPrem.metrics.readings: aggregate`, the default) -----------------
+# The bridge's own code writes the datapoints: its aggregates of the plan's QueueSet every
+# sample and the per-queue messages detail when it is due.
+
+
+@pytest.fixture
+def agg_plan(ordered_plan: dict[str, Any]) -> MigrationPlan:
+    ordered_plan["onPrem"]["metrics"]["readings"] = "aggregate"
+    ordered_plan["drain"] = {
+        "pollIntervalSeconds": 60,
+        "consecutiveEmptyReadings": 2,
+        "timeoutMinutes": 5,
+    }
+    return parse_plan(ordered_plan)
+
+
+AGG_QUEUES = {**ALL_EMPTY, "ActiveMQ.DLQ": (0, 0)}
+
+
+def bridge_sample(
+    cw: Any,
+    plan: MigrationPlan,
+    at: datetime,
+    depths: dict[str, tuple[int, int]] | None = None,
+    enqueued: dict[str, int] | None = None,
+    consumers: dict[str, int] | None = None,
+    *,
+    detail: bool = True,
+    detail_only: list[str] | None = None,
+    queue_set: QueueSet | None = None,
+) -> None:
+    """One sample of the metrics bridge (`metrics_bridge.aggregate_data` / `detail_data`):
+    the aggregates of `queue_set` (the plan's) and, when `detail`, the per-queue messages
+    series (of the `detail_only` queues: a detail that lost some)."""
+    metrics = plan.on_prem.metrics
+    queue_set = queue_set or QueueSet.from_plan(plan)
+    stats = [
+        QueueStats(
+            queue,
+            messages,
+            in_flight,
+            (enqueued or {}).get(queue, ENQUEUED),
+            0,
+            (consumers or {}).get(queue, 1),
+        )
+        for queue, (messages, in_flight) in (depths or AGG_QUEUES).items()
+    ]
+    high = metrics.period_seconds < 60
+    data = aggregate_data(
+        aggregate(stats, queue_set), queue_set, metrics, at, high_resolution=high,
+        queues_read=len(stats),
+    )  # fmt: skip
+    if detail:
+        shown = [s for s in stats if detail_only is None or s.queue in detail_only]
+        data += detail_data(
+            shown, metrics, at, resolution=1 if high and metrics.detail_period_seconds < 60
+            else 60, figures=DetailFigures.MESSAGES, queue_set=queue_set,
+        )  # fmt: skip
+    put(cw, metrics.namespace, data)
+
+
+def counting_reads(cw: Any) -> list[int]:
+    """The metrics each GetMetricData call asks for, in order."""
+    calls: list[int] = []
+    original = cw.get_metric_data
+
+    def counting(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["MetricDataQueries"]))
+        return original(**kwargs)
+
+    cw.get_metric_data = counting
+    return calls
+
+
+def test_aggregate_readings_drain_after_k_new_readings_and_a_dlq_is_only_reported(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    busy = {**AGG_QUEUES, "orders.paid": (4, 4), "ActiveMQ.DLQ": (9, 0)}
+    bridge_sample(cw, agg_plan, T0 - timedelta(minutes=1), busy)
+    bridge_sample(cw, agg_plan, T0, busy)
+    calls = counting_reads(cw)
+    first = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
+    assert (
+        first["readMode"] == "aggregate"
+        and first["queueSet"] == QueueSet.from_plan(agg_plan).digest
+    )
+    assert not first["drained"] and first["messagesLeft"] == 4
+    # Named from the detail; in flight is known: one queue holds every message.
+    assert first["queuesWithMessages"] == [{"queue": "orders.paid", "messages": 4, "inFlight": 4}]
+    # The DLQ: only in SetIgnored* and its own detail, reported, never waited for.
+    assert first["ignored"] == [{"queue": "ActiveMQ.DLQ", "messages": 9}]
+    assert first["ignoredMessages"] == 9 and first["watchedQueues"] == 3
+    assert first["queuesReported"] == 3 and first["detailReadAt"] == first["checkedAt"]
+    # Six aggregates, then the detail: the messages series of the four queues.
+    assert calls == [6, 4] and first["metricsRead"] == 10
+    drained = {**AGG_QUEUES, "ActiveMQ.DLQ": (9, 0)}
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=1), drained)
+    second = check_drain(agg_plan, cw, first, T0 + timedelta(minutes=1, seconds=5))
+    assert second["consecutiveEmpty"] == 1 and second["queuesWithMessages"] == []
+    # The same datapoint read again is not a new reading.
+    reread = check_drain(agg_plan, cw, second, T0 + timedelta(minutes=1, seconds=40))
+    assert reread["consecutiveEmpty"] == 1 and not reread["drained"]
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=2), drained)
+    third = check_drain(agg_plan, cw, reread, T0 + timedelta(minutes=2, seconds=5))
+    assert third["drained"] and third["consecutiveEmpty"] == 2 and third["producersQuiet"]
+    assert third["ignored"] == [{"queue": "ActiveMQ.DLQ", "messages": 9}]
+    assert third["metricsRead"] == 40 and "readError" not in third
+
+
+def test_aggregates_missing_are_not_zero_and_say_what_to_run(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    """A bridge publishing per-queue series only (or none): no aggregate for the plan's set."""
+    cw = aws("cloudwatch")
+    for at in (T0 - timedelta(minutes=1), T0):
+        publish(cw, agg_plan, at, {**ALL_EMPTY, "orders.paid": (3, 0)})
+    result = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
+    digest = QueueSet.from_plan(agg_plan).digest
+    assert not result["drained"] and result["consecutiveEmpty"] == 0
+    assert f"no recent aggregates for QueueSet {digest}" in result["readError"]
+    assert "publish-metrics --plan" in result["readError"] and "perQueue" in result["readError"]
+    # What the detail shows is kept (at least), never zero.
+    assert result["messagesLeft"] == 3
+    assert result["queuesWithMessages"][0]["queue"] == "orders.paid"
+    nothing = check_drain(agg_plan, cw, None, T0 + timedelta(days=1))
+    assert not nothing["drained"] and nothing["missingCount"] == 3 and nothing["readError"]
+
+
+def test_stale_aggregates_are_not_zero(aws: Any, agg_plan: MigrationPlan) -> None:
+    cw = aws("cloudwatch")
+    bridge_sample(cw, agg_plan, T0 - timedelta(minutes=1))
+    bridge_sample(cw, agg_plan, T0)
+    # The bridge stopped: four minutes later the newest aggregates are four minutes old.
+    result = check_drain(agg_plan, cw, None, T0 + timedelta(minutes=4, seconds=5))
+    assert not result["drained"] and result["consecutiveEmpty"] == 0
+    assert "s old (stale after 180 s)" in result["readError"]
+    assert result["staleCount"] == 3  # the detail's names: each queue's own series too
+
+
+def test_a_queue_the_bridge_did_not_read_is_not_counted_as_empty(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    lost = {q: v for q, v in AGG_QUEUES.items() if q != "orders.shipped"}
+    previous = None
+    for minute in range(4):
+        at = T0 + timedelta(minutes=minute)
+        bridge_sample(cw, agg_plan, at, lost)
+        previous = check_drain(agg_plan, cw, previous, at + timedelta(seconds=5))
+    assert previous is not None
+    assert not previous["drained"] and previous["consecutiveEmpty"] == 0
+    assert previous["queuesReported"] == 2 and previous["watchedQueues"] == 3
+    assert "read 2 of the 3 watched queues" in previous["readError"]
+    assert previous["missing"] == ["orders.shipped"]
+
+
+def test_a_listed_queue_missing_in_the_detail_holds_the_drain(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    """The aggregates count three queues, but the detail has no series for one of them: the
+    drain does not know that the three are the ones it watches."""
+    cw = aws("cloudwatch")
+    previous = None
+    for minute in range(4):
+        at = T0 + timedelta(minutes=minute)
+        bridge_sample(cw, agg_plan, at, detail_only=["orders.created", "orders.paid"])
+        previous = check_drain(agg_plan, cw, previous, at + timedelta(seconds=5))
+    assert previous is not None
+    assert not previous["drained"] and previous["consecutiveEmpty"] == 0
+    assert previous["missing"] == ["orders.shipped"] and previous["queuesReported"] == 3
+
+
+def test_a_straggler_moves_the_set_enqueue_total(aws: Any, agg_plan: MigrationPlan) -> None:
+    """Its messages are consumed at once (0 messages throughout); the set's enqueue total
+    still moves, so no reading counts until that producer stops."""
+    cw = aws("cloudwatch")
+    for minute in range(3):
+        bridge_sample(
+            cw, agg_plan, T0 + timedelta(minutes=minute),
+            enqueued={"orders.paid": ENQUEUED + 50 * (minute + 1)},
+        )  # fmt: skip
+    result = check_drain(agg_plan, cw, None, T0 + timedelta(minutes=2, seconds=5))
+    assert result["messagesLeft"] == 0 and not result["producersQuiet"]
+    assert result["enqueuedNewestPeriod"] == 50 and result["consecutiveEmpty"] == 0
+    # Which queue is not in the aggregates: not named, and not counted as none.
+    assert result["stillReceiving"] == [] and result["stillReceivingCount"] is None
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=3), enqueued={"orders.paid": ENQUEUED + 150})
+    quiet = check_drain(agg_plan, cw, result, T0 + timedelta(minutes=3, seconds=5))
+    assert quiet["producersQuiet"] and quiet["consecutiveEmpty"] == 1
+    assert quiet["enqueuedNewestPeriod"] == 0 and quiet["stillReceivingCount"] == 0
+
+
+def test_set_enqueues_between_readings_are_seen_inside_one_bucket(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    bridge_sample(cw, agg_plan, T0 - timedelta(minutes=1))
+    bridge_sample(cw, agg_plan, T0)
+    first = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
+    assert first["enqueueTotal"] == 3 * ENQUEUED
+    # Later in the same minute a straggler's message arrives and is consumed at once.
+    late = {"orders.paid": ENQUEUED + 1}
+    bridge_sample(cw, agg_plan, T0 + timedelta(seconds=50), enqueued=late, detail=False)
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=1), enqueued=late)
+    second = check_drain(agg_plan, cw, first, T0 + timedelta(minutes=1, seconds=5))
+    # Newest two buckets both read the new total (no move between them), but it moved since.
+    assert second["enqueuedNewestPeriod"] == 0
+    assert not second["producersQuiet"] and second["consecutiveEmpty"] == 0
+
+
+def test_one_set_datapoint_or_a_reset_total_is_not_quiet(aws: Any, agg_plan: MigrationPlan) -> None:
+    cw = aws("cloudwatch")
+    bridge_sample(cw, agg_plan, T0)  # no history: nothing proves the total stood still
+    first = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
+    assert not first["producersQuiet"] and first["enqueuedNewestPeriod"] is None
+    # The broker restarted: its counters start again from 0.
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=1), enqueued=dict.fromkeys(ALL_EMPTY, 0))
+    reset = check_drain(agg_plan, cw, first, T0 + timedelta(minutes=1, seconds=5))
+    assert reset["enqueuedNewestPeriod"] == -3 * ENQUEUED and not reset["producersQuiet"]
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=2), enqueued=dict.fromkeys(ALL_EMPTY, 0))
+    after = check_drain(agg_plan, cw, reset, T0 + timedelta(minutes=2, seconds=5))
+    assert after["producersQuiet"] and after["consecutiveEmpty"] == 1
+
+
+def test_another_queue_sets_aggregates_are_never_read(aws: Any, agg_plan: MigrationPlan) -> None:
+    """A bridge watching other queues (or other ignore patterns) publishes under another
+    digest: its figures are not this plan's, however empty."""
+    cw = aws("cloudwatch")
+    other = QueueSet.of(["orders.*"], ["ActiveMQ.DLQ"])
+    assert other.digest != QueueSet.from_plan(agg_plan).digest
+    previous = None
+    for minute in range(3):
+        at = T0 + timedelta(minutes=minute)
+        bridge_sample(cw, agg_plan, at, queue_set=other)
+        previous = check_drain(agg_plan, cw, previous, at + timedelta(seconds=5))
+    assert previous is not None and not previous["drained"]
+    assert QueueSet.from_plan(agg_plan).digest in previous["readError"]
+    assert previous["queuesReported"] is None and previous["missingCount"] == 0
+
+
+def test_a_queue_with_messages_and_no_consumer_is_named_from_the_aggregates(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    depths = {**AGG_QUEUES, "orders.paid": (40, 0), "orders.created": (5, 0)}
+    for at in (T0 - timedelta(minutes=1), T0):
+        bridge_sample(cw, agg_plan, at, depths, consumers={"orders.paid": 0})
+    result = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
+    assert result["neverDrainCount"] == 1 and not result["drained"]
+    # Two queues with messages, one never draining: which one is not in the aggregates.
+    assert result["neverDrain"] == []
+    for at in (T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)):
+        bridge_sample(cw, agg_plan, at, {**depths, "orders.created": (0, 0)},
+                      consumers={"orders.paid": 0})  # fmt: skip
+    later = check_drain(agg_plan, cw, result, T0 + timedelta(minutes=2, seconds=5))
+    # Only one queue has messages, and one never drains: that one (the detail is re-read
+    # when naming for a person: here the call's first reading reads it anyway).
+    assert later["neverDrain"] == [{"queue": "orders.paid", "messages": 40}]
+    assert later["messagesLeft"] == 40
+
+
+class AggregateTime(FakeTime):
+    """A bridge sampling every 10 s (aggregates) with the detail every 60 s, as time passes."""
+
+    def __init__(self, cw: Any, plan: MigrationPlan, start: datetime, busy_until: int) -> None:
+        super().__init__(start, self.sample)
+        self.cw, self.plan, self.began, self.busy_until = cw, plan, start, busy_until
+
+    def depths(self, at: datetime) -> dict[str, tuple[int, int]]:
+        busy = (at - self.began).total_seconds() < self.busy_until
+        return {**AGG_QUEUES, "orders.paid": (2, 0)} if busy else AGG_QUEUES
+
+    def sample(self, now: datetime) -> None:
+        stamp = now - timedelta(seconds=1)
+        at = stamp.replace(second=stamp.second - stamp.second % 10)
+        bridge_sample(self.cw, self.plan, at, self.depths(at), detail=at.second == 0)
+
+    def history(self) -> None:
+        for back in (30, 20, 10, 0):
+            at = self.began - timedelta(seconds=back + 1)
+            at = at.replace(second=at.second - at.second % 10)
+            bridge_sample(self.cw, self.plan, at, self.depths(at), detail=at.second == 0)
+
+
+def test_the_detail_is_read_at_a_calls_first_reading_and_when_first_empty(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    ordered_plan["onPrem"]["metrics"]["readings"] = "aggregate"
+    plan = fast_plan(ordered_plan)  # period 10 s, detail 60 s, a reading every 10 s, K = 3
+    cw = aws("cloudwatch")
+    fake = AggregateTime(cw, plan, T0 + timedelta(seconds=1), busy_until=75)
+    fake.history()
+    calls = counting_reads(cw)
+    result = watch_drain(plan, cw, None, budget_seconds=240, now=lambda: fake.now,
+                         sleep=fake.sleep)  # fmt: skip
+    assert result["drained"] and result["polls"] == 1
+    # Readings at 0..70 s see 2 messages; 80 s is the first empty one (the detail read at 0 s
+    # is older than a 60-s detail period: read again); 90 and 100 s are the 2nd and 3rd.
+    assert result["readings"] == 11
+    aggregates, detail = 6, 4
+    assert (
+        calls == [aggregates, detail] + [aggregates] * 7 + [aggregates, detail] + [aggregates] * 2
+    )
+    assert result["metricsRead"] == sum(calls)
+    assert result["detailReadAt"] == (T0 + timedelta(seconds=81)).isoformat()
+
+
+def test_an_empty_look_within_a_detail_period_reads_no_detail(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    ordered_plan["onPrem"]["metrics"]["readings"] = "aggregate"
+    plan = fast_plan(ordered_plan)
+    cw = aws("cloudwatch")
+    fake = AggregateTime(cw, plan, T0 + timedelta(seconds=1), busy_until=15)
+    fake.history()
+    calls = counting_reads(cw)
+    result = watch_drain(plan, cw, None, budget_seconds=240, now=lambda: fake.now,
+                         sleep=fake.sleep)  # fmt: skip
+    assert result["drained"] and result["readings"] == 5
+    # The first empty reading (20 s) is within a detail period of the first read: only the
+    # call's first reading read the detail.
+    assert calls == [6, 4, 6, 6, 6, 6]
+
+
+def test_the_aggregate_fence_counts_consumers_and_names_them_when_it_can(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+
+    def fence(previous: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
+        return watch_drain(
+            agg_plan, cw, previous, budget_seconds=0, now=lambda: at + timedelta(seconds=5),
+            sleep=lambda _: None, purpose=Purpose.FENCE,
+        )  # fmt: skip
+
+    one_left = {"orders.created": 2, "orders.paid": 0, "orders.shipped": 0}
+    for at in (T0 - timedelta(minutes=1), T0):
+        bridge_sample(cw, agg_plan, at, consumers=one_left)
+    result = fence(None, T0)
+    # One queue still has consumers: counted; which one the aggregates do not say.
+    assert result["connectedCount"] == 1 and result["connected"] == []
+    assert not result["done"] and result["consecutiveEmpty"] == 0
+    everyone = dict.fromkeys(ALL_EMPTY, 1)
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=1), consumers=everyone)
+    result = fence(result, T0 + timedelta(minutes=1))
+    # Every queue has one (3 queues with consumers, 3 consumers): each is named.
+    assert result["connectedCount"] == 3
+    assert result["connected"] == [{"queue": q, "consumers": 1} for q in ALL_EMPTY]
+    at = T0 + timedelta(minutes=1)
+    for _ in range(3):
+        at += timedelta(minutes=1)
+        bridge_sample(cw, agg_plan, at, consumers=dict.fromkeys(ALL_EMPTY, 0))
+        result = fence(result, at)
+    assert result["done"] and result["connectedCount"] == 0 and result["readMode"] == "aggregate"
+
+
+def test_aggregate_placement_joins_the_set_with_amazon_mqs_queues(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    other = amazon_mq_side(agg_plan, ["amq-prod-1", "amq-prod-2"])
+    for at in (T0 - timedelta(minutes=1), T0):
+        bridge_sample(cw, agg_plan, at)  # every queue: one consumer on-prem
+        publish(
+            cw, agg_plan, at, ALL_EMPTY, consumers={"orders.created": 1, "orders.paid": 0},
+            namespace="AWS/AmazonMQ", broker="amq-prod-1",
+        )  # fmt: skip
+    at = T0 + timedelta(seconds=5)
+    reading = read_queues(agg_plan, cw, at, None, purpose=Purpose.PLACEMENT, other=other)
+    assert reading.unplaced == [{"queue": "orders.paid", "onPrem": 1, "amazonMq": 0}]
+    assert reading.unplaced_total == 1 and not reading.met
+    # A stuck queue: messages and no consumer on-prem (never draining), none on Amazon MQ.
+    stuck = {**AGG_QUEUES, "orders.shipped": (30, 0)}
+    for at in (T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)):
+        bridge_sample(cw, agg_plan, at, stuck, consumers={"orders.shipped": 0})
+        publish(
+            cw, agg_plan, at, ALL_EMPTY, consumers={"orders.created": 1, "orders.paid": 1,
+            "orders.shipped": 0}, namespace="AWS/AmazonMQ", broker="amq-prod-1",
+        )  # fmt: skip
+    at = T0 + timedelta(minutes=2, seconds=5)
+    reading = read_queues(agg_plan, cw, at, None, purpose=Purpose.PLACEMENT, other=other)
+    assert reading.unplaced == [{"queue": "orders.shipped", "onPrem": 0, "amazonMq": 0}]
+    # Two queues without a consumer on-prem, names unknown: at least two unplaced.
+    two = {"orders.shipped": 0, "orders.paid": 0}
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=3), stuck, consumers=two)
+    publish(cw, agg_plan, T0 + timedelta(minutes=3), ALL_EMPTY, namespace="AWS/AmazonMQ",
+            broker="amq-prod-1")  # fmt: skip
+    at = T0 + timedelta(minutes=3, seconds=5)
+    reading = read_queues(agg_plan, cw, at, None, purpose=Purpose.PLACEMENT, other=other)
+    # The never-draining one is named (no consumer on-prem); the other is only counted.
+    assert reading.unplaced == [{"queue": "orders.shipped", "onPrem": 0, "amazonMq": 1}]
+    assert reading.unplaced_total == 2 and not reading.met
+    everyone = dict.fromkeys(ALL_EMPTY, 1)
+    bridge_sample(cw, agg_plan, T0 + timedelta(minutes=4), consumers=everyone)
+    publish(cw, agg_plan, T0 + timedelta(minutes=4), ALL_EMPTY, namespace="AWS/AmazonMQ",
+            broker="amq-prod-1")  # fmt: skip
+    at = T0 + timedelta(minutes=4, seconds=5)
+    reading = read_queues(agg_plan, cw, at, None, purpose=Purpose.PLACEMENT, other=other)
+    assert reading.met and reading.unplaced_total == 0
+
+
+def test_broker_counts_name_queues_from_the_detail(aws: Any, agg_plan: MigrationPlan) -> None:
+    cw = aws("cloudwatch")
+    bridge_sample(cw, agg_plan, T0, {**AGG_QUEUES, "orders.paid": (7, 2)})
+    counts = broker_counts(agg_plan, cw, T0 + timedelta(seconds=5), on_prem_side(agg_plan))
+    assert counts["messagesLeft"] == 7 and counts["missingCount"] == 0
+    assert counts["queuesWithMessages"] == [
+        {"queue": "orders.paid", "messages": 7, "inFlight": None}
+    ]
+    lost = broker_counts(agg_plan, cw, T0 + timedelta(days=1), on_prem_side(agg_plan))
+    assert lost["messagesLeft"] is None and lost["missingCount"] == 3  # unknown, not zero
