@@ -421,6 +421,14 @@ def gate_facts(
             "neverDrain": drain.get("neverDrain", []),
             "connected": drain.get("connected", []),
             "unplaced": drain.get("unplaced", []),
+            # Aggregate readings count more than they can name (mq_cutover.drain.SetReadings).
+            "readError": drain.get("readError"),
+            "enqueuedNewestPeriod": drain.get("enqueuedNewestPeriod"),
+            "counts": {
+                key: drain.get(f"{key}Count")
+                for key in ("queuesWithMessages", "neverDrain", "connected", "unplaced")
+                if drain.get(f"{key}Count") is not None
+            },
         }
     return facts
 
@@ -549,10 +557,13 @@ def _reading_lines(on_prem: dict[str, Any]) -> list[str]:
         f"(empty readings {n(on_prem.get('consecutiveEmptyReadings'))}"
         f"/{n(on_prem.get('requiredEmptyReadings'))})",
     ]
+    if on_prem.get("readError"):
+        lines.append(f"  NOT READ (not counted as empty): {quoted(on_prem['readError'])}")
     for queue in on_prem.get("queuesWithMessages") or []:
+        in_flight = queue.get("inFlight")
         lines.append(
-            f"  {quoted(queue['queue'])}: {n(queue['messages'])} waiting, "
-            f"{n(queue['inFlight'])} in flight"
+            f"  {quoted(queue['queue'])}: {n(queue['messages'])} waiting"
+            + ("" if in_flight is None else f", {n(in_flight)} in flight")
         )
     for queue in on_prem.get("missingMetrics") or []:
         lines.append(f"  {quoted(queue)}: NO RECENT METRICS (not counted as empty)")
@@ -566,20 +577,42 @@ def _reading_lines(on_prem: dict[str, Any]) -> list[str]:
             f"  {quoted(queue['queue'])}: STILL RECEIVING on-prem ({n(queue['enqueued'])} "
             "enqueued in the newest period): a producer has not moved"
         )
+    if on_prem.get("producersQuiet") is False and not on_prem.get("stillReceiving"):
+        moved = on_prem.get("enqueuedNewestPeriod")
+        lines.append(
+            "  STILL RECEIVING on-prem ("
+            + ("no two readings yet" if moved is None else f"{n(moved)} enqueued")
+            + " across the watched queues in the newest period): a producer has not moved"
+        )
     for queue in on_prem.get("neverDrain") or []:
         lines.append(
             f"  {quoted(queue['queue'])}: WILL NEVER DRAIN ({n(queue['messages'])} messages and "
             "no consumer on this broker)"
         )
     for queue in on_prem.get("connected") or []:
+        consumers = queue.get("consumers")
         lines.append(
-            f"  {quoted(queue['queue'])}: {n(queue['consumers'])} consumer(s) STILL CONNECTED"
+            f"  {quoted(queue['queue'])}: "
+            + ("at least 1" if consumers is None else n(consumers))
+            + " consumer(s) STILL CONNECTED"
         )
     for queue in on_prem.get("unplaced") or []:
+        here = queue.get("onPrem")
         lines.append(
-            f"  {quoted(queue['queue'])}: consumers on-prem {n(queue.get('onPrem'))}, on Amazon "
-            f"MQ {n(queue.get('amazonMq'))} (needs at least 1 on each)"
+            f"  {quoted(queue['queue'])}: consumers on-prem "
+            + ("unknown" if here is None else n(here))
+            + f", on Amazon MQ {n(queue.get('amazonMq'))} (needs at least 1 on each)"
         )
+    counts = on_prem.get("counts") or {}
+    for key, what in (
+        ("queuesWithMessages", "queue(s) with messages"),
+        ("neverDrain", "queue(s) that WILL NEVER DRAIN (messages and no consumer)"),
+        ("connected", "queue(s) with consumers STILL CONNECTED"),
+        ("unplaced", "queue(s) without a consumer on each broker"),
+    ):
+        more = int(counts.get(key) or 0) - len(on_prem.get(key) or [])
+        if more > 0:
+            lines.append(f"  ... and {n(more)} more {what}, counted, not named")
     for queue in on_prem.get("ignored") or []:
         lines.append(f"  {quoted(queue['queue'])}: {n(queue['messages'])} (ignored, e.g. a DLQ)")
     if on_prem.get("deadlineAt"):

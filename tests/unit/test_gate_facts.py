@@ -350,3 +350,42 @@ def test_planted_queue_names_and_values_make_no_line_of_their_own(
     for line in text.splitlines():
         assert not re.match(r"\s*(Approve|Reject|Extend)\s*:\s*\S*:", line), line
     assert all(line.isprintable() for line in text.splitlines())
+
+
+def test_an_aggregate_reading_counts_what_it_cannot_name(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    """Aggregate readings (mq_cutover.drain.SetReadings): counts from the bridge's aggregates,
+    names from its per-queue detail; what is counted and not named is said, never dropped."""
+    plan = parse_plan(ordered_plan)
+    drain = {
+        "side": "onPrem",
+        "messagesLeft": 45,
+        "consecutiveEmpty": 0,
+        "requiredEmpty": 3,
+        "queuesWithMessages": [{"queue": "orders.paid", "messages": 40, "inFlight": None}],
+        "queuesWithMessagesCount": 2,
+        "neverDrain": [],
+        "neverDrainCount": 1,
+        "producersQuiet": False,
+        "stillReceiving": [],
+        "enqueuedNewestPeriod": 12,
+        "readError": "the metrics bridge read 2 of the 3 watched queues of QueueSet ab12",
+    }
+    text = "\n".join(render_facts(gate_facts("drainTimeout", plan, BROKER, drain, aws("ssm"))))
+    assert '"orders.paid": 40 waiting\n' in text + "\n"  # in flight: not read, not shown as 0
+    assert 'NOT READ (not counted as empty): "the metrics bridge read 2 of the 3' in text
+    assert "STILL RECEIVING on-prem (12 enqueued across the watched queues" in text
+    assert "... and 1 more queue(s) with messages, counted, not named" in text
+    assert "... and 1 more queue(s) that WILL NEVER DRAIN" in text
+    fence = {
+        "side": "onPrem",
+        "messagesLeft": 0,
+        "connected": [{"queue": "q1", "consumers": None}],
+        "connectedCount": 1,
+    }
+    fenced = "\n".join(render_facts(gate_facts("fenceTimeout", plan, BROKER, fence, None)))
+    assert (
+        '"q1": at least 1 consumer(s) STILL CONNECTED' in fenced
+        and "counted, not named" not in fenced
+    )
