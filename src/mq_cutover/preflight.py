@@ -763,6 +763,11 @@ def _metrics(run: _Run) -> None:
         "publish-metrics) with the plan's namespace, dimensions and period"
     )
     bad = False
+    if reading.read_error and not (reading.missing or reading.stale):
+        # Aggregate readings: the bridge's QueueSet aggregates are absent, stale or short (the
+        # error says which and what to run); never read as empty.
+        bad = True
+        run.fail("onPrem.metrics", "metrics", reading.read_error, fix)
     if reading.missing:
         bad = True
         run.fail(
@@ -792,12 +797,20 @@ def _metrics(run: _Run) -> None:
     # (a later attempt whose consumers an earlier one moved finds none on-prem, rightly)
     if metrics.consumers_metric and not run.consumers_moved:
         lonely = [q for q in fresh if q not in consumers]
-        if lonely:
+        count = len(lonely)
+        if reading.connected_count is not None:
+            # Aggregate readings count the queues with consumers (SetQueuesWithConsumers); the
+            # names are known only when the detail can tell which ones (else counted only).
+            count = max(0, len(fresh) - reading.connected_count)
+            if not reading.connected and reading.connected_count:
+                lonely = [q["queue"] for q in reading.never_drain]
+        if count and not (reading.read_error and not (reading.missing or reading.stale)):
             bad = True
+            named = f": {', '.join(lonely[:20])}" if lonely else ""
             run.fail(
                 "onPrem.queues",
                 "consumers",
-                f"no consumer on-prem for {len(lonely)} queue(s): {', '.join(lonely[:20])} "
+                f"no consumer on-prem for {count} queue(s){named} "
                 "(their messages would never drain)",
                 "start their consumers, or leave those queues out (onPrem.ignoreQueues)",
             )

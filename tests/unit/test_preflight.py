@@ -19,8 +19,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mq_cutover import preflight
+from mq_cutover.metrics_bridge import Publishing, QueueStats, aggregate, put, sample_data
 from mq_cutover.plan import parse_plan
 from mq_cutover.preflight import Check, Clients, history_estimate, loop_events, run_checks
+from mq_cutover.queue_set import QueueSet
 from mq_cutover_cli.cli import main
 from mq_cutover_cli.harness import REGION, ROOT, STACK_NAME, Emulator
 from mq_cutover_cli.live import live_run
@@ -185,27 +187,84 @@ def test_stale_metrics() -> None:
     assert check.problem.startswith("figures older than 180 s for 3 queue(s): orders.created (")
 
 
+def _bridge_sample(acct: Account, consumers: dict[str, int], plan: Any = None) -> None:
+    """One sample of every world queue, published by the product's bridge code (aggregates and
+    detail), with these queues' consumer counts (the others keep one)."""
+    parsed = parse_plan(plan or acct.plan)
+    metrics = parsed.on_prem.metrics
+    stats = [
+        QueueStats(q.name, q.messages, 0, q.messages, 0, consumers.get(q.name, 1))
+        for q in acct.world.queues
+    ]
+    queue_set = QueueSet.from_plan(parsed)
+    data = sample_data(
+        aggregate(stats, queue_set),
+        metrics,
+        acct.emulator.clock.now(),
+        publishing=Publishing(queue_set=queue_set),
+        high_resolution=metrics.period_seconds < 60,
+        queues_read=len(stats),
+        detail=stats,
+    )
+    put(acct.client("cloudwatch"), metrics.namespace, data)
+
+
 def test_a_queue_without_consumers() -> None:
     with account() as acct:
-        metrics = acct.plan["onPrem"]["metrics"]
         acct.emulator.clock.advance(60)  # the bridge's next sample: orders.paid's readers left
+        _bridge_sample(acct, {"orders.paid": 0})
+        check = only_failure(acct)
+    assert check.field == "onPrem.queues"
+    # Counted from the aggregates (SetQueuesWithConsumers); named only when the detail can tell.
+    assert check.problem.startswith("no consumer on-prem for 1 queue(s)")
+
+
+def test_a_queue_without_consumers_per_queue_readings() -> None:
+    plan = load_event("plan-ordered.json")
+    plan["onPrem"]["metrics"]["readings"] = "perQueue"
+    with account(plan) as acct:
+        metrics = acct.plan["onPrem"]["metrics"]
+        acct.emulator.clock.advance(60)
         acct.client("cloudwatch").put_metric_data(
             Namespace=metrics["namespace"],
             MetricData=[
                 {
-                    "MetricName": "ConsumerCount",
+                    "MetricName": name,
                     "Dimensions": [
                         {"Name": "Broker", "Value": "onprem-1"},
-                        {"Name": "Queue", "Value": "orders.paid"},
+                        {"Name": "Queue", "Value": queue.name},
                     ],
                     "Timestamp": acct.emulator.clock.now(),
-                    "Value": 0,
+                    "Value": value,
                 }
+                for queue in acct.world.queues
+                for name, value in (
+                    ("QueueSize", queue.messages),
+                    ("InFlightCount", 0),
+                    ("EnqueueCount", queue.messages),
+                    ("ConsumerCount", 0 if queue.name == "orders.paid" else 1),
+                )
             ],
         )
         check = only_failure(acct)
     assert check.field == "onPrem.queues"
     assert check.problem.startswith("no consumer on-prem for 1 queue(s): orders.paid")
+
+
+def test_a_bridge_watching_another_queue_set_is_found_before_the_window() -> None:
+    """The plan watches fewer queues than the bridge was started with: no aggregates under the
+    plan's QueueSet digest. Found by the preflight, never read as empty."""
+    plan = load_event("plan-ordered.json")
+    with account(plan) as acct:
+        narrowed = copy.deepcopy(plan)
+        narrowed["onPrem"]["queues"] = [acct.world.queues[0].name]
+        acct.emulator.clock.advance(300)  # the full set's samples are now stale
+        _bridge_sample(acct, {})  # the bridge still publishes the plan-ordered set
+        checks = failed(acct.checks(narrowed))
+    problems = [c.problem for c in checks if c.field == "onPrem.metrics"]
+    assert problems and "no recent aggregates for QueueSet" in problems[0], problems
+    digest = QueueSet.from_plan(parse_plan(narrowed)).digest
+    assert digest in problems[0]
 
 
 # ------------------------------------------------------------------------------ hosts
