@@ -827,7 +827,7 @@ class SetReadings:
         everyone_known = len(zero) == len(self.watched) - with_consumers
         consumers = found.get(Aggregate.CONSUMERS) or []
         each = 1 if consumers and int(consumers[0][1]) == with_consumers else None
-        if reading.purpose == Purpose.FENCE:
+        if reading.purpose != Purpose.DRAIN:  # the fence; placement (and the preflight's)
             reading.connected = (
                 [{"queue": q, "consumers": each} for q in self.watched if q not in zero]
                 if everyone_known

@@ -104,7 +104,9 @@ def test_drain_timeout_can_be_extended_then_drains(ordered_plan: dict[str, Any])
 def test_a_straggler_producer_on_prem_holds_the_drain(ordered_plan: dict[str, Any]) -> None:
     """Simulated: one producer never picked up its new URL and keeps sending to the old broker
     for 10 minutes; its consumers take each message at once, so the queue reads 0 throughout.
-    The enqueue counter keeps the drain from counting until that producer stops."""
+    The enqueue counter keeps the drain from counting until that producer stops: read from the
+    bridge's aggregates (the default readings), the set's enqueue total moves; which queue's
+    is not in the aggregates, so it is not named, and not counted as none either."""
     ordered_plan["drain"] = {"pollIntervalSeconds": 60, "consecutiveEmptyReadings": 2}
     world = default_world(parse_plan(ordered_plan))
     for queue in world.queues:
@@ -115,8 +117,11 @@ def test_a_straggler_producer_on_prem_holds_the_drain(ordered_plan: dict[str, An
     assert sim.report["execution"]["status"] == "SUCCEEDED"
     drains = task_results(sim, "Check Drain")
     assert not drains[0]["producersQuiet"] and drains[0]["messagesLeft"] == 0
-    assert drains[0]["stillReceiving"][0]["queue"] == world.queues[1].name
+    assert drains[0]["readMode"] == "aggregate" and drains[0]["stillReceivingCount"] is None
+    # 20 a minute: the set's total moved by 20 over its newest (60-s) period.
+    assert drains[0]["enqueuedNewestPeriod"] == 20 and drains[0]["stillReceiving"] == []
     assert drains[-1]["drained"] and drains[-1]["producersQuiet"]
+    assert drains[-1]["enqueuedNewestPeriod"] == 0
     # Drained only once the straggler had stopped for K quiet, empty periods.
     stop_at = world.drain_started + timedelta(seconds=600)
     assert datetime.fromisoformat(drains[-1]["checkedAt"]) >= stop_at + timedelta(minutes=2)
