@@ -58,7 +58,9 @@ def _progress(summary: dict[str, Any]) -> None:
             "stale": summary["staleCount"],
             "stillReceiving": summary["stillReceivingCount"],
             "neverDrain": summary["neverDrainCount"],
-            "readError": summary.get("readError"),  # a live source that could not be read
+            "readError": summary.get("readError"),  # figures that could not be read
+            "readMode": summary.get("readMode"),  # aggregate (the bridge's QueueSet) | perQueue
+            "metricsRead": summary.get("metricsRead"),  # GetMetricData metrics, cumulative
         },
     )
 

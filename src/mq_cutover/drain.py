@@ -22,6 +22,15 @@ The same readings answer three more questions (`Purpose`), on either broker (`Si
   MQ) and Amazon MQ (every message that reached it is consumed before consumers move back).
 A queue with messages and no consumer on that broker is reported as *will never drain*.
 
+How the on-prem broker is read (`onPrem.metrics.readings`): `aggregate` (the default) reads the
+metrics bridge's aggregates of the plan's QueueSet on every reading (a handful of metrics,
+whatever the number of queues) and each queue's own messages series only when needed
+(`SetReadings`); the rules above hold on the aggregates: missing or stale aggregates, or fewer
+(or more) queues reported than watched, are never empty; producers quiet is the set's enqueue
+total; counts come from the aggregates and names from the per-queue detail (fewer names than
+the count, never a wrong one). `perQueue` reads every queue's series on every reading, as the
+Amazon MQ side always is.
+
 A side may be read live instead of from CloudWatch (`Side.live`): the Amazon MQ broker's
 RabbitMQ management API when `target.metrics.source` is `managementApi`
 (`mq_cutover.api_readings`). Its figures fill the same per-queue structure, so the rules above
