@@ -714,6 +714,8 @@ class SetReadings:
         reading = Reading(at=now, purpose=purpose, read_mode="aggregate")
         reading.metrics_read = requested + (there.metrics_read if there else 0)
         self._set_figures(reading, found, quiet)
+        if there is not None and there.error:  # the other broker's live source failed
+            reading.read_error = "; ".join(filter(None, (reading.read_error, there.error)))
         looks_empty = reading.empty
         if self.detail is None or (
             looks_empty and not self.looked_empty and self.detail_older_than_a_period(now)

@@ -966,3 +966,18 @@ def test_broker_counts_name_queues_from_the_detail(aws: Any, agg_plan: Migration
     ]
     lost = broker_counts(agg_plan, cw, T0 + timedelta(days=1), on_prem_side(agg_plan))
     assert lost["messagesLeft"] is None and lost["missingCount"] == 3  # unknown, not zero
+
+
+def test_aggregate_placement_with_nothing_from_amazon_mq_is_not_placed(
+    aws: Any, agg_plan: MigrationPlan
+) -> None:
+    cw = aws("cloudwatch")
+    for at in (T0 - timedelta(minutes=1), T0):
+        bridge_sample(cw, agg_plan, at)
+    other = amazon_mq_side(agg_plan, ["amq-prod-1", "amq-prod-2"])
+    at = T0 + timedelta(seconds=5)
+    reading = read_queues(agg_plan, cw, at, None, purpose=Purpose.PLACEMENT, other=other)
+    assert reading.missing == list(ALL_EMPTY) and not reading.met
+    # Seven aggregates, the detail (four queues), and Amazon MQ read per queue: three queues x
+    # three metrics x two instances, and the DLQ's messages on each.
+    assert reading.metrics_read == 7 + 4 + 3 * 3 * 2 + 2
