@@ -376,14 +376,20 @@ PAYLOAD_KEYS = ("input", "output", "parameters")
 
 
 def payload_sizes(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The largest input/output/parameters of any event, without and with the execution's
-    input, and the largest sum of the workflow's (top-level) variables at any moment."""
+    """The largest input/output/parameters of any event, and the largest sum of the workflow's
+    (top-level) variables at any moment. `payload` leaves out the execution's input as it
+    enters the first state (ExecutionStarted, the first state's input and its Lambda's
+    parameters, until that task ends): while the plan is the input, that is the plan's size;
+    `withInput` counts every event."""
     largest = (0, "")
     with_input = 0
+    first_task_ended = False
     variables: dict[str, int] = {}
     largest_variables = (0, "")
     state = ""  # a task's own events do not name their state: the last one entered does
     for event in history:
+        if event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
+            first_task_ended = True  # its output is the first payload of the state's own
         for key, details in event.items():
             if not key.endswith("EventDetails") or not isinstance(details, dict):
                 continue
@@ -396,7 +402,7 @@ def payload_sizes(history: list[dict[str, Any]]) -> dict[str, Any]:
                     continue
                 size = len(value.encode())
                 with_input = max(with_input, size)
-                if event["type"] != "ExecutionStarted" and size > largest[0]:
+                if first_task_ended and size > largest[0]:
                     largest = (size, f"{event['type']} {where}".strip())
             assigned = details.get("assignedVariables")
             if isinstance(assigned, dict) and "Map" not in event["type"]:
@@ -712,7 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     if 4 in only:
         print("4. Scale: one whole run (default setting, no gates) with N queues and N client")
         print("   parameters (half producers); Repoint Clients and Roll Back calls have 12 s of")
-        print("   work each (simulated), so steps resume by cursor as SSM's pace makes them in AWS")
+        print(
+            "   work each (simulated), so steps resume by cursor as SSM's pace makes them in AWS."
+        )
+        print("   Largest state payload: any event's input, output or parameters once the first")
+        print(
+            "   state's task ended (the execution input as it enters the run left out), then with"
+        )
+        print("   it; variables: the largest sum of the workflow's variables at one moment")
         per_producer = None
         for run in runs:
             r = scale_jobs[run]()
