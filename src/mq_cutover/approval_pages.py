@@ -308,7 +308,9 @@ def _messages(facts: dict[str, Any]) -> str:
     where = SIDE_NAMES.get(str(reading.get("side")), "On-prem")
     rows = [
         f"<tr><td>{_code(q.get('queue'))}</td><td class='n'>{_e(q.get('messages'))}</td>"
-        f"<td class='n'>{_e(q.get('inFlight'))}</td></tr>"
+        # In flight per queue is not known from aggregate readings: shown as not read, never 0.
+        f"<td class='n'>{_e(q.get('inFlight') if q.get('inFlight') is not None else '—')}"
+        "</td></tr>"
         for q in reading.get("queuesWithMessages") or []
     ]
     rows.append(

@@ -131,6 +131,8 @@ def rabbit_plan(plan: dict[str, Any], **drain: Any) -> MigrationPlan:
 
 @pytest.fixture
 def plan(ordered_plan: dict[str, Any]) -> MigrationPlan:
+    # These tests publish the on-prem side per queue (a publisher of its own).
+    ordered_plan["onPrem"]["metrics"]["readings"] = "perQueue"
     return rabbit_plan(ordered_plan)
 
 

@@ -273,3 +273,22 @@ def test_result_pages_escape_and_name_the_outcome() -> None:
 )
 def test_time_left_reads_at_a_glance(seconds: int, shown: str) -> None:
     assert time_left(seconds) == shown
+
+
+def test_in_flight_not_read_is_shown_as_not_read_never_as_zero(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    """Aggregate readings name queues from the per-queue detail, which has no in-flight figure:
+    the page shows a dash, not 0 and not "None"."""
+    plan = parse_plan(ordered_plan)
+    ssm = aws("ssm")
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value="ssl://onprem-mq.example.internal:61617", Type="String")
+    drain = {
+        **DRAIN,
+        "queuesWithMessages": [{"queue": "orders.paid", "messages": 7, "inFlight": None}],
+    }
+    facts = json.loads(json.dumps(gate_facts("drainTimeout", plan, BROKER, drain, ssm)))
+    html_text = confirmation_page(record(facts), NOW, ANA, preselect="approve")
+    assert "<td class='n'>7</td><td class='n'>—</td>" in html_text
+    assert "None" not in html_text
