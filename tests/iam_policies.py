@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mq_cutover_cli.harness import ACCOUNT, REGION, STACK_NAME
+from mq_cutover_cli.harness import ACCOUNT, REGION, STACK_NAME, bucket_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -191,6 +191,7 @@ class Stack:
             ),
             "AWS::IAM::ManagedPolicy": f"arn:{PARTITION}:iam::{ACCOUNT}:policy/{name}",
             "AWS::ApiGateway::RestApi": REST_API_ID,
+            "AWS::S3::Bucket": bucket_name(name),
         }.get(kind, name)
 
     def get_att(self, name: str, attribute: str) -> Any:
@@ -213,6 +214,7 @@ class Stack:
                 f"arn:{PARTITION}:logs:{region_account}:log-group:{name}:*"
             ),
             ("AWS::ApiGateway::RestApi", "RootResourceId"): "offlineroot",
+            ("AWS::S3::Bucket", "Arn"): f"arn:{PARTITION}:s3:::{self.ref(name)}",
         }
         if (kind, attribute) not in known:
             raise PolicyError(f"Fn::GetAtt {name}.{attribute} ({kind}) is not modelled")
@@ -834,6 +836,22 @@ def _create_schedule(_auth: Authorizations, params: dict[str, Any]) -> list[Requ
     return requests
 
 
+def object_arn(bucket: str, key: str) -> str:
+    return f"arn:{PARTITION}:s3:::{bucket}/{key}"
+
+
+def _get_object(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+    """GetObject of a given version is s3:GetObjectVersion (S3's authorization reference)."""
+    action = "s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject"
+    return [Request(action, object_arn(str(params["Bucket"]), str(params["Key"])))]
+
+
+def _put_object(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
+    if params.get("SSEKMSKeyId") or params.get("ServerSideEncryption") == "aws:kms":
+        raise UnmappedCall("PutObject with a KMS key: its key grants are not modelled")
+    return [Request("s3:PutObject", object_arn(str(params["Bucket"]), str(params["Key"])))]
+
+
 def _put_metric_data(_auth: Authorizations, params: dict[str, Any]) -> list[Request]:
     return [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": params["Namespace"]})]
 
@@ -901,6 +919,8 @@ CALLS: dict[tuple[str, str], Rule] = {
     ("cloudwatch", "GetMetricData"): _anywhere("cloudwatch:GetMetricData"),
     ("cloudwatch", "ListMetrics"): _anywhere("cloudwatch:ListMetrics"),
     ("cloudwatch", "PutMetricData"): _put_metric_data,
+    ("s3", "GetObject"): _get_object,
+    ("s3", "PutObject"): _put_object,
     # Needs no permission: IAM never denies it.
     ("sts", "GetCallerIdentity"): lambda _auth, _params: [],
 }

@@ -85,6 +85,12 @@ DEFAULT_APPROVERS = (
 _CLIENTS: dict[str, Any] = {}
 
 
+def bucket_name(logical_id: str) -> str:
+    """The simulated stack's name for a bucket of the template (on AWS CloudFormation
+    generates one from the stack's name and the logical id, lower case)."""
+    return f"{STACK_NAME}-{logical_id.lower()}"
+
+
 def boto3_client(service: str) -> Any:
     """A boto3 client on the emulator (inside `Emulator.running()`); cached, since building
     one parses the service model again."""
@@ -202,8 +208,12 @@ class Emulator:
         real_time: bool = False,
         stack_parameters: dict[str, str] | None = None,
         approvers: tuple[tuple[str, str, str | None], ...] = DEFAULT_APPROVERS,
+        plan_reference: str | None = None,
     ) -> None:
         self.clock = clock or SimClock()
+        # "s3" or "ssm": `start` puts the plan in the stack's plan bucket (or under the plan
+        # parameter prefix) and starts the run with {"planRef": ...}, as an operator would.
+        self.plan_reference = plan_reference
         # Real time (the end-to-end tier, with real brokers): Wait states, retries and handlers
         # wait for real and read the real clock; patch 5 is left out.
         self.real_time = real_time
@@ -367,6 +377,13 @@ class Emulator:
             self.resources[name] = self.client("secretsmanager").create_secret(
                 Name=f"offline/{name}", SecretString=secrets.token_urlsafe(48)
             )["ARN"]
+        s3 = self.client("s3")
+        for name in self._resources_of("AWS::S3::Bucket"):
+            # The plan bucket: versioned as in the template (a planRef may name a versionId).
+            bucket = bucket_name(name)
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            self.resources[name] = bucket
         self.resources["ApprovalApi"] = self.approval_api_url
 
         environment = self._function_environment()
@@ -438,6 +455,7 @@ class Emulator:
             "ApproverRegistryPath": registry_path,
             "NotificationTopicArn": self.resources.get("NotificationTopic", ""),
             "ApprovalsTableName": self.resources.get("ApprovalsTable", ""),
+            "PlanBucketName": self.resources.get("PlanBucket", ""),
         }
         body = {
             # String parameters: DescribeStacks gives a CommaDelimitedList as "a,b" on AWS.
@@ -638,11 +656,33 @@ class Emulator:
         document = plan if isinstance(plan, str) else json.dumps(plan)
         if name is None:
             name = json.loads(document).get("migrationId") or f"run-{uuid.uuid4().hex[:8]}"
+        if self.plan_reference:
+            document = json.dumps(self.put_plan(document, name, self.plan_reference))
         return str(
             self.client("stepfunctions").start_execution(
                 stateMachineArn=self.state_machine_arn, name=name, input=document
             )["executionArn"]
         )
+
+    def put_plan(self, document: str, name: str, kind: str = "s3") -> dict[str, str]:
+        """Keep a plan where a reference may name it, as the operator would (`mq-cutover
+        start` uploads to the bucket; an SSM parameter is put by hand); the execution input
+        that names it."""
+        import hashlib
+
+        if kind == "ssm":
+            parameter = f"{self._parameter_default('PlanParameterPrefix')}{name}"
+            tier = "Advanced" if len(document.encode()) > 4096 else "Standard"
+            self.client("ssm").put_parameter(
+                Name=parameter, Value=document, Type="String", Tier=tier, Overwrite=True
+            )
+            return {"planRef": f"ssm:{parameter}"}
+        if kind != "s3":
+            raise ValueError(f"plan_reference: {kind!r} is not s3 or ssm")
+        bucket = self.resources["PlanBucket"]
+        key = f"plans/{name}/{hashlib.sha256(document.encode()).hexdigest()}.json"
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=document.encode())
+        return {"planRef": f"s3://{bucket}/{key}"}
 
     def status(self, execution_arn: str) -> dict[str, Any]:
         return dict(self.client("stepfunctions").describe_execution(executionArn=execution_arn))

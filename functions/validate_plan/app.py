@@ -1,5 +1,7 @@
-"""Validate the migration plan (the execution input) before anything is changed: the schema,
-then every preflight check against the account and the stack (`mq_cutover.preflight`)."""
+"""Validate the migration plan (the execution input, or the plan it names by reference) before
+anything is changed: the schema, then every preflight check against the account and the stack
+(`mq_cutover.preflight`). A packed plan larger than the state should carry is stored in the
+stack's plan bucket and passed on as a reference (`mq_cutover.plan_store`)."""
 
 import os
 from typing import Any
@@ -10,13 +12,35 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mq_cutover import aws, clock
 from mq_cutover.contracts import ValidatePlanEvent, ValidatePlanResult
 from mq_cutover.observability import logger, tracer
-from mq_cutover.plan import pack, summary
+from mq_cutover.plan import PACKED_PREFIX, pack, summary
+from mq_cutover.plan_store import PlanSources, is_reference, pass_on
 from mq_cutover.preflight import Clients, StackSettings
 from mq_cutover.settings import Settings
 from mq_cutover.validation import validate_plan
 
 settings = Settings.from_environment()
 clients = Clients.from_factory(aws.client)
+_s3: Any = None
+
+
+def s3() -> Any:
+    global _s3
+    if _s3 is None:
+        _s3 = aws.client("s3")
+    return _s3
+
+
+def plan_sources() -> PlanSources | None:
+    """Where a plan named by reference may be read: the stack's bucket and plan prefix."""
+    if not settings.plan_bucket:
+        return None
+    return PlanSources(
+        bucket=settings.plan_bucket,
+        parameter_prefix=settings.plan_parameter_prefix,
+        client_parameter_prefix=settings.parameter_path_prefix,
+        s3=s3(),
+        ssm=clients.ssm,
+    )
 
 
 def stack_settings(state_machine_arn: str) -> StackSettings:
@@ -43,9 +67,21 @@ def lambda_handler(event: ValidatePlanEvent, context: LambdaContext) -> dict[str
         stack=stack_settings(event.state_machine_arn or ""),
         clients=clients,
         now=clock.utcnow(),
+        sources=plan_sources(),
+    )
+    # The state machine reads the summary; every Lambda gets the packed plan, or a reference
+    # to it once it is too large to travel in the state.
+    packed = pass_on(
+        pack(plan), bucket=settings.plan_bucket, migration_id=plan.migration_id, s3=s3()
     )
     logger.info(
-        "plan valid", extra={"mode": plan.mode.value, "parameters": len(plan.all_parameters)}
+        "plan valid",
+        extra={
+            "mode": plan.mode.value,
+            "parameters": len(plan.all_parameters),
+            "planRef": event.plan.get("planRef") if is_reference(event.plan) else None,
+            "packedBytes": len(packed),
+            "stored": not packed.startswith(PACKED_PREFIX),
+        },
     )
-    # The state machine reads the summary; every Lambda gets the packed plan.
-    return ValidatePlanResult(summary=summary(plan), packed=pack(plan)).dump()
+    return ValidatePlanResult(summary=summary(plan), packed=packed).dump()

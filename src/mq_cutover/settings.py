@@ -17,6 +17,12 @@ class Settings(BaseModel):
     approver_registry_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9_.\-]+)*$")
     required_gates: tuple[str, ...] = ()
     minimum_quorum: int = Field(default=1, ge=1, le=10)
+    # Plans by reference (mq_cutover.plan_store): the stack's plan bucket and the SSM path a
+    # plan may be read from. Empty bucket: no reference is accepted, every plan stays inline.
+    plan_bucket: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])?$")
+    plan_parameter_prefix: str = Field(
+        default="/mq-cutover-plans/", pattern=r"^(/[A-Za-z0-9_.\-]+)+/$"
+    )
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -29,6 +35,8 @@ class Settings(BaseModel):
             migrations_table=os.environ.get("MIGRATIONS_TABLE", ""),
             approver_registry_path=os.environ.get("APPROVER_REGISTRY_PATH", ""),
             minimum_quorum=int(os.environ.get("MINIMUM_QUORUM") or 1),
+            plan_bucket=os.environ.get("PLAN_BUCKET", ""),
+            plan_parameter_prefix=os.environ.get("PLAN_PARAMETER_PREFIX", "/mq-cutover-plans/"),
             required_gates=tuple(
                 g.strip() for g in os.environ.get("REQUIRED_GATES", "").split(",") if g.strip()
             ),
