@@ -2,9 +2,10 @@
 its record.
 
 Everything is read from what AWS already keeps: the stack's outputs, the execution and its
-history (each step's input and output), the decision API for an open gate's votes, and the
-client parameters' versions in Parameter Store. Nothing here reads a task token or the approvals
-table, and nothing imports the simulator.
+history (each step's input and output), the plan it was started with (its input, or the plan that
+input names in the stack's plan bucket or Parameter Store), the decision API for an open gate's
+votes, and the client parameters' versions in Parameter Store. Nothing here reads a task token or
+the approvals table, and nothing imports the simulator.
 """
 
 from __future__ import annotations
@@ -25,8 +26,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from botocore.exceptions import ClientError
 
 from mq_cutover import clock
+from mq_cutover.errors import MigrationError
 from mq_cutover.gate_facts import GATE_TITLES, SIDE_NAMES
 from mq_cutover.parameters import pre_label
+from mq_cutover.plan_store import (
+    S3_SCHEME,
+    PlanReference,
+    is_reference,
+    load_document,
+    parse_reference_document,
+    plan_key,
+)
 from mq_cutover.redaction import redact_text
 from mq_cutover.validation import ATTEMPT_SEPARATOR
 from mq_cutover_cli.decide import shown, stack_output, stack_outputs
@@ -34,9 +44,11 @@ from mq_cutover_cli.decide import shown, stack_output, stack_outputs
 STATE_MACHINE_OUTPUT = "StateMachineArn"
 SCHEDULE_ROLE_OUTPUT = "CutoverScheduleRoleArn"
 DECISION_API_OUTPUT = "DecisionApiUrl"
-# Step Functions takes an execution input of at most 256 KiB; the schedule carries the plan
-# inside its own input (with the state machine ARN and the name), so that is its limit too.
-SCHEDULE_INPUT_LIMIT = 262_144
+PLAN_BUCKET_OUTPUT = "PlanBucketName"
+# Step Functions takes an execution input of at most 256 KiB: a plan larger than this goes to
+# the stack's plan bucket and the run starts with {"planRef": ...} (so does every schedule, and
+# any plan with --by-reference); the margin leaves room for the JSON around it.
+INLINE_START_LIMIT = 200 * 1024
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # The steps that read a broker's queues (functions/check_drain): their outputs are the readings.
 DRAIN_CHECKS = ("Check Drain", "Check Fence", "Check Placement", "Check Rollback Drain")
@@ -221,13 +233,34 @@ class Record:
     events: list[dict[str, Any]]
     plan: dict[str, Any]
     steps: list[Step] = field(default_factory=list)
+    plan_ref: str | None = None  # where the plan was, when the run was started by reference
+    plan_problem: str | None = None  # why that plan could not be read back
 
     @classmethod
-    def read(cls, sfn: Any, execution_arn: str) -> Record:
+    def read(
+        cls,
+        sfn: Any,
+        execution_arn: str,
+        plan_reader: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> Record:
+        """`plan_reader`: reads the plan an input `{"planRef": ...}` names (without it, such
+        a run's plan is unknown)."""
         execution = dict(sfn.describe_execution(executionArn=execution_arn))
         events = history_of(sfn, execution_arn)
         plan = _json(execution.get("input"))
+        plan_ref, problem = None, None
+        if is_reference(plan):
+            plan_ref = str(plan.get("planRef"))
+            if plan.get("versionId"):
+                plan_ref += f" (version {plan['versionId']})"
+            try:
+                if plan_reader is None:
+                    raise MigrationError("no reader for a plan by reference")
+                plan = plan_reader(plan)
+            except MigrationError as exc:
+                plan, problem = {}, str(exc)
         record = cls(execution, events, plan if isinstance(plan, dict) else {})
+        record.plan_ref, record.plan_problem = plan_ref, problem
         record.steps = _steps(events)
         stopped = _when(execution.get("stopDate"))
         if stopped is not None:  # a Fail state, or a stopped run, has no exit event
@@ -573,17 +606,27 @@ def _start(args: argparse.Namespace, session: Any) -> int:
             if existing is not None:
                 raise _refuse_existing(existing, migration_id)
     name = name or _migration_id(document)
-    schedule_input = _schedule_input(state_machine, name, text) if schedule_at else ""
     schedule = schedule_name(args.stack, name) if schedule_at else ""
+    size = len(text.encode())
+    by_reference = (
+        schedule_at is not None or getattr(args, "by_reference", False) or size > INLINE_START_LIMIT
+    )
+    bucket = _plan_bucket(outputs, args.stack, size) if by_reference else ""
     if not _preflight(session, args.stack, document):
         return 1
+    start_input = text
+    if by_reference:
+        reference = upload_plan(session.client("s3"), bucket, _migration_id(document), text)
+        start_input = json.dumps(reference.document())
+        print(f"plan: {reference} ({size:,} bytes; the run starts with a reference to it)")
     if schedule_at is not None:
+        schedule_input = _schedule_input(state_machine, name, start_input)
         return _schedule(
             session, args, state_machine, role, (name, schedule), schedule_input, schedule_at
         )
     try:
         arn = str(
-            sfn.start_execution(stateMachineArn=state_machine, name=name, input=text)[
+            sfn.start_execution(stateMachineArn=state_machine, name=name, input=start_input)[
                 "executionArn"
             ]
         )
@@ -636,16 +679,52 @@ def schedule_name(stack: str, migration_id: str) -> str:
     return name
 
 
-def _schedule_input(state_machine: str, name: str, text: str) -> str:
-    """What the schedule passes to StartExecution; refused when it cannot fit."""
-    schedule_input = json.dumps({"StateMachineArn": state_machine, "Name": name, "Input": text})
-    size = len(schedule_input.encode())
-    if size > SCHEDULE_INPUT_LIMIT:
+def _schedule_input(state_machine: str, name: str, start_input: str) -> str:
+    """What the schedule passes to StartExecution: the run's input is a reference to the plan,
+    so the schedule's input is a few hundred bytes whatever the plan's size."""
+    return json.dumps({"StateMachineArn": state_machine, "Name": name, "Input": start_input})
+
+
+def _plan_bucket(outputs: dict[str, str], stack: str, size: int) -> str:
+    """The stack's plan bucket, or why a plan cannot go by reference to this stack."""
+    bucket = outputs.get(PLAN_BUCKET_OUTPUT, "")
+    if bucket:
+        return bucket
+    raise OperateError(
+        f"stack {stack} has no {PLAN_BUCKET_OUTPUT} output (a plan by reference: --at, "
+        f"--by-reference, or a plan over {INLINE_START_LIMIT // 1024} KiB; this one is "
+        f"{size:,} bytes): deploy this version of the template"
+    )
+
+
+def upload_plan(s3: Any, bucket: str, migration_id: str, text: str) -> PlanReference:
+    """The plan, as written, at plans/<migrationId>/<sha256>.json in the stack's bucket: the
+    same plan gives the same key, and Validate Plan checks the content against it."""
+    body = text.encode()
+    key = plan_key(migration_id, body)
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
         raise OperateError(
-            f"--plan: too large to schedule: the schedule's input would be {size:,} bytes, the "
-            f"limit is {SCHEDULE_INPUT_LIMIT:,} (256 KiB, Step Functions' execution input)"
-        )
-    return schedule_input
+            f"--plan: could not upload to {S3_SCHEME}{bucket}/{key}: "
+            f"{error.get('Code', 'Error')} ({redact_text(str(error.get('Message', '')))[:200]}); "
+            "nothing was started",
+            status=1,
+        ) from exc
+    return PlanReference("s3", bucket=bucket, key=key)
+
+
+def plan_reader(
+    session: Any, outputs: dict[str, str]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Reads the plan a run's input names, with the caller's credentials (`status`, `report`)."""
+
+    def read(document: dict[str, Any]) -> dict[str, Any]:
+        reference = parse_reference_document(document, bucket=outputs.get(PLAN_BUCKET_OUTPUT, ""))
+        return load_document(reference, s3=session.client("s3"), ssm=session.client("ssm"))
+
+    return read
 
 
 def _schedule(
@@ -704,7 +783,7 @@ def _record_of(args: argparse.Namespace, session: Any) -> Record:
         raise OperateError(
             f"no migration {shown(args.migration_id)} on stack {args.stack}", status=1
         )
-    return Record.read(sfn, str(found["executionArn"]))
+    return Record.read(sfn, str(found["executionArn"]), plan_reader(session, outputs))
 
 
 def _gate_votes(
@@ -755,6 +834,11 @@ def status_lines(
         f"  execution: {execution.get('executionArn')}",
         f"  console:   {console_link(str(execution.get('executionArn')))}",
     ]
+    if record.plan_ref:
+        lines.append(
+            f"  plan:      {shown(record.plan_ref)}"
+            + (f" (not readable: {shown(record.plan_problem)})" if record.plan_problem else "")
+        )
     current = record.current()
     if record.status == "RUNNING" and current is not None:
         lines.append(
@@ -1079,6 +1163,8 @@ def build_report(record: Record, ssm: Any) -> dict[str, Any]:
     return {
         "migrationId": record.migration_id,
         "mode": record.plan.get("mode"),
+        "planRef": record.plan_ref,
+        "planProblem": record.plan_problem,
         "execution": {
             "arn": execution.get("executionArn"),
             "name": execution.get("name"),

@@ -1,5 +1,6 @@
-"""start/status/report pieces that need no run: --at refusals, the schedule's size limit, the
-reading of a history (a gate's task token is never shown), and the report page's escaping."""
+"""start/status/report pieces that need no run: --at refusals, the schedule's input (a reference
+to the plan), a run started by reference read back, the reading of a history (a gate's task
+token is never shown), and the report page's escaping."""
 
 from __future__ import annotations
 
@@ -67,16 +68,88 @@ def test_a_time_with_an_offset_is_read_in_the_schedules_zone() -> None:
     assert moment.strftime("%Y-%m-%dT%H:%M:%S") == "2099-06-01T04:00:00"  # CEST, UTC+2
 
 
-def test_a_plan_too_large_for_the_schedule_says_its_size_and_the_limit(
+def test_a_stack_without_a_plan_bucket_cannot_schedule_and_says_why(
     stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = plan_file(tmp_path, padding="x" * operate.SCHEDULE_INPUT_LIMIT)
+    """--at always starts the run by reference (the schedule's input names the plan in the
+    stack's plan bucket): a stack deployed before the bucket existed is refused, before
+    anything, naming the output it lacks."""
+    plan = plan_file(tmp_path, padding="x" * 300_000)
     argv = ["start", "--plan", plan, "--stack", "s", "--at", "2099-01-01T02:00:00"]
     assert main(argv, session=stack) == 2
     err = capsys.readouterr().err
-    assert "--plan: too large to schedule: the schedule's input would be 262," in err
-    assert "the limit is 262,144" in err
+    assert "stack s has no PlanBucketName output" in err
+    assert "this one is 300,0" in err and "deploy this version of the template" in err
     assert stack.client("scheduler").list_schedules()["Schedules"] == []
+
+
+def test_the_schedules_input_is_a_reference_whatever_the_plans_size() -> None:
+    reference = operate.PlanReference("s3", bucket="b", key="plans/orders-1/" + "0" * 64 + ".json")
+    schedule_input = operate._schedule_input(MACHINE, "orders-1", json.dumps(reference.document()))
+    assert len(schedule_input.encode()) < 512
+    started = json.loads(schedule_input)
+    assert json.loads(started["Input"]) == {"planRef": f"s3://b/plans/orders-1/{'0' * 64}.json"}
+
+
+class FakeSfn:
+    """An execution with no history yet, started with `input`."""
+
+    def __init__(self, start_input: dict[str, Any]) -> None:
+        self.input = json.dumps(start_input)
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        return {
+            "executionArn": executionArn,
+            "name": "orders-1",
+            "status": "RUNNING",
+            "startDate": datetime.now(UTC),
+            "input": self.input,
+        }
+
+    def get_paginator(self, _name: str) -> Any:
+        class Pages:
+            def paginate(self, **_kwargs: Any) -> list[dict[str, Any]]:
+                return [{"events": []}]
+
+        return Pages()
+
+
+def test_a_run_started_by_reference_shows_the_plan_it_names() -> None:
+    from mq_cutover.errors import PlanInvalid
+
+    arn = MACHINE.replace(":stateMachine:", ":execution:") + ":orders-1"
+    ref = {"planRef": "s3://b/plans/orders-1.json", "versionId": "v1"}
+    plan = {"migrationId": "orders-1", "mode": "unordered", "producers": {"parameters": ["/a"]}}
+    asked: list[dict[str, Any]] = []
+
+    def reader(document: dict[str, Any]) -> dict[str, Any]:
+        asked.append(document)
+        return plan
+
+    record = operate.Record.read(FakeSfn(ref), arn, reader)
+    assert asked == [ref] and record.plan == plan
+    assert record.plan_ref == "s3://b/plans/orders-1.json (version v1)"
+    assert record.where_clients_are()["producers"] == {"/a": "onPrem"}
+    lines = operate.status_lines(record)
+    assert lines[0].startswith("orders-1 (unordered): RUNNING")
+    assert "  plan:      s3://b/plans/orders-1.json (version v1)" in lines
+
+    def gone(document: dict[str, Any]) -> dict[str, Any]:
+        raise PlanInvalid(["planRef: s3://b/plans/orders-1.json: no such key"])
+
+    for unreadable in (
+        operate.Record.read(FakeSfn(ref), arn, gone),
+        operate.Record.read(FakeSfn(ref), arn),
+    ):
+        assert unreadable.plan == {} and unreadable.migration_id == "orders-1"
+        (line,) = [x for x in operate.status_lines(unreadable) if x.startswith("  plan:")]
+        assert "(not readable: " in line
+    lines = operate.status_lines(operate.Record.read(FakeSfn(ref), arn, gone))
+    assert "no such key)" in next(x for x in lines if x.startswith("  plan:"))
+    # A run started with the plan itself shows no plan line.
+    inline = operate.Record.read(FakeSfn(plan), arn, reader)
+    assert inline.plan == plan and inline.plan_ref is None and len(asked) == 1
+    assert not [x for x in operate.status_lines(inline) if x.startswith("  plan:")]
 
 
 def test_the_schedule_is_named_after_the_stack_and_refused_when_too_long(
