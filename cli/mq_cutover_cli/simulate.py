@@ -192,6 +192,9 @@ class Simulation:
     # The simulated CloudWatch answers GetMetricData and ListMetrics from an index (moto scans
     # every datapoint: minutes per reading at 1,000 queues); `fast_metrics` checks it equal.
     fast_metric_reads: bool = True
+    # "s3" or "ssm": the run starts with {"planRef": ...}, the plan put in the simulated
+    # stack's plan bucket (or under its plan parameter prefix) first, as an operator would.
+    plan_reference: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -216,6 +219,7 @@ class Simulation:
     def _before_start(self, emulator: Emulator) -> None:
         if self.fast_metric_reads:
             fast_metrics.enable(emulator)
+        emulator.plan_reference = self.plan_reference
         if self.before_start:
             self.before_start(emulator)
 
