@@ -230,6 +230,7 @@ class Emulator:
         self.ticks: list[Callable[[], None]] = []  # called when a handler sleeps (the world)
         self.cleanups: list[Callable[[], Any]] = []  # run when the emulator stops
         self.handlers: dict[str, ModuleType] = {}
+        self.plan_caches: dict[str, dict[str, str]] = {}  # each function's stored plans read
         self.function_arns: dict[str, str] = {}
         self.resources: dict[str, str] = {}
         self.inbox_urls: dict[str, str] = {}
@@ -253,6 +254,11 @@ class Emulator:
         context = LambdaContext(
             function_name=name, invoked_function_arn=function.function_arn, timeout_ms=timeout
         )
+        # Each function is its own Lambda container: it reads a stored plan once, for itself
+        # (one process here shares mq_cutover.plan_store; its cache is swapped per function).
+        from mq_cutover import plan_store
+
+        plan_store._cache = self.plan_caches.setdefault(name, {})
         try:
             for hook in list(self.hooks):
                 hook(name, payload)

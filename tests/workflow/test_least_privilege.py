@@ -231,6 +231,133 @@ def test_a_refused_second_run_makes_only_allowed_calls(ordered_plan: dict[str, A
     assert_least_privilege(run)
 
 
+def test_a_plan_by_reference_makes_only_allowed_calls(ordered_plan: dict[str, Any]) -> None:
+    """Validate Plan reads the operator's plan (plans/*) and stores the packed plan
+    (validated/*); every other function reads the stored plan (validated/*) only."""
+    from tests.workflow.test_plan_reference import large
+
+    run = simulate(large(ordered_plan), plan_reference="s3")
+    assert run.status["status"] == "SUCCEEDED"
+    s3_calls = {
+        (c.function, c.operation, str(c.params["Key"]).split("/")[0])
+        for c in run.calls
+        if c.service == "s3"
+    }
+    assert ("ValidatePlanFunction", "GetObject", "plans") in s3_calls
+    assert ("ValidatePlanFunction", "PutObject", "validated") in s3_calls
+    readers = {
+        f for f, operation, prefix in s3_calls if (operation, prefix) == ("GetObject", "validated")
+    }
+    # Each Lambda container reads the stored plan once: the functions the run went through.
+    assert {"ProvisionBrokerFunction", "RepointClientsFunction", "CheckDrainFunction"} <= readers
+    assert {"RequestApprovalFunction", "StopOnPremFunction"} <= readers
+    assert_least_privilege(run)
+    by_parameter = simulate(load_event("plan-ordered.json"), plan_reference="ssm")
+    assert by_parameter.status["status"] == "SUCCEEDED"
+    assert any(
+        c.function == "ValidatePlanFunction"
+        and c.operation == "GetParameter"
+        and str(c.params["Name"]).startswith("/mq-cutover-plans/")
+        for c in by_parameter.calls
+    )
+    assert_least_privilege(by_parameter)
+
+
+def test_plans_are_read_and_stored_where_each_function_may_only() -> None:
+    stack = iam.Stack()
+    bucket = stack.ref("PlanBucket")
+    plans = iam.object_arn(bucket, "plans/orders/0a1b.json")
+    stored = iam.object_arn(bucket, "validated/orders/0a1b.mqc1")
+    validate = iam.function_statements("ValidatePlanFunction")
+    assert iam.is_allowed(validate, "s3:GetObject", plans)
+    assert iam.is_allowed(validate, "s3:GetObjectVersion", plans)
+    assert iam.is_allowed(validate, "s3:PutObject", stored)
+    assert not iam.is_allowed(validate, "s3:PutObject", plans)
+    assert not iam.is_allowed(validate, "s3:GetObject", iam.object_arn("other-bucket", "plans/x"))
+    assert not iam.is_allowed(validate, "s3:GetObject", iam.object_arn(bucket, "elsewhere/x"))
+    assert iam.is_allowed(validate, "ssm:GetParameter", iam.parameter_arn("/mq-cutover-plans/o"))
+    assert not iam.is_allowed(validate, "ssm:GetParameter", iam.parameter_arn("/team/plans/o"))
+    receivers = {
+        "ProvisionBrokerFunction",
+        "CheckBrokerFunction",
+        "ResolveEndpointsFunction",
+        "CopyTopologyFunction",
+        "RepointClientsFunction",
+        "CheckRestartFunction",
+        "CheckDrainFunction",
+        "RequestApprovalFunction",
+        "StopOnPremFunction",
+        "ShovelsFunction",
+        "RollbackFunction",
+    }
+    for function in stack.functions():
+        statements = stack.function_statements(function)
+        reads_stored = iam.is_allowed(statements, "s3:GetObject", stored)
+        assert reads_stored == (function in receivers), function
+        if function == "ValidatePlanFunction":
+            continue
+        for action, resource in (
+            ("s3:GetObject", plans),
+            ("s3:PutObject", stored),
+            ("s3:PutObject", plans),
+            ("s3:DeleteObject", stored),
+            ("s3:GetObject", iam.object_arn("other-bucket", "validated/x")),
+        ):
+            assert not iam.is_allowed(statements, action, resource), (function, action, resource)
+    # The functions that receive the plan ($packedPlan in the ASL) are exactly those.
+    definition = (iam.ROOT / "statemachine" / "migration.asl.json").read_text()
+    substitutions = stack.resources["MigrationStateMachine"]["Properties"]
+    assert receivers == _functions_given_the_packed_plan(json.loads(definition))
+    assert substitutions  # the state machine resource exists in the transformed template
+
+
+def _functions_given_the_packed_plan(definition: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+
+    def walk(states: dict[str, Any]) -> None:
+        for state in states.values():
+            arguments = state.get("Arguments") or {}
+            if "$packedPlan" in json.dumps(arguments):
+                found.add(str(arguments["FunctionName"]).strip("${}").removesuffix("Arn"))
+            if "ItemProcessor" in state:
+                walk(state["ItemProcessor"]["States"])
+            for branch in state.get("Branches", []):
+                walk(branch["States"])
+
+    walk(definition["States"])
+    return found
+
+
+def test_the_plan_bucket_is_private_encrypted_and_tls_only() -> None:
+    stack = iam.Stack()
+    bucket = stack.resources["PlanBucket"]
+    assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+    properties = stack.resolve(bucket["Properties"])
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    assert properties["OwnershipControls"] == {
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    }
+    (encryption,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {r["Id"]: r for r in properties["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireOldPlans"]["ExpirationInDays"] == "400"  # PlanRetentionDays
+    assert rules["ExpireOldPlans"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    policy = stack.document_statements(
+        stack.resources["PlanBucketPolicy"]["Properties"]["PolicyDocument"]
+    )
+    (tls,) = policy
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+    assert set(tls["Resource"]) == {
+        f"arn:aws:s3:::{stack.ref('PlanBucket')}",
+        f"arn:aws:s3:::{stack.ref('PlanBucket')}/*",
+    }
+    outputs = iam.transformed_template()["Outputs"]
+    assert outputs["PlanBucketName"]["Value"] == {"Ref": "PlanBucket"}
+
+
 # ------------------------------------------------------------------ the check can fail
 def test_a_policy_too_narrow_is_caught(ordered_run: RecordedRun) -> None:
     assert ordered_run.stack is not None
@@ -276,7 +403,8 @@ def test_the_mapping_covers_every_call_the_product_makes() -> None:
         names |= set(re.findall(r"get_paginator\(\"([a-z_]+)\"\)", text))
         names |= set(
             re.findall(
-                r"\b(?:ssm|mq|sns|sfn|secrets|ec2|cloudwatch|table|leases|sts)\.([a-z_]+)\(", text
+                r"\b(?:ssm|mq|sns|sfn|secrets|ec2|cloudwatch|table|leases|sts|s3)\.([a-z_]+)\(",
+                text,
             )
         )
     names -= {"get_paginator", "token_urlsafe", "token_hex", "compare_digest"}

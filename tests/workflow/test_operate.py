@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import re
 import time
@@ -25,7 +26,7 @@ from mq_cutover_cli import operate
 from mq_cutover_cli.cli import main
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, SimClock
 from mq_cutover_cli.harness import STACK_NAME as STACK
-from mq_cutover_cli.live import _drive_to_an_end, live_run
+from mq_cutover_cli.live import LiveRun, _drive_to_an_end, live_run
 from mq_cutover_cli.world import World, default_world
 
 pytestmark = pytest.mark.workflow
@@ -164,6 +165,10 @@ def test_start_at_creates_a_one_time_schedule_that_starts_this_migration(
         assert main(argv, session=session()) == 0
         out = capsys.readouterr().out
         assert f"scheduled {migration} at {tomorrow} Europe/Paris" in out
+        bucket = emulator.resources["PlanBucket"]
+        text = Path(path).read_text()
+        key = f"plans/{migration}/{hashlib.sha256(text.encode()).hexdigest()}.json"
+        assert f"plan: s3://{bucket}/{key} ({len(text):,} bytes; the run starts with a" in out
         schedule = emulator.client("scheduler").get_schedule(Name=f"{STACK}.{migration}")
         assert schedule["ScheduleExpression"] == f"at({tomorrow})"
         assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
@@ -175,7 +180,11 @@ def test_start_at_creates_a_one_time_schedule_that_starts_this_migration(
         started = json.loads(target["Input"])
         assert started["StateMachineArn"] == emulator.state_machine_arn
         assert started["Name"] == migration
-        assert json.loads(started["Input"]) == ordered_plan
+        # The schedule names the plan, uploaded as written: no size limit, a tiny input.
+        assert json.loads(started["Input"]) == {"planRef": f"s3://{bucket}/{key}"}
+        assert len(target["Input"].encode()) < 512
+        uploaded = emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert uploaded.decode() == text
         assert executions(emulator) == []  # the schedule starts it, not the CLI
 
         yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT02:00:00")
@@ -184,6 +193,95 @@ def test_start_at_creates_a_one_time_schedule_that_starts_this_migration(
         assert "is in the past" in capsys.readouterr().err
         listed = emulator.client("scheduler").list_schedules()["Schedules"]
         assert [s["Name"] for s in listed] == [f"{STACK}.{migration}"]
+
+
+def test_a_plan_by_reference_starts_and_status_and_report_read_it_back(
+    ordered_plan: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plan over the inline limit (lowered here to 1 KiB; 200 KiB in use) is uploaded and
+    the run started with its reference; `status` and `report` read the plan back (its
+    parameters), and say where it was. --by-reference does the same for any plan."""
+    monkeypatch.setattr(operate, "INLINE_START_LIMIT", 1024)
+    path = plan_file(tmp_path, ordered_plan)
+    text = Path(path).read_text()
+    assert len(text) > 1024
+    migration = ordered_plan["migrationId"]
+    parsed = parse_plan(ordered_plan)
+    world = default_world(parsed)
+    world.fill_defaults(parsed)
+    emulator = Emulator(SimClock())
+    with emulator.running():
+        world.install(emulator, parsed)
+        deploy(emulator)
+        bucket = emulator.resources["PlanBucket"]
+        key = f"plans/{migration}/{hashlib.sha256(text.encode()).hexdigest()}.json"
+        ssm = emulator.client("ssm")
+        initial = {n: ssm.get_parameter(Name=n)["Parameter"]["Value"] for n in world.parameters}
+        assert main(["start", "--plan", path, "--stack", STACK], session=session()) == 0
+        out = capsys.readouterr().out
+        assert f"plan: s3://{bucket}/{key} ({len(text):,} bytes;" in out
+        (execution,) = executions(emulator)
+        arn = execution["executionArn"]
+        try:
+            assert json.loads(emulator.status(arn)["input"]) == {"planRef": f"s3://{bucket}/{key}"}
+            run = LiveRun(emulator, arn, parsed, world, initial)
+            email = run.wait_for_gate("cutover")
+            assert main(["status", migration, "--stack", STACK], session=session()) == 0
+            out = capsys.readouterr().out
+            assert out.startswith(f"{migration} (ordered): RUNNING for ")
+            assert f"  plan:      s3://{bucket}/{key}\n" in out
+            # The parameters come from the plan read back (the input holds none).
+            assert "  parameters: 0 of 4 moved to Amazon MQ (producers 0 of 2; consumers 0" in out
+            assert run.api.post(email.approve_link, APPROVE)["statusCode"] == 200
+            assert (
+                run.api.post(run.wait_for_gate("stopOnPrem").approve_link, APPROVE)["statusCode"]
+                == 200
+            )
+            assert run.wait_until_done()["status"] == "SUCCEEDED"
+            report = tmp_path / "report.json"
+            argv = ["report", migration, "--stack", STACK, "--json", str(report)]
+            assert main(argv, session=session()) == 0
+            document = json.loads(report.read_text())
+            assert document["planRef"] == f"s3://{bucket}/{key}"
+            assert document["planProblem"] is None and document["mode"] == "ordered"
+            assert document["parameters"]["moved"] == document["parameters"]["total"] == 4
+
+            # The plan is gone (expired by the bucket's lifecycle rule, say): status says so.
+            s3 = emulator.client("s3")
+            for version in s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]:
+                s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+            assert main(["status", migration, "--stack", STACK], session=session()) == 0
+            out = capsys.readouterr().out
+            assert f"  plan:      s3://{bucket}/{key} (not readable: planRef: " in out
+            assert "no such key)" in out
+        finally:
+            _drive_to_an_end(emulator, arn)
+
+
+def test_by_reference_uploads_any_plan(
+    ordered_plan: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    path = plan_file(tmp_path, ordered_plan)
+    with deployed(ordered_plan) as emulator:
+        args = argparse.Namespace(
+            plan=path, stack=STACK, at=None, time_zone="UTC", retry=False, by_reference=True
+        )
+        assert operate.start(args, session()) == 0
+        (execution,) = executions(emulator)
+        reference = json.loads(emulator.status(execution["executionArn"])["input"])
+        assert reference["planRef"].startswith(f"s3://{emulator.resources['PlanBucket']}/plans/")
+        assert "; the run starts with a reference to it)" in capsys.readouterr().out
+        # Without it, a plan this small goes inline, as before.
+        ordered_plan["migrationId"] = "orders-inline"
+        inline = plan_file(tmp_path, ordered_plan, "inline.json")
+        assert main(["start", "--plan", inline, "--stack", STACK], session=session()) == 0
+        (started,) = [e for e in executions(emulator) if e["name"] == "orders-inline"]
+        assert json.loads(emulator.status(started["executionArn"])["input"]) == ordered_plan
 
 
 # --- status -----------------------------------------------------------------------------------
