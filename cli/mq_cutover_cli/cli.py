@@ -62,6 +62,7 @@ def _simulate(args: argparse.Namespace) -> int:
         printer=printer,
         pace_seconds=args.pace,
         fail_at=list(args.fail_at),
+        plan_reference=args.by_reference,
     )
     try:
         report = simulation.run()
@@ -423,6 +424,12 @@ def _operator_commands(commands: Any) -> None:
         "ended without success (rolled back, aborted, failed); refused while it runs or after "
         "it succeeded",
     )
+    start.add_argument(
+        "--by-reference",
+        action="store_true",
+        help="upload the plan to the stack's plan bucket and start the run with a reference to "
+        "it (always done with --at, and for a plan over 200 KiB)",
+    )
     status = commands.add_parser(
         "status",
         help="where a migration stands: step, messages left per queue, open gate, parameters",
@@ -486,6 +493,12 @@ def main(
         "transient, throttle or permanent (default); repeatable",
     )
     simulate.add_argument("--quiet", action="store_true", help="print only the summary")
+    simulate.add_argument(
+        "--by-reference",
+        choices=["s3", "ssm"],
+        help='start the run with {"planRef": ...}: the plan put in the simulated stack\'s plan '
+        "bucket (s3) or under its plan parameter prefix (ssm) first",
+    )
     simulate.add_argument(
         "--pace", type=float, default=0.0, help="real seconds per Wait state (to watch it run)"
     )

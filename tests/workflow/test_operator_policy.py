@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -102,7 +103,8 @@ def operator_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorR
             tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT02:00:00")
             at = ["--at", tomorrow, "--time-zone", "Europe/Paris"]
             command("start --at", ["start", "--plan", path, "--stack", STACK, *at])
-            command("start", ["start", "--plan", path, "--stack", STACK])
+            # By reference: uploaded to the plan bucket; status and report read it back.
+            command("start", ["start", "--plan", path, "--stack", STACK, "--by-reference"])
             sfn = emulator.client("stepfunctions")
             (execution,) = sfn.list_executions(stateMachineArn=emulator.state_machine_arn)[
                 "executions"
@@ -132,6 +134,12 @@ def operator_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorR
             command("status", ["status", migration, "--stack", STACK])
             report = ["report", migration, "--stack", STACK, "--json", str(tmp / "r.json")]
             command("report", [*report, "--html", str(tmp / "r.html")])
+            # A run started with a plan in Parameter Store (as a schedule's CutoverPlanRef may
+            # name it): status reads the plan from under the plan parameter prefix.
+            in_ssm = {**plan, "migrationId": "orders-ssm"}
+            named = emulator.put_plan(json.dumps(in_ssm), "orders-ssm", "ssm")
+            emulator.start(json.dumps(named), name="orders-ssm")
+            command("status (ssm)", ["status", "orders-ssm", "--stack", STACK])
 
             broker = emulator.client("mq").list_brokers()["BrokerSummaries"][0]["BrokerId"]
             adopting = {**plan, "migrationId": "orders-adopt", "target": {"adoptBrokerId": broker}}
@@ -170,6 +178,7 @@ def test_every_call_the_operators_commands_make_is_allowed(operator_run: Operato
         "status at a gate": 0,
         "status": 0,
         "report": 0,
+        "status (ssm)": 0,
         "preflight (adopt)": 1,  # the plan's parameters were moved by the run: refused
         "preflight (ec2)": 1,  # and the instance does not exist
     }
@@ -191,7 +200,13 @@ def test_every_call_the_operators_commands_make_is_allowed(operator_run: Operato
         "cloudwatch.GetMetricData",
         "cloudwatch.ListMetrics",
         "ec2.DescribeInstances",
+        "s3.PutObject",
+        "s3.GetObject",
+        "ssm.GetParameter",
     } <= operator_run.operations()
+    assert "  plan:      ssm:/mq-cutover-plans/orders-ssm\n" in operator_run.outputs["status (ssm)"]
+    assert "  plan:      s3://" in operator_run.outputs["status"]
+    assert "not readable" not in operator_run.outputs["status"]
     found = operator_run.violations()
     assert not found, "calls OperatorPolicy does not allow:\n" + "\n".join(found)
 
@@ -270,6 +285,12 @@ def test_the_operator_cannot_decide_change_or_reach_another_stack(
         ("scheduler:CreateSchedule", schedule.replace(f"/{STACK}.", "/other.")),
         ("scheduler:CreateSchedule", schedule.replace("/default/", "/other-group/")),
         ("scheduler:DeleteSchedule", schedule),
+        # Plans: the operator's under plans/ only; the validated copies are the run's.
+        ("s3:PutObject", iam.object_arn(stack.ref("PlanBucket"), "validated/orders/x.mqc1")),
+        ("s3:GetObject", iam.object_arn(stack.ref("PlanBucket"), "validated/orders/x.mqc1")),
+        ("s3:DeleteObject", iam.object_arn(stack.ref("PlanBucket"), "plans/orders/x.json")),
+        ("s3:PutObject", iam.object_arn("another-bucket", "plans/orders/x.json")),
+        ("ssm:GetParameter", iam.parameter_arn("/other-plans/orders")),
     ]
     for action, resource in forbidden:
         assert not iam.is_allowed(policy, action, resource), (action, resource)
