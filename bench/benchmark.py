@@ -224,6 +224,12 @@ class Meter:
                     metrics = sum(
                         1 for q in params.get("MetricDataQueries", []) if "MetricStat" in q
                     )
+                elif operation == "PutMetricData" and str(params.get("Namespace")).startswith(
+                    "AWS/"
+                ):
+                    # The simulated Amazon MQ broker's own metrics: AWS publishes them, free of
+                    # charge (vended metrics), not the bridge. Not counted.
+                    return original(client, operation, params)
                 elif operation == "PutMetricData":
                     data = params.get("MetricData", [])
                     metrics = len(data)

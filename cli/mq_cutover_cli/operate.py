@@ -369,12 +369,25 @@ class Record:
                 continue
             if step.name == "Roll Back":
                 names = list(output.get("restored") or [])
+                if int(output.get("restoredCount") or 0) > len(names):
+                    # A long list is cut to its first names in the state: every parameter the
+                    # plan lists that was not left in conflict went back.
+                    kept = {str(c.get("name")) for c in output.get("conflicts") or []}
+                    names = [n for n in self._plan_parameters() if n not in kept]
                 if names:
                     moves.append({"state": step.name, "step": "rollback", "names": names})
                 continue
             kind = output.get("step") or ("producers" if step.name == "Repoint Producer" else None)
             if kind in CLIENT_STEPS and ("changed" in output or "unchanged" in output):
                 names = [*(output.get("changed") or []), *(output.get("unchanged") or [])]
+                handled = int(output.get("changedCount") or 0) + int(
+                    output.get("unchangedCount") or 0
+                )
+                if handled > len(names) and isinstance(output.get("start"), int):
+                    # Cut to the first names in the state: the call handled its group's
+                    # parameters [start:next].
+                    group = (self.plan.get(CLIENT_STEPS[kind][0]) or {}).get("parameters") or []
+                    names = [str(n) for n in group[output["start"] : output["start"] + handled]]
                 moves.append(
                     {
                         "state": step.name,
@@ -385,6 +398,13 @@ class Record:
                     }
                 )
         return moves
+
+    def _plan_parameters(self) -> list[str]:
+        return [
+            str(n)
+            for group in ("producers", "consumers")
+            for n in (self.plan.get(group) or {}).get("parameters") or []
+        ]
 
     def where_clients_are(self) -> dict[str, dict[str, str]]:
         """Each plan parameter's place as far as the run's steps say: onPrem, widened or

@@ -72,7 +72,13 @@ def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, An
                 sides.append(amazon_mq_side(plan, list(broker["metricBrokers"])))
             began = datetime.fromisoformat(event.started_at)
             result["counts"] = reconcile(plan, cloudwatch, sides, began, now)
-    metrics.add_metric("ParametersRestored", MetricUnit.Count, len(result["restored"]))
-    metrics.add_metric("RollbackConflicts", MetricUnit.Count, len(result["conflicts"]))
+    metrics.add_metric(
+        "ParametersRestored", MetricUnit.Count, result.get("restoredCount", len(result["restored"]))
+    )
+    metrics.add_metric(
+        "RollbackConflicts",
+        MetricUnit.Count,
+        result.get("conflictsCount", len(result["conflicts"])),
+    )
     logger.warning("rollback step", extra={"rollback": result})
     return RollbackResult.model_validate(result).dump()

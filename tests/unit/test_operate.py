@@ -371,3 +371,39 @@ def test_the_page_escapes_what_the_run_carries_and_draws_known_counts_only() -> 
     assert page.count('<polyline class="series"') == 2
     assert "On-prem (2 readings, 1 unknown (not drawn))" in page
     assert "src=" not in page and "href=" not in page  # nothing fetched from anywhere
+
+
+def test_client_moves_at_scale_come_from_the_counts_and_the_plan() -> None:
+    """At thousands of parameters a step's result names its first 50 and counts them all: the
+    record takes the names from the plan's group [start:start+handled], and a rollback that
+    restored more than it names restored every parameter not left in conflict."""
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    producers = [f"/p/{i:04d}" for i in range(120)]
+    consumers = [f"/c/{i:04d}" for i in range(80)]
+    repoint = {
+        "step": "producers",
+        "changed": producers[10:60],
+        "changedCount": 100,
+        "unchanged": [],
+        "unchangedCount": 0,
+        "start": 10,
+    }
+    rollback = {
+        "restored": producers[:50],
+        "restoredCount": 199,
+        "conflicts": [{"name": consumers[5]}],
+    }
+    record = operate.Record(
+        {},
+        [],
+        {"producers": {"parameters": producers}, "consumers": {"parameters": consumers}},
+        steps=[
+            operate.Step("Repoint Producers", "Task", at, at, output=repoint),
+            operate.Step("Roll Back", "Task", at, at, output=rollback),
+        ],
+    )
+    moves = record.client_moves()
+    assert moves[0]["names"] == producers[10:110]
+    assert len(moves[1]["names"]) == 199 and consumers[5] not in moves[1]["names"]
