@@ -159,8 +159,10 @@ def simulate(
     world: World,
     approve: str = "auto",
     before_start: Callable[[Emulator], None] | None = None,
+    plan_reference: str | None = None,
 ) -> tuple[Simulation, float]:
     simulation = Simulation(
+        plan_reference=plan_reference,
         plan_document=json.dumps(plan),
         world=world,
         approve=approve,
@@ -485,7 +487,12 @@ def scale_run(size: int, mode: str, pattern: bool = False) -> dict[str, Any]:
     began = time.perf_counter()
     try:
         with indexed_describe_parameters():
-            simulation, wall = simulate(plan, world, before_start=short_client_calls)
+            # Over 1,000 queues and parameters the plan goes by reference (the stack's plan
+            # bucket), as `mq-cutover start` sends a plan over its inline limit.
+            reference = "s3" if size > 1000 else None
+            simulation, wall = simulate(
+                plan, world, before_start=short_client_calls, plan_reference=reference
+            )
     except Exception as exc:  # a run that cannot end is a figure too
         return {
             "size": size,
