@@ -434,6 +434,33 @@ class ClientGroup(_Model):
         return names
 
 
+MAX_BATCH_SIZE = 1000  # producers one Repoint Producer call writes (it loops if time runs out)
+
+
+class ProducerGroup(ClientGroup):
+    """The producers: a client group that, in mode unordered, moves in batches.
+
+    `batchSize`: how many producers one step of mode unordered moves (1, the default: one by
+    one, as the AWS procedure says). A batch is the producers [i*batchSize, (i+1)*batchSize) in
+    plan order, written one after another, then the restart hook sent once for the batch and
+    waited for before the next batch moves. Mode ordered moves every producer in one step: a
+    batchSize other than 1 is refused there."""
+
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description=(
+            "Mode unordered: producers moved per step, then one restart hook for the batch "
+            "(1: one by one); refused in mode ordered"
+        ),
+    )
+
+    def batches(self) -> int:
+        """How many batches the producers move in."""
+        return -(-len(self.parameters) // self.batch_size)
+
+
 class DrainSettings(_Model):
     """When the on-prem queues count as drained."""
 
@@ -519,7 +546,7 @@ class MigrationPlan(_Model):
     mode: Mode
     target: TargetBroker
     on_prem: OnPremBroker
-    producers: ClientGroup
+    producers: ProducerGroup
     consumers: ClientGroup
     drain: DrainSettings = Field(default_factory=DrainSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
@@ -538,6 +565,36 @@ class MigrationPlan(_Model):
         """Every poll adds about 9 events to the execution history, which Step Functions caps
         at 25,000 (a run that hits the cap fails with no Catch, no rollback, no notification).
         Keep the loops' worst case well inside it."""
+        polls = self._polls(self.producers.batch_size)
+        if sum(polls.values()) <= MAX_POLLS:
+            return self
+        detail = ", ".join(f"{name}: {count}" for name, count in polls.items())
+        fix = (
+            "raise a pollIntervalSeconds or drain.maxSecondsPerCheck, or lower a "
+            "timeoutMinutes, timeoutSeconds or drain.maxExtensions"
+        )
+        if self.mode == Mode.UNORDERED and not self.shovels:
+            fitting = next(
+                (
+                    size
+                    for size in range(self.producers.batch_size + 1, MAX_BATCH_SIZE + 1)
+                    if sum(self._polls(size).values()) <= MAX_POLLS
+                ),
+                None,
+            )
+            if fitting is not None:
+                fix = (
+                    f"move producers in batches: producers.batchSize {fitting} or more fits "
+                    f"(now {self.producers.batch_size}); or {fix}"
+                )
+        raise ValueError(
+            f"the polling loops could take {sum(polls.values())} polls ({detail}); at most "
+            f"{MAX_POLLS} fit in one execution's history: {fix}"
+        )
+
+    def _polls(self, batch_size: int) -> dict[str, int]:
+        """The most polls each loop may take (history events / 9), producers moved in batches
+        of `batch_size` in mode unordered."""
         drain = self.drain
         extensions = drain.max_extensions * drain.extend_minutes
         loops = {
@@ -562,34 +619,34 @@ class MigrationPlan(_Model):
             ),
         }
         polls = {name: -(-total // interval) for name, (total, interval) in loops.items()}
-        if self.mode == Mode.UNORDERED:
-            # Producers move one Map iteration each: 11 events (the task, then the choice
-            # whether a restart hook is to be waited for, and the end), 9 events a poll.
-            polls["unorderedProducers"] = -(-11 * len(self.producers.parameters) // 9)
+        batches = -(-len(self.producers.parameters) // batch_size)
+        one_by_one = self.mode == Mode.UNORDERED and not self.shovels
+        if one_by_one:
+            # Producers move one Map iteration a batch: 11 events (the task, then the choice
+            # whether the batch is written and its restart hook is to be waited for, and the
+            # end), 9 events a poll.
+            polls["unorderedProducers"] = -(-11 * batches // 9)
         # A restart hook is waited for after each client step that sent it: producers once
-        # (unordered: once per producer) and once when the rollback moves them back; consumers
+        # (unordered: once per batch) and once when the rollback moves them back; consumers
         # once (unordered: widened, narrowed) and twice in a rollback (moved on, moved back).
         restarts = 0
         if self.producers.restart_hook is not None:
-            producer_waits = len(self.producers.parameters) if self.mode == Mode.UNORDERED else 1
+            producer_waits = batches if one_by_one else 1
             restarts += (producer_waits + 1) * self.producers.restart_hook.polls()
         if self.consumers.restart_hook is not None:
             consumer_waits = 2 if self.mode == Mode.UNORDERED else 1
             restarts += (consumer_waits + 2) * self.consumers.restart_hook.polls()
         if restarts:
             polls["restartHooks"] = restarts
-        if sum(polls.values()) > MAX_POLLS:
-            detail = ", ".join(f"{name}: {count}" for name, count in polls.items())
-            raise ValueError(
-                f"the polling loops could take {sum(polls.values())} polls ({detail}); at most "
-                f"{MAX_POLLS} fit in one execution's history: raise a pollIntervalSeconds or "
-                "drain.maxSecondsPerCheck, or lower a timeoutMinutes, timeoutSeconds or "
-                "drain.maxExtensions"
-            )
-        return self
+        return polls
 
     @model_validator(mode="after")
     def _cross_field(self) -> MigrationPlan:
+        if self.mode == Mode.ORDERED and self.producers.batch_size != 1:
+            raise ValueError(
+                "producers.batchSize: mode ordered moves every producer in one step (then "
+                "restarts them once); batches are for mode unordered; leave batchSize out or 1"
+            )
         shared = set(self.producers.parameters) & set(self.consumers.parameters)
         if shared:
             raise ValueError(
@@ -635,6 +692,11 @@ class MigrationPlan(_Model):
             raise ValueError(
                 "topology.amazonMqSecretArn: the shovels log into Amazon MQ as its "
                 "administrative user"
+            )
+        if self.producers.batch_size != 1:
+            raise ValueError(
+                "producers.batchSize: mode unordered on RabbitMQ moves every producer in one "
+                "step once the shovels run; leave batchSize out or 1"
             )
         if any(any(char in q for char in "*?[") for q in self.on_prem.queues):
             raise ValueError(
