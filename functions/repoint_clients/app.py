@@ -1,4 +1,5 @@
-"""Point producers or consumers (or one of them) at a new broker URL in Parameter Store."""
+"""Point producers or consumers (or one of them, or a batch of producers) at a new broker URL in
+Parameter Store."""
 
 from typing import Any
 
@@ -37,6 +38,8 @@ def lambda_handler(event: RepointClientsEvent, context: LambdaContext) -> dict[s
         index=event.parameter_index,
         time_left_ms=context.get_remaining_time_in_millis,
         start=event.start or 0,
+        count=event.parameter_count,
+        written_before=event.written_before,
     )
     metrics.add_metric("ParametersChanged", MetricUnit.Count, len(result["changed"]))
     short = summarized(result, ("changed", "unchanged", "conflicts"))

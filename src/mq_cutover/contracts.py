@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from mq_cutover.plan import StopMethod
@@ -110,6 +110,11 @@ class RepointClientsEvent(_Event):
     broker: dict[str, Any]
     start: int | None = Field(default=None, alias="from")
     parameter_index: int | None = None
+    # A batch (mode unordered, producers.batchSize): the group's parameters
+    # [parameterIndex, parameterIndex + parameterCount); `from` resumes inside it.
+    parameter_count: int | None = Field(default=None, ge=1)
+    # When an earlier call of the batch last wrote a parameter (its result's lastWrite).
+    written_before: AwareDatetime | None = None
     parameter: str | None = None
 
 
@@ -303,6 +308,7 @@ class RepointClientsResult(_Result):
     next: int
     done: bool
     remaining: int
+    last_write: str | None = None  # a batch not done yet: when this call last wrote (ISO 8601)
 
 
 class DrainReading(_OpenResult):

@@ -297,27 +297,43 @@ def repoint_clients(
     start: int = 0,
     index: int | None = None,
     skip_conflicts: bool = False,
+    count: int | None = None,
+    written_before: datetime | None = None,
 ) -> dict[str, Any]:
     """Point one client group (or the one parameter `only`, or the group's `index`th) at the
     step's URL, from position `start`, as many as the time allows (at least one). `next` is
     where the following call starts; `done` says whether the whole group is. With
     `skip_conflicts` (a rollback moving clients) a parameter someone else changed is reported
-    in `conflicts` and left alone instead of failing the step."""
+    in `conflicts` and left alone instead of failing the step.
+
+    With `count` (a batch: the group's parameters [index, index+count)), `start` is a position
+    in the group inside the batch (default: its first), and the restart hook is sent once, by
+    the call that finishes the batch: a call that ran out of time sends none and returns
+    `lastWrite` (when it last wrote a parameter of the batch), which the next call of the batch
+    passes back as `written_before`, so that the finishing call restarts the batch's clients
+    even when it changed none itself (and a retry of it finds the command already sent)."""
     group = plan.producers if step == ClientStep.PRODUCERS else plan.consumers
     names = list(group.parameters)
-    if index is not None:
+    end = len(names)
+    if count is not None:
+        if index is None or count < 1 or not 0 <= index < len(names):
+            raise ParameterConflict(f"{step.value} has no batch of {count} from number {index}")
+        end = min(index + count, len(names))
+        start = min(max(start, index), end)
+        only = None
+    elif index is not None:
         if not 0 <= index < len(names):
             raise ParameterConflict(f"{step.value} has no parameter number {index}")
         only = names[index]
     if only is not None:
         if only not in names:
             raise ParameterConflict(f"{only} is not one of the plan's {step.value} parameters")
-        names, start = [only], 0
+        names, start, end = [only], 0, 1
     ours = migration_values(plan, broker)
     position = {name: number for number, name in enumerate(group.parameters)}
     results: list[dict[str, Any]] = []
-    described = Described(ssm, names[start:])
-    for name in names[start:]:
+    described = Described(ssm, names[start:end])
+    for name in names[start:end]:
         if not _enough_time(time_left_ms, bool(results)):
             break
         value = target_value(step, plan, broker, position[name])
@@ -330,13 +346,28 @@ def repoint_clients(
     changed = [r["name"] for r in results if r["changed"]]
     unchanged = [r["name"] for r in results if not r["changed"] and "conflict" not in r]
     conflicts = [{"name": r["name"], "reason": r["conflict"]} for r in results if "conflict" in r]
-    command_id = restart_clients(
-        ssm,
-        group.restart_hook,
-        f"mq-cutover {plan.migration_id}: {step.value}",
-        bool(changed),
-        [r["writtenAt"] for r in results if r.get("writtenAt")],
-    )
+    done = start + len(results) >= end
+    written = [r["writtenAt"] for r in results if r.get("writtenAt")]
+    if written_before is not None:
+        written.append(written_before)
+    command_id = None
+    extra: dict[str, Any] = {}
+    if count is None or done:
+        command_id = restart_clients(
+            ssm,
+            group.restart_hook,
+            f"mq-cutover {plan.migration_id}: {step.value}",
+            bool(changed),
+            written,
+        )
+    elif group.restart_hook is not None:
+        # The batch goes on in the next call, which restarts its clients: tell it since when.
+        if changed:
+            last = _get(ssm, changed[-1])
+            if last is not None and last.get("LastModifiedDate"):
+                written.append(last["LastModifiedDate"])
+        if written:
+            extra["lastWrite"] = max(written).isoformat()
     return {
         "step": step.value,
         "changed": changed,
@@ -345,8 +376,9 @@ def repoint_clients(
         "start": start,
         "restartCommandId": command_id,
         "next": start + len(results),
-        "done": start + len(results) >= len(names),
-        "remaining": len(names) - start - len(results),
+        "done": done,
+        "remaining": end - start - len(results),
+        **extra,
     }
 
 
