@@ -18,6 +18,7 @@ from mq_cutover.approvers import approving_votes
 from mq_cutover.gate_facts import (
     GATE_TITLES,
     SIDE_NAMES,
+    hook_frequency,
     quoted,
     render_facts,
 )
@@ -255,7 +256,7 @@ def _unlocks(unlocked: dict[str, Any] | None) -> str:
                     f"{_e(str(step.get('group'))[:-1])} parameter(s))",
                 )
             )
-            each = " (once per producer)" if step.get("hookPerParameter") else ""
+            each = hook_frequency(step)
             details.append(("then", _hook_cell(step.get("restartHook"), f"restart hook{each}")))
         rows.append(
             head + "".join(f"<tr><td class='k'>{k}</td><td>{v}</td></tr>" for k, v in details)

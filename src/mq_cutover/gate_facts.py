@@ -251,16 +251,21 @@ def unlocks(gate: str, plan: MigrationPlan) -> dict[str, Any]:
         else:
             step, group_name, each = CLIENT_STEPS[point]
             group = plan.producers if group_name == "producers" else plan.consumers
+            batch = plan.producers.batch_size if each else 1
+            what = CLIENT_STEP_TEXT[point]
+            if batch > 1:
+                what = f"producers to Amazon MQ, in batches of {batch}, one batch at a time"
             steps.append(
                 {
                     "step": point,
                     "when": when,
-                    "what": CLIENT_STEP_TEXT[point],
+                    "what": what,
                     "clientStep": step.value,
                     "group": group_name,
                     "parameters": len(group.parameters),
                     "restartHook": _hook(group.restart_hook),
-                    "hookPerParameter": each,
+                    "hookPerParameter": each,  # unordered producers: once per batch
+                    **({"batchSize": batch} if each else {}),
                 }
             )
         when = "then"
@@ -294,6 +299,19 @@ def _changes(
     return changes
 
 
+def _one_by_one(plan: MigrationPlan) -> str:
+    size = plan.producers.batch_size
+    return "one at a time" if size == 1 else f"in batches of {size}, one batch at a time"
+
+
+def hook_frequency(step: dict[str, Any]) -> str:
+    """How often an unlocked client step sends its restart hook, in words ("" = once)."""
+    if not step.get("hookPerParameter"):
+        return ""
+    size = step.get("batchSize") or 1
+    return " (once per producer)" if size == 1 else f" (once per batch of {shown_number(size)})"
+
+
 def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
     """What each answer does, in words (the values are in `unlocks` and `changes`)."""
     if gate == "cutover" and plan.mode == Mode.ORDERED:
@@ -311,7 +329,9 @@ def _next_steps(gate: str, plan: MigrationPlan) -> list[str]:
         ]
     if gate == "cutover":
         return [
-            "Approve: consumers are widened to both brokers, then producers move one at a time; "
+            "Approve: consumers are widened to both brokers, then producers move "
+            + _one_by_one(plan)
+            + "; "
             "after the drain consumers are narrowed to Amazon MQ. No interruption, order may "
             "break.",
             "Reject: nothing is changed; the workflow ends and reports it.",
@@ -485,7 +505,7 @@ def unlock_lines(unlocked: dict[str, Any] | None) -> list[str]:
             f"  {number}. {step['step']} ({step['when']}): {step['what']} "
             f"({step['parameters']} {step['group'][:-1]} parameter(s), below)"
         )
-        each = " (once per producer)" if step.get("hookPerParameter") else ""
+        each = hook_frequency(step)
         lines += _hook_lines(
             step.get("restartHook"), f"then the {step['group']}' restart hook{each}"
         )
