@@ -52,6 +52,22 @@ def _get(ssm: Any, selector: str) -> dict[str, Any] | None:
         raise
 
 
+def _paged(call: Callable[..., Any], **kwargs: Any) -> list[dict[str, Any]]:
+    """Every "Parameters" item of a paged SSM call (NextToken), all pages read; throttling is
+    AwsThrottled."""
+    items: list[dict[str, Any]] = []
+    try:
+        while True:
+            page = call(**kwargs)
+            items += page.get("Parameters", [])
+            if not page.get("NextToken"):
+                return items
+            kwargs["NextToken"] = page["NextToken"]
+    except ClientError as exc:
+        raise_if_throttled(exc)
+        raise
+
+
 DESCRIBE_BATCH = 50  # DescribeParameters: at most 50 values in a filter
 
 
@@ -66,20 +82,12 @@ class Described:
         self.known: dict[str, dict[str, Any]] = {}
 
     def _describe(self, batch: list[str]) -> None:
-        kwargs: dict[str, Any] = {
-            "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": batch}],
-            "MaxResults": DESCRIBE_BATCH,
-        }
-        try:
-            while True:
-                page = self.ssm.describe_parameters(**kwargs)
-                self.known.update({p["Name"]: p for p in page.get("Parameters", [])})
-                if not page.get("NextToken"):
-                    break
-                kwargs["NextToken"] = page["NextToken"]
-        except ClientError as exc:
-            raise_if_throttled(exc)
-            raise
+        found = _paged(
+            self.ssm.describe_parameters,
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": batch}],
+            MaxResults=DESCRIBE_BATCH,
+        )
+        self.known.update({p["Name"]: p for p in found})
         for name in batch:
             self.known.setdefault(name, {})
 
@@ -118,18 +126,8 @@ def _written_by_us(ssm: Any, name: str, pre_version: int, ours: set[str]) -> boo
     attempt wrote it and died before labelling it (put and label are two calls)."""
     if not ours:
         return False
-    later: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"Name": name, "WithDecryption": True, "MaxResults": 50}
-    try:
-        while True:
-            page = ssm.get_parameter_history(**kwargs)
-            later += [p for p in page.get("Parameters", []) if int(p["Version"]) > pre_version]
-            if not page.get("NextToken"):
-                break
-            kwargs["NextToken"] = page["NextToken"]
-    except ClientError as exc:
-        raise_if_throttled(exc)
-        raise
+    history = _paged(ssm.get_parameter_history, Name=name, WithDecryption=True, MaxResults=50)
+    later = [p for p in history if int(p["Version"]) > pre_version]
     return bool(later) and all(p["Value"] in ours for p in later)
 
 
