@@ -615,6 +615,27 @@ def bridge_sample(
     put(cw, metrics.namespace, data)
 
 
+def bridge_ran(cw: Any, plan: MigrationPlan, *sample: Any, **options: Any) -> None:
+    """The bridge sampled a minute before T0 and at T0 (`bridge_sample`'s arguments): a drain
+    check at T0 + 5 s has the two aggregate periods it compares."""
+    for at in (T0 - timedelta(minutes=1), T0):
+        bridge_sample(cw, plan, at, *sample, **options)
+
+
+def checked_each_minute(
+    cw: Any, plan: MigrationPlan, minutes: int, **sample: Any
+) -> dict[str, Any]:
+    """The bridge samples at T0 and each minute after (`bridge_sample`'s options), each sample
+    read 5 s later by a drain check that carries the previous one's state: the last check."""
+    previous = None
+    for minute in range(minutes):
+        at = T0 + timedelta(minutes=minute)
+        bridge_sample(cw, plan, at, **sample)
+        previous = check_drain(plan, cw, previous, at + timedelta(seconds=5))
+    assert previous is not None
+    return previous
+
+
 def counting_reads(cw: Any) -> list[int]:
     """The metrics each GetMetricData call asks for, in order."""
     calls: list[int] = []
@@ -632,9 +653,7 @@ def test_aggregate_readings_drain_after_k_new_readings_and_a_dlq_is_only_reporte
     aws: Any, agg_plan: MigrationPlan
 ) -> None:
     cw = aws("cloudwatch")
-    busy = {**AGG_QUEUES, "orders.paid": (4, 4), "ActiveMQ.DLQ": (9, 0)}
-    bridge_sample(cw, agg_plan, T0 - timedelta(minutes=1), busy)
-    bridge_sample(cw, agg_plan, T0, busy)
+    bridge_ran(cw, agg_plan, {**AGG_QUEUES, "orders.paid": (4, 4), "ActiveMQ.DLQ": (9, 0)})
     calls = counting_reads(cw)
     first = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
     assert (
@@ -685,8 +704,7 @@ def test_aggregates_missing_are_not_zero_and_say_what_to_run(
 
 def test_stale_aggregates_are_not_zero(aws: Any, agg_plan: MigrationPlan) -> None:
     cw = aws("cloudwatch")
-    bridge_sample(cw, agg_plan, T0 - timedelta(minutes=1))
-    bridge_sample(cw, agg_plan, T0)
+    bridge_ran(cw, agg_plan)
     # The bridge stopped: four minutes later the newest aggregates are four minutes old.
     result = check_drain(agg_plan, cw, None, T0 + timedelta(minutes=4, seconds=5))
     assert not result["drained"] and result["consecutiveEmpty"] == 0
@@ -699,12 +717,7 @@ def test_a_queue_the_bridge_did_not_read_is_not_counted_as_empty(
 ) -> None:
     cw = aws("cloudwatch")
     lost = {q: v for q, v in AGG_QUEUES.items() if q != "orders.shipped"}
-    previous = None
-    for minute in range(4):
-        at = T0 + timedelta(minutes=minute)
-        bridge_sample(cw, agg_plan, at, lost)
-        previous = check_drain(agg_plan, cw, previous, at + timedelta(seconds=5))
-    assert previous is not None
+    previous = checked_each_minute(cw, agg_plan, 4, depths=lost)
     assert not previous["drained"] and previous["consecutiveEmpty"] == 0
     assert previous["queuesReported"] == 2 and previous["watchedQueues"] == 3
     assert "read 2 of the 3 watched queues" in previous["readError"]
@@ -717,12 +730,7 @@ def test_a_listed_queue_missing_in_the_detail_holds_the_drain(
     """The aggregates count three queues, but the detail has no series for one of them: the
     drain does not know that the three are the ones it watches."""
     cw = aws("cloudwatch")
-    previous = None
-    for minute in range(4):
-        at = T0 + timedelta(minutes=minute)
-        bridge_sample(cw, agg_plan, at, detail_only=["orders.created", "orders.paid"])
-        previous = check_drain(agg_plan, cw, previous, at + timedelta(seconds=5))
-    assert previous is not None
+    previous = checked_each_minute(cw, agg_plan, 4, detail_only=["orders.created", "orders.paid"])
     assert not previous["drained"] and previous["consecutiveEmpty"] == 0
     assert previous["missing"] == ["orders.shipped"] and previous["queuesReported"] == 3
 
@@ -751,8 +759,7 @@ def test_set_enqueues_between_readings_are_seen_inside_one_bucket(
     aws: Any, agg_plan: MigrationPlan
 ) -> None:
     cw = aws("cloudwatch")
-    bridge_sample(cw, agg_plan, T0 - timedelta(minutes=1))
-    bridge_sample(cw, agg_plan, T0)
+    bridge_ran(cw, agg_plan)
     first = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
     assert first["enqueueTotal"] == 3 * ENQUEUED
     # Later in the same minute a straggler's message arrives and is consumed at once.
@@ -785,12 +792,8 @@ def test_another_queue_sets_aggregates_are_never_read(aws: Any, agg_plan: Migrat
     cw = aws("cloudwatch")
     other = QueueSet.of(["orders.*"], ["ActiveMQ.DLQ"])
     assert other.digest != QueueSet.from_plan(agg_plan).digest
-    previous = None
-    for minute in range(3):
-        at = T0 + timedelta(minutes=minute)
-        bridge_sample(cw, agg_plan, at, queue_set=other)
-        previous = check_drain(agg_plan, cw, previous, at + timedelta(seconds=5))
-    assert previous is not None and not previous["drained"]
+    previous = checked_each_minute(cw, agg_plan, 3, queue_set=other)
+    assert not previous["drained"]
     assert QueueSet.from_plan(agg_plan).digest in previous["readError"]
     assert previous["queuesReported"] is None and previous["missingCount"] == 0
 
@@ -800,8 +803,7 @@ def test_a_queue_with_messages_and_no_consumer_is_named_from_the_aggregates(
 ) -> None:
     cw = aws("cloudwatch")
     depths = {**AGG_QUEUES, "orders.paid": (40, 0), "orders.created": (5, 0)}
-    for at in (T0 - timedelta(minutes=1), T0):
-        bridge_sample(cw, agg_plan, at, depths, consumers={"orders.paid": 0})
+    bridge_ran(cw, agg_plan, depths, consumers={"orders.paid": 0})
     result = check_drain(agg_plan, cw, None, T0 + timedelta(seconds=5))
     assert result["neverDrainCount"] == 1 and not result["drained"]
     # Two queues with messages, one never draining: which one is not in the aggregates.
@@ -891,8 +893,7 @@ def test_the_aggregate_fence_counts_consumers_and_names_them_when_it_can(
         )  # fmt: skip
 
     one_left = {"orders.created": 2, "orders.paid": 0, "orders.shipped": 0}
-    for at in (T0 - timedelta(minutes=1), T0):
-        bridge_sample(cw, agg_plan, at, consumers=one_left)
+    bridge_ran(cw, agg_plan, consumers=one_left)
     result = fence(None, T0)
     # One queue still has consumers: counted; which one the aggregates do not say.
     assert result["connectedCount"] == 1 and result["connected"] == []
@@ -972,8 +973,7 @@ def test_aggregate_placement_with_nothing_from_amazon_mq_is_not_placed(
     aws: Any, agg_plan: MigrationPlan
 ) -> None:
     cw = aws("cloudwatch")
-    for at in (T0 - timedelta(minutes=1), T0):
-        bridge_sample(cw, agg_plan, at)
+    bridge_ran(cw, agg_plan)
     other = amazon_mq_side(agg_plan, ["amq-prod-1", "amq-prod-2"])
     at = T0 + timedelta(seconds=5)
     reading = read_queues(agg_plan, cw, at, None, purpose=Purpose.PLACEMENT, other=other)
