@@ -434,7 +434,10 @@ class ClientGroup(_Model):
         return names
 
 
-MAX_BATCH_SIZE = 1000  # producers one Repoint Producer call writes (it loops if time runs out)
+MAX_BATCH_SIZE = 1000  # producers one Map iteration moves
+# Producers one Repoint Producer call is counted to write (it writes as many as its time allows
+# and the iteration calls again for the rest): the same count as the preflight's estimate.
+PARAMETERS_PER_CALL = 50
 
 
 class ProducerGroup(ClientGroup):
@@ -624,8 +627,9 @@ class MigrationPlan(_Model):
         if one_by_one:
             # Producers move one Map iteration a batch: 11 events (the task, then the choice
             # whether the batch is written and its restart hook is to be waited for, and the
-            # end), 9 events a poll.
-            polls["unorderedProducers"] = -(-11 * batches // 9)
+            # end), and 7 more for each further call a large batch takes; 9 events a poll.
+            calls = -(-batch_size // PARAMETERS_PER_CALL)
+            polls["unorderedProducers"] = -(-(11 + 7 * (calls - 1)) * batches // 9)
         # A restart hook is waited for after each client step that sent it: producers once
         # (unordered: once per batch) and once when the rollback moves them back; consumers
         # once (unordered: widened, narrowed) and twice in a rollback (moved on, moved back).

@@ -1115,13 +1115,17 @@ def history_estimate(plan: MigrationPlan, definition: dict[str, Any]) -> dict[st
             estimate[name] = count * loop_events(states, state)
     mapped = _map_state(states)
     if unordered and mapped is not None:
+        # One Map iteration per batch of producers.batchSize (1: per producer).
         inner: dict[str, Any] = mapped[1]["ItemProcessor"]["States"]
-        per_producer = _ITERATION_EVENTS + sum(state_events(s) for s in inner.values())
+        per_batch = _ITERATION_EVENTS + sum(state_events(s) for s in inner.values())
+        calls = -(-producers.batch_size // PARAMETERS_PER_CALL)
+        if calls > 1:  # a batch more than one call moves: the call again, and its choice
+            per_batch += (calls - 1) * loop_events(inner, mapped[1]["ItemProcessor"]["StartAt"])
         if producers.restart_hook is not None:
             waits = next((n for n, s in inner.items() if s["Type"] == "Wait"), None)
             if waits is not None:
-                per_producer += producers.restart_hook.polls() * loop_events(inner, waits)
-        estimate["unorderedProducers"] = len(producers.parameters) * per_producer
+                per_batch += producers.restart_hook.polls() * loop_events(inner, waits)
+        estimate["unorderedProducers"] = producers.batches() * per_batch
     return estimate
 
 
@@ -1149,7 +1153,13 @@ def _history(run: _Run) -> None:
             "history budget",
             f"a run could take {total:,} history events ({detail}); Step Functions stops an "
             f"execution at {HISTORY_LIMIT:,}, with no rollback",
-            "raise drain.pollIntervalSeconds / drain.maxSecondsPerCheck or a hook's "
+            (
+                "mode unordered: raise producers.batchSize (producers move one batch a Map "
+                "iteration); or "
+                if "unorderedProducers" in estimate
+                else ""
+            )
+            + "raise drain.pollIntervalSeconds / drain.maxSecondsPerCheck or a hook's "
             "pollIntervalSeconds, or lower a timeoutMinutes or drain.maxExtensions",
         )
     else:

@@ -92,8 +92,10 @@ def test_unordered_producers_cost_per_batch(unordered_plan: dict[str, Any]) -> N
     unordered_plan["producers"]["parameters"] = producers(10_000)
     unordered_plan["producers"]["batchSize"] = 100
     plan = parse_plan(unordered_plan)
-    # 100 batches x 11 events = 123 polls' worth of history (9 events a poll).
-    assert plan._polls(100)["unorderedProducers"] == 123
+    # 100 batches x (11 events + 7 for the second call of 50) = 200 polls' worth of history
+    # (9 events a poll).
+    assert plan._polls(100)["unorderedProducers"] == 200
+    assert plan._polls(50)["unorderedProducers"] == 245  # 200 batches, one call each
     assert plan._polls(1)["unorderedProducers"] == 12_223
 
 
@@ -290,3 +292,31 @@ def test_gate_facts_say_batches(unordered_plan: dict[str, Any]) -> None:
     (step,) = [s for s in one["steps"] if s["step"] == "Repoint Producers One By One"]
     assert step["what"] == "producers to Amazon MQ, one at a time"
     assert "(once per producer)" in "\n".join(render_facts({"unlocks": one}))
+
+
+def test_the_preflight_history_estimate_counts_one_iteration_per_batch(
+    unordered_plan: dict[str, Any],
+) -> None:
+    """Validate Plan's (and `mq-cutover preflight`'s) estimate from the state machine's own
+    definition: the Map's iteration events count once per batch, and a batch larger than one
+    call moves (50 parameters counted a call) adds the call's loop."""
+    import json
+
+    from mq_cutover.preflight import HISTORY_LIMIT, history_estimate, loop_events
+    from tests.conftest import ROOT
+
+    asl = json.loads((ROOT / "statemachine" / "migration.asl.json").read_text())
+    inner = asl["States"]["Repoint Producers One By One"]["ItemProcessor"]["States"]
+    unordered_plan["producers"]["parameters"] = producers(10_000)
+    unordered_plan["producers"]["batchSize"] = 8
+    one_call = history_estimate(parse_plan(unordered_plan), asl)["unorderedProducers"]
+    assert one_call % 1250 == 0  # 1,250 batches of 8
+    per_batch = one_call // 1250
+    unordered_plan["producers"]["batchSize"] = 100
+    plan = parse_plan(unordered_plan)
+    estimate = history_estimate(plan, asl)
+    # 100 batches, each moved by two calls of 50: the call and its choice once more.
+    assert estimate["unorderedProducers"] == 100 * (
+        per_batch + loop_events(inner, "Repoint Producer")
+    )
+    assert sum(estimate.values()) < HISTORY_LIMIT
