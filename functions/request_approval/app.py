@@ -1,7 +1,12 @@
 """Open an approval gate: store its record (with the task token) and email the approvers what
 is about to happen, with signed links to the confirmation page. No gate opens once a person
 asked for the rollback (`mq-cutover abort`: AbortRequested); the manual stop's gate is the point
-of no return (mq_cutover.lease.gate_may_open)."""
+of no return (mq_cutover.lease.gate_may_open).
+
+A throttled or unreachable AWS API fails the attempt as AwsThrottled, which the gate's task
+retries: the retry is a new attempt with a new task token, so the failed attempt's record is
+withdrawn, and the retry supersedes any record still open, before it sends new links (a link
+from the first emails then says so and decides nothing)."""
 
 from typing import Any
 
@@ -30,6 +35,7 @@ ssm = aws.client("ssm")
 # The event holds the task token: it is never logged (no log_event; only named fields below).
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, the gate retries
 @event_parser(model=RequestApprovalEvent)
 def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)
@@ -52,8 +58,9 @@ def lambda_handler(event: RequestApprovalEvent, context: LambdaContext) -> dict[
         now=clock.utcnow(),
         approvers=load_registry(settings.approver_registry_path),
         extend_minutes=plan.drain.extend_minutes if can_extend else None,
+        # An abort recorded while the gate opened may have missed it: the run rolls back now
+        # (and the links just sent decide nothing).
+        last_check=lambda: check_abort(leases, migration_id=plan.migration_id),
     )
-    # An abort recorded while the gate opened may have missed it: the run rolls back now.
-    check_abort(leases, migration_id=plan.migration_id)
     logger.info("approval requested", extra={"approval": result})
     return ApprovalResult.model_validate(result).dump()

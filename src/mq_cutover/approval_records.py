@@ -1,5 +1,6 @@
 """An approval gate's record in DynamoDB: read it, find a migration's open gates, say why a
-conditional write found it closed, and reopen it after a decision could not be delivered.
+conditional write found it closed, reopen it after a decision could not be delivered, and close
+it for good when its task attempt failed (superseded by the retry's record, or withdrawn).
 
 The record holds the task token: it is never logged, emailed, shown or returned. The table's
 `ByMigration` index projects no token and is only used to find the keys.
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from mq_cutover.approvers import approving_votes
 
@@ -37,9 +39,9 @@ def load(table: Any, approval_id: str) -> dict[str, Any] | None:
     return dict(item) if item else None
 
 
-def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[dict[str, Any]]:
-    """The open gates of a migration, newest first, read by key (the index holds no token and
-    is only used to find them)."""
+def open_keys(table: Any, migration_id: str, gate: str | None = None) -> list[dict[str, Any]]:
+    """The index entries (keys, gate and status: never a token) of a migration's open gates,
+    newest first. The index is eventually consistent: read the record before trusting it."""
     keys: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "IndexName": "ByMigration",
@@ -52,10 +54,17 @@ def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [
+        k for k in keys if k.get("status") == "PENDING" and (gate is None or k.get("gate") == gate)
+    ]
+
+
+def pending_for(table: Any, migration_id: str, gate: str | None = None) -> list[dict[str, Any]]:
+    """The open gates of a migration, newest first, read by key (the index holds no token and
+    is only used to find them)."""
+    keys = open_keys(table, migration_id, gate)
     found = []
     for item in keys:
-        if item.get("status") != "PENDING" or (gate is not None and item.get("gate") != gate):
-            continue
         record = load(table, str(item["approvalId"]))
         if record is not None and record.get("status") == "PENDING":
             found.append(record)
@@ -96,3 +105,61 @@ def reopen(table: Any, record: dict[str, Any], status: str) -> None:
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":new": status, ":ours": record["status"]},
     )
+
+
+# Who "decided" a gate that nobody may answer any more, as its page shows it ("Already
+# superseded by ..."): a person who opens an old link learns why it decides nothing.
+SUPERSEDED_BY = "a newer email for this gate (use the latest one)"
+WITHDRAWN_BY = "mq-cutover: this request failed before it was complete"
+
+
+def close_unanswerable(
+    table: Any, record: dict[str, Any], status: str, by: str, now: datetime
+) -> bool:
+    """Replace a gate's record, only while it is still open, by `record` closed (`status`,
+    decided by `by`) and without its task token, which resumes nothing: that task attempt
+    failed. A PutItem: the function that opens gates never reads or updates a record (only the
+    approval API does). Returns whether it was closed."""
+    closed = {k: v for k, v in record.items() if k != "taskToken"}
+    closed.update(status=status, decidedBy=by, decidedAt=iso(now))
+    try:
+        table.put_item(
+            Item=closed,
+            ConditionExpression="attribute_exists(approvalId) AND #s = :pending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":pending": "PENDING"},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
+def supersede(table: Any, newer: dict[str, Any], now: datetime) -> list[str]:
+    """Close every other open record of the newer record's migration and gate: each is an
+    earlier task attempt's (retried, redriven, or an earlier run), whose token resumes nothing.
+    Found through the index (no token read); each is replaced by a closed record that keeps its
+    keys and enrols the newer record's approvers (so their old links are answered "already
+    superseded"), without its facts, votes or token. Returns their ids."""
+    closed = []
+    for key in open_keys(table, str(newer["migrationId"]), str(newer["gate"])):
+        older = str(key["approvalId"])
+        if older == newer["approvalId"]:
+            continue
+        tombstone = {
+            "approvalId": older,
+            "migrationId": newer["migrationId"],
+            "gate": newer["gate"],
+            "createdAt": key["createdAt"],
+            "approvers": newer["approvers"],
+            "quorum": newer["quorum"],
+            "votes": [],
+            "supersededBy": newer["approvalId"],
+            "expiresAt": iso(now),
+            "deadlineEpoch": int(now.timestamp()),
+            "expiresAtEpoch": newer["expiresAtEpoch"],
+        }
+        if close_unanswerable(table, tombstone, "SUPERSEDED", SUPERSEDED_BY, now):
+            closed.append(older)
+    return closed

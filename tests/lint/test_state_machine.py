@@ -20,6 +20,14 @@ LAMBDA_RETRIED = {
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 }
+AWS_THROTTLED_RETRY = {
+    "ErrorEquals": ["AwsThrottled"],
+    "IntervalSeconds": 5,
+    "MaxAttempts": 8,
+    "BackoffRate": 2,
+    "MaxDelaySeconds": 120,
+    "JitterStrategy": "FULL",
+}
 JSONPATH_ONLY = {
     "Parameters",
     "ResultPath",
@@ -112,6 +120,25 @@ def test_every_lambda_task_retries_lambda_errors_and_has_a_timeout(asl: dict[str
         retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
         assert retried >= LAMBDA_RETRIED, name
         assert "TimeoutSeconds" in state, name
+
+
+def test_every_lambda_task_retries_aws_throttled_with_back_off(asl: dict[str, Any]) -> None:
+    """Throttled or unreachable AWS APIs fail a handler as AwsThrottled: every Lambda task,
+    approval gates (.waitForTaskToken) included, retries it the same way rather than rolling
+    back. A gate may: its retry supersedes the failed attempt's record and links."""
+    lambda_tasks = {
+        name: state
+        for name, state in _all_states(asl["States"]).items()
+        if state["Type"] == "Task" and "lambda:invoke" in state["Resource"]
+    }
+    gates = {n for n, s in lambda_tasks.items() if s["Resource"].endswith(".waitForTaskToken")}
+    assert len(gates) >= 7, sorted(gates)  # the gates are in the set checked
+    for name, state in lambda_tasks.items():
+        throttled = [r for r in state.get("Retry", []) if "AwsThrottled" in r["ErrorEquals"]]
+        assert len(throttled) == 1, f"{name} does not retry AwsThrottled"
+        assert throttled[0] == AWS_THROTTLED_RETRY, name
+        retried = [e for r in state["Retry"] for e in r["ErrorEquals"]]
+        assert "States.ALL" not in retried, name  # a permanent failure is not retried
 
 
 def test_every_step_that_changes_something_is_caught(asl: dict[str, Any]) -> None:
