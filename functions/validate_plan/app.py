@@ -13,21 +13,13 @@ from mq_cutover import aws, clock
 from mq_cutover.contracts import ValidatePlanEvent, ValidatePlanResult
 from mq_cutover.observability import logger, tracer
 from mq_cutover.plan import PACKED_PREFIX, pack, summary
-from mq_cutover.plan_store import PlanSources, is_reference, pass_on
+from mq_cutover.plan_store import PlanSources, is_reference, pass_on, s3_client
 from mq_cutover.preflight import Clients, StackSettings
 from mq_cutover.settings import Settings
 from mq_cutover.validation import validate_plan
 
 settings = Settings.from_environment()
 clients = Clients.from_factory(aws.client)
-_s3: Any = None
-
-
-def s3() -> Any:
-    global _s3
-    if _s3 is None:
-        _s3 = aws.client("s3")
-    return _s3
 
 
 def plan_sources() -> PlanSources | None:
@@ -38,7 +30,7 @@ def plan_sources() -> PlanSources | None:
         bucket=settings.plan_bucket,
         parameter_prefix=settings.plan_parameter_prefix,
         client_parameter_prefix=settings.parameter_path_prefix,
-        s3=s3(),
+        s3=s3_client(),
         ssm=clients.ssm,
     )
 
@@ -59,6 +51,7 @@ def stack_settings(state_machine_arn: str) -> StackSettings:
 
 @logger.inject_lambda_context(correlation_id_path="executionName")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=ValidatePlanEvent)
 def lambda_handler(event: ValidatePlanEvent, context: LambdaContext) -> dict[str, Any]:
     plan = validate_plan(
@@ -72,7 +65,7 @@ def lambda_handler(event: ValidatePlanEvent, context: LambdaContext) -> dict[str
     # The state machine reads the summary; every Lambda gets the packed plan, or a reference
     # to it once it is too large to travel in the state.
     packed = pass_on(
-        pack(plan), bucket=settings.plan_bucket, migration_id=plan.migration_id, s3=s3()
+        pack(plan), bucket=settings.plan_bucket, migration_id=plan.migration_id, s3=s3_client()
     )
     logger.info(
         "plan valid",

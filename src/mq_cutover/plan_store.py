@@ -50,7 +50,8 @@ _cache: dict[str, str] = {}
 _s3: Any = None
 
 
-def _client() -> Any:
+def s3_client() -> Any:
+    """This Lambda container's S3 client (made on first use), for every plan read and write."""
     global _s3
     if _s3 is None:
         _s3 = aws.client("s3")
@@ -323,7 +324,7 @@ def load_packed(reference: str, s3: Any = None) -> str:
         return _cache[reference]
     bucket, key, digest = parse_reference(reference)
     try:
-        body = (s3 or _client()).get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = (s3 or s3_client()).get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         _raise_if_transient(exc)
         if _error_code(exc) in ("NoSuchKey", "404"):
