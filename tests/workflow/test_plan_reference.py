@@ -10,7 +10,9 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from mq_cutover.plan import PACKED_PREFIX, PLAN_REF_PREFIX, parse_plan
 from mq_cutover_cli.harness import STACK_NAME, Emulator, SimClock, bucket_name, load_template
 from mq_cutover_cli.live import TERMINAL, _drive_to_an_end
-from mq_cutover_cli.world import default_world
+from mq_cutover_cli.world import World, default_world
 from tests import iam_policies as iam
 from tests.workflow.conftest import final_values, run, task_results
 
@@ -140,6 +142,32 @@ BAD_REFERENCES: dict[str, tuple[Prepare, str]] = {
 }
 
 
+@dataclass
+class StartedRun:
+    emulator: Emulator
+    arn: str
+    world: World
+
+
+@contextmanager
+def started_by_reference(
+    plan: dict[str, Any], execution_input: Callable[[Emulator], str], name: str
+) -> Iterator[StartedRun]:
+    """A run started (under `name`) in `plan`'s world with the execution input that
+    `execution_input` prepares (a reference, and whatever it names), driven to an end after."""
+    parsed = parse_plan(plan)
+    world = default_world(parsed)
+    world.fill_defaults(parsed)
+    emulator = Emulator(SimClock())
+    with emulator.running():
+        world.install(emulator, parsed)
+        arn = emulator.start(execution_input(emulator), name=name)
+        try:
+            yield StartedRun(emulator, arn, world)
+        finally:
+            _drive_to_an_end(emulator, arn)
+
+
 def _wait(emulator: Emulator, arn: str, timeout: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while (status := emulator.status(arn))["status"] not in TERMINAL:
@@ -153,27 +181,22 @@ def test_a_bad_reference_fails_at_validate_plan_naming_plan_ref_and_changes_noth
     ordered_plan: dict[str, Any], case: str
 ) -> None:
     prepare, why = BAD_REFERENCES[case]
-    parsed = parse_plan(ordered_plan)
-    world = default_world(parsed)
-    world.fill_defaults(parsed)
-    emulator = Emulator(SimClock())
-    with emulator.running():
-        world.install(emulator, parsed)
-        reference = prepare(emulator, ordered_plan)
-        arn = emulator.start(json.dumps(reference), name=ordered_plan["migrationId"])
-        try:
-            status = _wait(emulator, arn)
-            history = emulator.history(arn)
-            entered = emulator.states_entered(arn)
-            s3 = emulator.client("s3")
-            stored = s3.list_objects_v2(Bucket=BUCKET, Prefix="validated/").get("KeyCount", 0)
-            brokers = emulator.client("mq").list_brokers()["BrokerSummaries"]
-            ssm = emulator.client("ssm")
-            versions = {
-                n: ssm.get_parameter(Name=n)["Parameter"]["Version"] for n in world.parameters
-            }
-        finally:
-            _drive_to_an_end(emulator, arn)
+
+    def reference(emulator: Emulator) -> str:
+        return json.dumps(prepare(emulator, ordered_plan))
+
+    with started_by_reference(ordered_plan, reference, ordered_plan["migrationId"]) as started:
+        emulator, arn = started.emulator, started.arn
+        status = _wait(emulator, arn)
+        history = emulator.history(arn)
+        entered = emulator.states_entered(arn)
+        s3 = emulator.client("s3")
+        stored = s3.list_objects_v2(Bucket=BUCKET, Prefix="validated/").get("KeyCount", 0)
+        brokers = emulator.client("mq").list_brokers()["BrokerSummaries"]
+        ssm = emulator.client("ssm")
+        versions = {
+            n: ssm.get_parameter(Name=n)["Parameter"]["Version"] for n in started.world.parameters
+        }
     assert status["status"] == "FAILED"
     (failed,) = [e for e in history if e["type"] == "TaskFailed"]
     assert failed["taskFailedEventDetails"]["error"] == "PlanInvalid"
@@ -220,29 +243,24 @@ def test_the_templates_schedule_starts_the_run_with_a_reference(
     ):
         assert not re.fullmatch(pattern, refused), refused
 
-    parsed = parse_plan(ordered_plan)
-    world = default_world(parsed)
-    world.fill_defaults(parsed)
-    emulator = Emulator(SimClock())
-    with emulator.running():
-        world.install(emulator, parsed)
+    def scheduled(emulator: Emulator) -> str:
         emulator.client("s3").put_object(
             Bucket=BUCKET, Key=parameters["CutoverPlanRef"], Body=json.dumps(ordered_plan)
         )
-        arn = emulator.start(started["Input"], name=started["Name"])
-        try:
-            deadline = time.monotonic() + 60
-            while "Take Migration Lease" not in emulator.states_entered(arn):
-                assert emulator.status(arn)["status"] == "RUNNING", emulator.status(arn)
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            validated = next(
-                json.loads(e["taskSucceededEventDetails"]["output"])["Payload"]
-                for e in emulator.history(arn)
-                if e["type"] == "TaskSucceeded"
-            )
-        finally:
-            _drive_to_an_end(emulator, arn)
+        return str(started["Input"])
+
+    with started_by_reference(ordered_plan, scheduled, started["Name"]) as scheduled_run:
+        emulator, arn = scheduled_run.emulator, scheduled_run.arn
+        deadline = time.monotonic() + 60
+        while "Take Migration Lease" not in emulator.states_entered(arn):
+            assert emulator.status(arn)["status"] == "RUNNING", emulator.status(arn)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        validated = next(
+            json.loads(e["taskSucceededEventDetails"]["output"])["Payload"]
+            for e in emulator.history(arn)
+            if e["type"] == "TaskSucceeded"
+        )
     assert validated["summary"]["migrationId"] == ordered_plan["migrationId"]
-    assert parse_plan(validated["packed"]) == parsed
+    assert parse_plan(validated["packed"]) == parse_plan(ordered_plan)
     assert STACK_NAME in BUCKET
