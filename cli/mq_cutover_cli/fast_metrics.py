@@ -154,12 +154,41 @@ def install_list_metrics(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def prune(backend: CloudWatchBackend, before: datetime) -> None:
+    """Drops datapoints older than `before` from the backend, and from its index in place (a
+    re-index of every datapoint kept would cost as much as the pruning saves)."""
     naive = before.astimezone(UTC).replace(tzinfo=None)
 
     def keep(stamp: datetime) -> bool:
         return stamp >= (naive if stamp.tzinfo is None else before)
 
+    index = _INDEXES.get(id(backend))
+    if index is not None:
+        index.update(backend.metric_data)  # everything published so far is in the index
     backend.metric_data = [d for d in backend.metric_data if keep(d.timestamp)]
+    if index is None:
+        return
+    for key, (stamps, values, units) in list(index.series.items()):
+        cut = next((at for at, stamp in enumerate(stamps) if keep(stamp)), len(stamps))
+        if cut == len(stamps):  # no datapoint kept: moto would not list the metric either
+            del index.series[key]
+            continue
+        del stamps[:cut], values[:cut], units[:cut]
+    index.metrics = {key: datum for key, datum in index.metrics.items() if key in index.series}
+    index.seen = len(backend.metric_data)
+    index.first = backend.metric_data[0] if backend.metric_data else None
+
+
+def put_vended(backend: CloudWatchBackend, namespace: str, data: list[dict[str, Any]]) -> None:
+    """Metrics AWS itself publishes (a broker's AWS/AmazonMQ series), simulated: written into
+    the simulated CloudWatch as PutMetricData would store them (timestamps naive UTC, as moto
+    parses them), without the API's request round trip."""
+    stored = []
+    for datum in data:
+        stamp = datum.get("Timestamp")
+        if isinstance(stamp, datetime) and stamp.tzinfo is not None:
+            datum = {**datum, "Timestamp": stamp.astimezone(UTC).replace(tzinfo=None)}
+        stored.append(datum)
+    backend.put_metric_data(namespace, stored)
 
 
 def enable(emulator: Any) -> None:

@@ -195,6 +195,10 @@ class Simulation:
     # "s3" or "ssm": the run starts with {"planRef": ...}, the plan put in the simulated
     # stack's plan bucket (or under its plan parameter prefix) first, as an operator would.
     plan_reference: str | None = None
+    # Real seconds between looks at the run (its status, the approvers' mail). Each look is a
+    # few API calls on the GIL the workflow's own thread needs: the benchmark's long simulated
+    # drains look once a second (a gate then waits up to a second of real time, not simulated).
+    follow_seconds: float = 0.1
     report: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -286,7 +290,7 @@ class Simulation:
                     f"in {states[-1] if states else 'its first state'} after "
                     f"{len(states)} states)"
                 )
-            time.sleep(0.1)
+            time.sleep(self.follow_seconds)
 
     def _narrate(self, emulator: Emulator, event: dict[str, Any], entered: dict[int, str]) -> None:
         kind = event["type"]

@@ -92,7 +92,7 @@ from mq_cutover.metrics_bridge import (
 )
 from mq_cutover.plan import Engine, MigrationPlan, QueueMetrics, StopMethod
 from mq_cutover.queue_set import QueueSet
-from mq_cutover_cli.fast_metrics import prune
+from mq_cutover_cli.fast_metrics import prune, put_vended
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
 from mq_cutover_cli.simulated_brokers import (
     SimulatedBrokerApis,
@@ -322,6 +322,7 @@ class World:
     plan: MigrationPlan | None = field(default=None, repr=False)
     _set_index: _SetIndex | None = field(default=None, repr=False)
     _publishing_for: tuple[MigrationPlan, Publishing] | None = field(default=None, repr=False)
+    _ignored_for: tuple[MigrationPlan, dict[str, bool]] | None = field(default=None, repr=False)
     # Parameter Store writes seen (PutParameter, DeleteParameter(s)): the placement read from
     # the parameters is kept until the next write.
     parameter_writes: int = 0
@@ -931,38 +932,59 @@ class World:
         """One period on the simulated Amazon MQ broker: producers pointed there add messages,
         consumers placed there take them."""
         assert self.plan is not None
-        from mq_cutover.drain import is_ignored
-
         # Before the world started (its back-filled history) nothing had reached Amazon MQ, and
         # producers never send to a DLQ.
         flowing = self.drain_started is not None and moment >= self.drain_started
+        adding = bool(placed["producersOnAmazonMq"]) and flowing
+        added = self.amazon_mq_enqueue_per_minute * step / 60
+        draining = bool(placed["amazonMq"])
+        api = self.broker_apis.get("amazonMq")
+        shows_api = isinstance(api, SimulatedRabbitApi)
+        # Amazon MQ publishes once a minute; the simulation publishes every period it is read at.
+        publishing = int(moment.timestamp()) % metrics.period_seconds == 0
+        ignored = self._ignored_on_amazon_mq()
         stats = []
         for queue in self.queues:
             state = self.amazon_mq.setdefault(queue.name, [0.0, 0.0])
-            ignored = is_ignored(queue.name, self.plan.on_prem.ignore_queues)
-            if placed["producersOnAmazonMq"] and flowing and not ignored:
-                added = self.amazon_mq_enqueue_per_minute * step / 60
+            if adding and not ignored[queue.name]:
                 state[0] += added
                 state[1] += added
-            if placed["amazonMq"] and queue.drain_per_minute:
+            if draining and queue.drain_per_minute:
                 state[0] = max(0.0, state[0] - queue.drain_per_minute * step / 60)
+            if not (shows_api or publishing):
+                continue
             messages = int(state[0] + 0.999999)
-            self._amazon_mq_api_figures(queue.name, messages, int(state[1]), placed)
-            stats.append(
-                QueueStats(
-                    queue=queue.name,
-                    messages=messages,
-                    in_flight=0,
-                    enqueued=int(state[1]),
-                    dequeued=int(state[1]) - messages,
-                    consumers=placed["amazonMq"] if queue.drain_per_minute else 0,
+            if shows_api:
+                self._amazon_mq_api_figures(queue.name, messages, int(state[1]), placed)
+            if publishing:
+                stats.append(
+                    QueueStats(
+                        queue=queue.name,
+                        messages=messages,
+                        in_flight=0,
+                        enqueued=int(state[1]),
+                        dequeued=int(state[1]) - messages,
+                        consumers=placed["amazonMq"] if queue.drain_per_minute else 0,
+                    )
                 )
-            )
-        # Amazon MQ publishes once a minute; the simulation publishes every period it is read at.
-        if int(moment.timestamp()) % metrics.period_seconds == 0:
+        if publishing:
             data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
-            put(cloudwatch, metrics.namespace, data)
+            # AWS publishes a broker's own metrics (AWS/AmazonMQ), not the product: written
+            # into the simulated CloudWatch as they would appear, not through PutMetricData.
+            put_vended(cloudwatch_backends[ACCOUNT][REGION], metrics.namespace, data)
             self.metrics_published += len(data)
+
+    def _ignored_on_amazon_mq(self) -> dict[str, bool]:
+        """Which queues the plan ignores (DLQs): producers never send to them. Matched once per
+        plan, not once per queue and sample."""
+        assert self.plan is not None
+        if self._ignored_for is None or self._ignored_for[0] is not self.plan:
+            from mq_cutover.drain import is_ignored
+
+            patterns = self.plan.on_prem.ignore_queues
+            ignored = {queue.name: is_ignored(queue.name, patterns) for queue in self.queues}
+            self._ignored_for = (self.plan, ignored)
+        return self._ignored_for[1]
 
 
 _moto_instance_ids_from_targets = Command._get_instance_ids_from_targets

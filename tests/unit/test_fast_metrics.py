@@ -267,3 +267,103 @@ def test_indexed_reads_answer_the_bridges_aggregate_queries_as_moto(aws: Any) ->
     assert not [i for i in found if by_id[i]["Metric"]["Dimensions"][-1]["Value"] == nobody]
     digests = {by_id[i]["Metric"]["Dimensions"][-1]["Value"] for i in found}
     assert {sets[0].digest, sets[1].digest} <= digests
+
+
+def test_prune_keeps_the_index_in_step_with_moto_as_more_datapoints_arrive(aws: Any) -> None:
+    """Pruning trims the index in place (no re-index): reads and listings after a prune and
+    after new datapoints answer as moto's own code over what is kept."""
+    from mq_cutover_cli.fast_metrics import install_list_metrics
+
+    cw = aws("cloudwatch")
+    backend = cloudwatch_backends["123456789012"]["us-east-1"]
+
+    def put(second: int, queues: list[str]) -> None:
+        cw.put_metric_data(
+            Namespace="N",
+            MetricData=[
+                {
+                    "MetricName": "QueueSize",
+                    "Dimensions": [{"Name": "Queue", "Value": q}],
+                    "Timestamp": T0 + timedelta(seconds=second),
+                    "Value": second + i,
+                }
+                for i, q in enumerate(queues)
+            ],
+        )
+
+    queries = [
+        {
+            "Id": f"q{i}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "N",
+                    "MetricName": "QueueSize",
+                    "Dimensions": [{"Name": "Queue", "Value": q}],
+                },
+                "Period": 10,
+                "Stat": "Maximum",
+            },
+        }
+        for i, q in enumerate(("early", "both", "late"))
+    ]
+
+    def read() -> Any:
+        return cw.get_metric_data(
+            MetricDataQueries=queries, StartTime=T0, EndTime=T0 + timedelta(minutes=10)
+        )["MetricDataResults"]
+
+    def listing() -> list[str]:
+        found = cw.list_metrics(Namespace="N")["Metrics"]
+        return sorted({m["Dimensions"][0]["Value"] for m in found})
+
+    patches = (
+        mock.patch.object(
+            CloudWatchBackend, "get_metric_data", install(CloudWatchBackend.get_metric_data)
+        ),
+        mock.patch.object(
+            CloudWatchBackend, "list_metrics", install_list_metrics(CloudWatchBackend.list_metrics)
+        ),
+    )
+    for second in range(0, 120, 10):
+        put(second, ["early", "both"] if second < 60 else ["both"])
+    for patch in patches:
+        patch.start()
+    try:
+        read()  # the index now holds the first two minutes
+        prune(backend, T0 + timedelta(seconds=95))  # "early" keeps nothing
+        for second in range(120, 240, 10):
+            put(second, ["both", "late"])
+        indexed = (read(), listing())
+    finally:
+        for patch in patches:
+            patch.stop()
+    assert indexed == (read(), listing())
+    assert indexed[1] == ["both", "late"]
+    values = {r["Id"]: r["Values"] for r in indexed[0]}
+    assert values["q0"] == [] and len(values["q1"]) == 14 and len(values["q2"]) == 12
+
+
+def test_vended_metrics_are_stored_as_put_metric_data_stores_them(aws: Any) -> None:
+    from mq_cutover_cli.fast_metrics import put_vended
+
+    cw = aws("cloudwatch")
+    backend = cloudwatch_backends["123456789012"]["us-east-1"]
+    data = [
+        {
+            "MetricName": "QueueSize",
+            "Dimensions": [{"Name": "Broker", "Value": "b-1"}, {"Name": "Queue", "Value": "q"}],
+            "Timestamp": T0 + timedelta(seconds=second),
+            "Value": float(second),
+            "Unit": "Count",
+        }
+        for second in (0, 60)
+    ]
+    cw.put_metric_data(Namespace="AWS/AmazonMQ", MetricData=data)
+    put_vended(backend, "AWS/AmazonMQ", data)
+
+    def stored(datum: Any) -> tuple[Any, ...]:
+        dims = [(d.name, d.value) for d in datum.dimensions]
+        return (datum.namespace, datum.name, dims, datum.timestamp, datum.value, datum.unit)
+
+    through_api, vended = backend.metric_data[:2], backend.metric_data[2:]
+    assert [stored(d) for d in vended] == [stored(d) for d in through_api]
