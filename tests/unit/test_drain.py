@@ -349,6 +349,56 @@ def test_one_call_stops_at_its_budget(aws: Any, ordered_plan: dict[str, Any]) ->
     assert again["readings"] == 6 and again["polls"] == 2
 
 
+def test_no_reading_before_the_next_period_can_have_a_datapoint(
+    aws: Any, ordered_plan: dict[str, Any]
+) -> None:
+    """Metrics published once a minute, read every 5 s: a reading before the next minute has
+    closed would read the same datapoint (counted once) at the full price. The call reads at
+    its start, then from each next period on (until the new datapoint shows), and drains at
+    the same moment as reading every 5 s would."""
+    ordered_plan["onPrem"]["metrics"]["periodSeconds"] = 60
+    ordered_plan["onPrem"]["metrics"]["readings"] = "perQueue"
+    ordered_plan["drain"] = {"pollIntervalSeconds": 5, "consecutiveEmptyReadings": 2}
+    plan = parse_plan(ordered_plan)
+    visible_after = 7  # seconds from a period's end to its datapoint being readable
+
+    def run() -> tuple[dict[str, Any], list[datetime]]:
+        cw = aws("cloudwatch")
+        for back in (180, 120, 60):
+            publish(cw, plan, T0 - timedelta(seconds=back), {**ALL_EMPTY, "orders.paid": (4, 0)})
+        published = {T0 - timedelta(seconds=60)}
+        read_at: list[datetime] = []
+        original = cw.get_metric_data
+
+        def counting(**kwargs: Any) -> Any:
+            read_at.append(fake.now)
+            return original(**kwargs)
+
+        cw.get_metric_data = counting
+
+        def bridge(now: datetime) -> None:  # a sample stamped S readable at S + 7 s
+            stamp = (now - timedelta(seconds=visible_after)).replace(second=0)
+            if stamp not in published and stamp >= T0:
+                published.add(stamp)
+                publish(cw, plan, stamp, ALL_EMPTY)
+
+        fake = FakeTime(T0 + timedelta(seconds=2), bridge)
+        result = watch_drain(
+            plan, cw, None, budget_seconds=240, now=lambda: fake.now, sleep=fake.sleep
+        )
+        return result, read_at
+
+    result, read_at = run()
+    assert result["drained"]
+    # At 2 s the newest is T0-60 s (4 messages): T0's sample is readable at 7 s (empty); the
+    # next, T0+60 s, cannot exist before 60 s and shows at 67 s: read at 60, 65, 70 (empty,
+    # the second in a row: drained). Every 5 s would have read 14 times for the same answer.
+    seconds = sorted({int((at - T0).total_seconds()) for at in read_at})
+    assert seconds == [2, 7, 60, 65, 70]
+    assert result["checkedAt"] == (T0 + timedelta(seconds=70)).isoformat()
+    assert result["readings"] == 5
+
+
 def test_history_budget_counts_readings_per_call_and_extensions(
     ordered_plan: dict[str, Any],
 ) -> None:
