@@ -290,6 +290,8 @@ def not_found(_: Exception) -> Response[str]:
     return _refusal("There is no such page.", 404)
 
 
+# Not @aws.transient_errors_retried: an HTTP API, not a state-machine task. An unreachable or
+# throttled AWS API is answered 503 "nothing was decided: try again" (unavailable, below).
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -22,6 +22,7 @@ mq = aws.client("mq")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=BrokerEvent)
 def lambda_handler(event: BrokerEvent, context: LambdaContext) -> dict[str, Any]:
     check_abort(leases, migration_id=event.migration_id)

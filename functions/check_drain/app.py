@@ -68,6 +68,7 @@ def _progress(summary: dict[str, Any]) -> None:
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=CheckDrainEvent)
 def lambda_handler(event: CheckDrainEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)

@@ -16,6 +16,7 @@ ec2 = aws.client("ec2")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=CheckOnPremStopEvent)
 def lambda_handler(event: CheckOnPremStopEvent, context: LambdaContext) -> dict[str, Any]:
     result = check_on_prem_stop(ssm, ec2, event.stop)

@@ -25,6 +25,7 @@ ssm = aws.client("ssm")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=CheckRestartEvent)
 def lambda_handler(event: CheckRestartEvent, context: LambdaContext) -> dict[str, Any]:
     check_abort(leases, migration_id=event.migration_id)  # a rollback's own checks pass

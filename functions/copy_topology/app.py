@@ -24,6 +24,7 @@ secrets = aws.client("secretsmanager")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=CopyTopologyEvent)
 def lambda_handler(event: CopyTopologyEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)

@@ -23,6 +23,9 @@ secrets = aws.client("secretsmanager")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+# A CreateBroker that timed out may have created the broker: the retry finds it by name and
+# its migration tag (and CreatorRequestId is the migration's), so one broker is created.
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=ProvisionBrokerEvent)
 def lambda_handler(event: ProvisionBrokerEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)

@@ -71,6 +71,8 @@ def _report(result: dict[str, Any]) -> None:
         logger.info("metrics published", extra={"sample": result})
 
 
+# Not @aws.transient_errors_retried: a schedule, not a state-machine task; nothing retries
+# AwsThrottled here. A failed sample is reported and the next minute's run samples again.
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -25,6 +25,7 @@ ssm = aws.client("ssm")
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@aws.transient_errors_retried  # a retry recognises its own writes and restart (parameters)
 @event_parser(model=RepointClientsEvent)
 def lambda_handler(event: RepointClientsEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)

@@ -16,6 +16,7 @@ mq = aws.client("mq")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=BrokerEvent)
 def lambda_handler(event: BrokerEvent, context: LambdaContext) -> dict[str, Any]:
     result = resolve_endpoints(parse_plan(event.plan), mq, event.broker_id)

@@ -33,6 +33,10 @@ mq = aws.client("mq")  # the Amazon MQ broker's console URL (managementApi)
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+# Not @aws.transient_errors_retried: an unreachable AWS API fails the rollback (Notify Rollback
+# Failed, a person acts) rather than retrying it. A try that restored every producer and then
+# lost SSM would be retried with the same memo: the producers already look on-prem, so the retry
+# forgets they moved (no Amazon MQ drain) and never sends their restart.
 @event_parser(model=RollbackEvent)
 def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)

@@ -25,6 +25,9 @@ ec2 = aws.client("ec2")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+# A SendCommand that timed out may have been sent: the retry finds it by its comment, and the
+# point-of-no-return mark is written only if absent, so the broker is stopped once.
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=StopOnPremEvent)
 def lambda_handler(event: StopOnPremEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)

@@ -19,6 +19,8 @@ sfn = aws.client("stepfunctions")
 
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
+# A conditional PutItem that timed out may have taken the lease: the retry finds itself the holder.
+@aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=TakeLeaseEvent)
 def lambda_handler(event: TakeLeaseEvent, context: LambdaContext) -> dict[str, Any]:
     lease = take_lease(
