@@ -5,8 +5,8 @@ of no return (mq_cutover.lease.gate_may_open).
 
 A throttled or unreachable AWS API fails the attempt as AwsThrottled, which the gate's task
 retries: the retry is a new attempt with a new task token, so the failed attempt's record is
-withdrawn, and the retry supersedes any record still open, before it sends new links (a link
-from the first emails then says so and decides nothing)."""
+withdrawn before the retry sends new links (a link from the first emails then says so and
+decides nothing)."""
 
 from typing import Any
 

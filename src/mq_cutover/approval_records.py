@@ -1,6 +1,6 @@
 """An approval gate's record in DynamoDB: read it, find a migration's open gates, say why a
 conditional write found it closed, reopen it after a decision could not be delivered, and close
-it for good when its task attempt failed (superseded by the retry's record, or withdrawn).
+it for good when its task attempt failed (withdrawn).
 
 The record holds the task token: it is never logged, emailed, shown or returned. The table's
 `ByMigration` index projects no token and is only used to find the keys.
@@ -108,8 +108,7 @@ def reopen(table: Any, record: dict[str, Any], status: str) -> None:
 
 
 # Who "decided" a gate that nobody may answer any more, as its page shows it ("Already
-# superseded by ..."): a person who opens an old link learns why it decides nothing.
-SUPERSEDED_BY = "a newer email for this gate (use the latest one)"
+# withdrawn by ..."): a person who opens an old link learns why it decides nothing.
 WITHDRAWN_BY = "mq-cutover: this request failed before it was complete"
 
 
@@ -134,32 +133,3 @@ def close_unanswerable(
             raise
         return False
     return True
-
-
-def supersede(table: Any, newer: dict[str, Any], now: datetime) -> list[str]:
-    """Close every other open record of the newer record's migration and gate: each is an
-    earlier task attempt's (retried, redriven, or an earlier run), whose token resumes nothing.
-    Found through the index (no token read); each is replaced by a closed record that keeps its
-    keys and enrols the newer record's approvers (so their old links are answered "already
-    superseded"), without its facts, votes or token. Returns their ids."""
-    closed = []
-    for key in open_keys(table, str(newer["migrationId"]), str(newer["gate"])):
-        older = str(key["approvalId"])
-        if older == newer["approvalId"]:
-            continue
-        tombstone = {
-            "approvalId": older,
-            "migrationId": newer["migrationId"],
-            "gate": newer["gate"],
-            "createdAt": key["createdAt"],
-            "approvers": newer["approvers"],
-            "quorum": newer["quorum"],
-            "votes": [],
-            "supersededBy": newer["approvalId"],
-            "expiresAt": iso(now),
-            "deadlineEpoch": int(now.timestamp()),
-            "expiresAtEpoch": newer["expiresAtEpoch"],
-        }
-        if close_unanswerable(table, tombstone, "SUPERSEDED", SUPERSEDED_BY, now):
-            closed.append(older)
-    return closed

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from mq_cutover.approval_links import new_approval_id, sign
 from mq_cutover.approval_pages import approval_email
-from mq_cutover.approval_records import WITHDRAWN_BY, close_unanswerable, iso, supersede
+from mq_cutover.approval_records import WITHDRAWN_BY, close_unanswerable, iso
 from mq_cutover.approvers import Approver, check_subscriptions
 from mq_cutover.errors import ApproversInvalid
 
@@ -48,9 +48,9 @@ def request_approval(
     while the plan allows more extensions). `last_check` runs once every email is sent, as
     part of this attempt (what it raises withdraws the record too).
 
-    A failed attempt withdraws its record (its task token resumes nothing), and the next one
-    supersedes any record an earlier attempt left open, before it sends a link: at most one
-    open record per migration and gate, and old links say why they decide nothing."""
+    A failed attempt withdraws its record (its task token resumes nothing): its links, if any
+    were sent, say why they decide nothing. (Records are not closed across attempts: another
+    execution of the migration, e.g. an older one redriven, may wait at the same gate.)"""
     if len(approvers) < quorum:
         raise ApproversInvalid(
             f"gate {gate} needs {quorum} different approvers; the stack has {len(approvers)} "
@@ -84,9 +84,6 @@ def request_approval(
             Item=item,
             ConditionExpression="attribute_not_exists(approvalId)",
         )
-        # A retried (or redriven) gate task is a new attempt with a new task token: the record
-        # an earlier attempt stored resumes nothing, so its links stop looking valid now.
-        supersede(table, item, now)
         for approver in approvers.values():
             link = f"{api_url.rstrip('/')}/{sign(key, approval_id, approver.id, deadline)}"
             subject, body = approval_email(
@@ -122,8 +119,9 @@ def request_approval(
 
 def withdraw(table: Any, item: dict[str, Any], now: datetime, failure: Exception) -> None:
     """Close this attempt's record after `failure`: its task token resumes nothing, so a link
-    already emailed must not look valid. Best effort: the next attempt supersedes it anyway
-    (a withdrawal that failed is noted on `failure`, which the handler raises)."""
+    already emailed must not look valid. Best effort: a withdrawal that failed is noted on
+    `failure`, which the handler raises (its links then reach a task token that resumes
+    nothing: the approval API answers that the gate could not be decided)."""
     try:
         close_unanswerable(table, item, "WITHDRAWN", WITHDRAWN_BY, now)
     except Exception as cleanup:  # the first failure is the one to report

@@ -17,7 +17,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from mq_cutover.approval_records import SUPERSEDED_BY, WITHDRAWN_BY, pending_for
+from mq_cutover.approval_records import WITHDRAWN_BY, pending_for
 from mq_cutover_cli.harness import Emulator
 from mq_cutover_cli.live import ApprovalEmail, LiveRun, live_run
 
@@ -134,30 +134,6 @@ def test_a_throttled_email_is_retried_and_the_first_links_decide_nothing(
         assert [e.to for e in emails if e.approval_id == first.approval_id] == ["ana"]
         first_links_decide_nothing(run, first.approve_link, "withdrawn", WITHDRAWN_BY)
         approve_and_move_on(run, second)  # the retry's link opens the gate
-
-
-def test_a_record_the_failed_attempt_could_not_withdraw_is_superseded_by_the_retry(
-    ordered_plan: dict[str, Any],
-) -> None:
-    fired: list[list[Exception]] = []
-
-    def arm(emulator: Emulator) -> None:
-        # Bea's email is throttled, and so is the first attempt's own withdrawal (its second
-        # PutItem on the approvals table): its record stays open until the retry runs.
-        handler = emulator.handlers[FUNCTION]
-        fired.append(fail_nth(handler.sns, "Publish", 2, throttled("Publish")))
-        fired.append(fail_nth(handler.table.meta.client, "PutItem", 2, throttled("PutItem")))
-
-    with live_run(ordered_plan, before_start=arm) as run:
-        first, second = retried_cutover(run)
-        assert [len(f) for f in fired] == [1, 1]
-        records = gate_records(run, "cutover")
-        assert records[first.approval_id]["status"] == "SUPERSEDED"
-        assert records[first.approval_id]["supersededBy"] == second.approval_id
-        assert "taskToken" not in records[first.approval_id]  # it resumes nothing
-        assert live_approvals(run) == [second.approval_id]
-        first_links_decide_nothing(run, first.approve_link, "superseded", SUPERSEDED_BY)
-        approve_and_move_on(run, second)
 
 
 def test_an_unreachable_endpoint_before_anything_is_sent_is_retried(
