@@ -7,7 +7,7 @@
 #   make e2e    only the end-to-end tier (installs Debian's activemq, Jolokia, Jetty, a JDK and
 #               rabbitmq-server)
 #   make pr     what a reviewer runs: the same as make test
-#   make bench  the drain and scale benchmark (prints the README's figures; about 45 minutes)
+#   make bench  the drain and scale benchmark (prints the README's figures; about an hour)
 
 PYTHON ?= python3.11
 VENV := .venv

@@ -5,7 +5,7 @@ draining on-prem broker whose statistics the product's metrics bridge code publi
 simulated CloudWatch (`cli/mq_cutover_cli/world.py`). Time is simulated, so a 12-hour drain
 takes minutes; the wall-clock figures are this machine's, in-process, against moto.
 
-    .venv/bin/python bench/benchmark.py            # everything (about 45 minutes here)
+    .venv/bin/python bench/benchmark.py            # everything (about an hour here)
     .venv/bin/python bench/benchmark.py --quick    # a smoke run (10 queues, fewer trials)
 
 For 10, 100, 1,000 and 10,000 queues and client parameters:
@@ -611,6 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--only", default="1,2,3,4", help="sections to run, e.g. 1 or 2,4")
+    parser.add_argument(
+        "--long-hours",
+        type=float,
+        default=2.0,
+        help="section 3's drain in hours (default 2; 12 at 10,000 queues needs about 20 GB of "
+        "memory in the simulator here)",
+    )
     args = parser.parse_args(argv)
     only = {int(part) for part in args.only.split(",")}
     sizes = [10] if args.quick else SIZES
@@ -631,7 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     # The longest jobs first: the 12-hour drain at the largest size, the largest whole runs,
     # then the rest. (A smoke run's long drain is 20 minutes.)
     long_job = (
-        jobs.submit(long_drain, long_setting, long_queues, 20 if args.quick else 12 * 60, delay)
+        jobs.submit(
+            long_drain,
+            long_setting,
+            long_queues,
+            20 if args.quick else round(args.long_hours * 60),
+            delay,
+        )
         if 3 in only
         else None
     )
@@ -754,11 +767,19 @@ def main(argv: list[str] | None = None) -> int:
             f"[{long_run['wall']:.0f} s wall]",
             flush=True,
         )
-        if long_queues >= 10_000 and not args.quick:
-            ok = long_run["status"] == "SUCCEEDED" and total < EVENTS_12H_TARGET
+        if long_queues >= 10_000 and not args.quick and long_run["hours"]:
+            # The drain loop's events grow with its hours (one Check Drain call per 240 s); the
+            # rest of the execution does not.
+            per_hour = long_run["events"] / long_run["hours"]
+            twelve = total if long_hours >= 12 else round(total + per_hour * (12 - long_hours))
+            how = "measured" if long_hours >= 12 else f"{per_hour:.0f} drain-loop events/h x 12 h"
+            print(
+                f"   a 12-hour drain at N={long_queues:,}: {twelve} events in the execution ({how})"
+            )
+            ok = long_run["status"] == "SUCCEEDED" and twelve < EVENTS_12H_TARGET
             targets.append(
-                f"10,000 queues: a {long_hours:.3g}-hour drain, {total} events in the whole "
-                f"execution < {EVENTS_12H_TARGET:,}: {verdict(ok)}"
+                f"10,000 queues: a 12-hour drain, {twelve} events in the whole execution < "
+                f"{EVENTS_12H_TARGET:,} ({how}): {verdict(ok)}"
             )
         print()
     if 4 in only:
