@@ -33,10 +33,10 @@ mq = aws.client("mq")  # the Amazon MQ broker's console URL (managementApi)
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-# Not @aws.transient_errors_retried: an unreachable AWS API fails the rollback (Notify Rollback
-# Failed, a person acts) rather than retrying it. A try that restored every producer and then
-# lost SSM would be retried with the same memo: the producers already look on-prem, so the retry
-# forgets they moved (no Amazon MQ drain) and never sends their restart.
+# A retry (or a redrive) runs with the memo the failed try was given: what it lost is read again
+# from Parameter Store (producers moved: their labels; their restart: the restore runs again and
+# finds the command it sent), so throttled or unreachable AWS is AwsThrottled, retried.
+@aws.transient_errors_retried
 @event_parser(model=RollbackEvent)
 def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)
@@ -50,6 +50,7 @@ def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, An
         now=clock.utcnow(),
     )
     broker = event.broker
+    started_at = datetime.fromisoformat(event.started_at) if event.started_at else None
     result = roll_back_step(
         plan,
         ssm,
@@ -58,6 +59,7 @@ def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, An
         cursor=event.cursor,
         time_left_ms=context.get_remaining_time_in_millis,
         remove_shovels=lambda: shovel_steps.remove(plan, secrets),
+        started_at=started_at,
     )
     if result["finished"]:
         now = clock.utcnow()
@@ -70,12 +72,11 @@ def lambda_handler(event: RollbackEvent, context: LambdaContext) -> dict[str, An
             side = amazon_mq_side(plan, list(broker["metricBrokers"]), live)
             counts.append(broker_counts(plan, cloudwatch, now, side))
         result["brokers"] = {count["side"]: count for count in counts}
-        if event.started_at:
+        if started_at:
             sides = [on_prem_side(plan)]
             if broker and broker.get("metricBrokers"):
                 sides.append(amazon_mq_side(plan, list(broker["metricBrokers"])))
-            began = datetime.fromisoformat(event.started_at)
-            result["counts"] = reconcile(plan, cloudwatch, sides, began, now)
+            result["counts"] = reconcile(plan, cloudwatch, sides, started_at, now)
     metrics.add_metric(
         "ParametersRestored", MetricUnit.Count, result.get("restoredCount", len(result["restored"]))
     )

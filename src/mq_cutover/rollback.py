@@ -35,11 +35,25 @@ where consumers find its messages when they come back.
 Which values are "moved" is known without reading labels: a value this migration writes (the
 Amazon MQ URL, a widened or narrowed URL) is moved; anything else is on-prem or someone else's
 (a conflict the parameter restore reports and leaves alone).
+
+A call may be run again with the memo it was given (the state machine retries a throttled or
+unreachable AWS API, a lost response or a Lambda error; a redrive resumes with the variables as
+they were): what the lost call learnt must not matter for "nothing is lost". The one thing the
+memo knows that the parameters no longer show is that producers were on Amazon MQ once they are
+back on-prem. So when it matters (no producer on Amazon MQ now, consumers out, Amazon MQ not yet
+drained) and the memo does not say, it is read from the labels (`producers_moved`): a producer
+parameter with a version labelled `cutover-<id>` (or `rollback-<id>`) was moved. And a producer
+restore whose call was lost may have lost its restart hook too: until a call that restored them
+finished (`producersBack`), the restore runs again (it changes nothing, and sends the restart
+unless one with its comment was sent since the restore). `drained` is added by the state machine
+after a drain, never by a call, so a retry cannot lose it; lost `conflicts` are found again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -53,7 +67,9 @@ from mq_cutover.parameters import (
     ClientStep,
     TimeLeft,
     migration_values,
+    own_label,
     repoint_clients,
+    rollback_label,
     rollback_parameters,
     summarized,
 )
@@ -86,6 +102,46 @@ def current_values(ssm: Any, names: list[str]) -> dict[str, str | None]:
         for parameter in found.get("Parameters", []):
             values[parameter["Name"]] = str(parameter["Value"])
     return values
+
+
+@dataclass(frozen=True)
+class ProducersMoved:
+    """What the labels say of the producers: `moved`, ever (by any attempt of this migration);
+    `this_run`, by this execution (a labelled version written since it started)."""
+
+    moved: bool
+    this_run: bool
+    calls: int  # GetParameters calls made
+
+
+def producers_moved(plan: MigrationPlan, ssm: Any, since: datetime | None) -> ProducersMoved:
+    """Whether any producer parameter was ever moved by this migration, from its labels: a
+    version labelled `cutover-<id>` (each version the migration writes), or, for a write whose
+    label was never set (an attempt that died between put and label), `rollback-<id>` (each
+    version the rollback restored). Ten `name:label` selectors a GetParameters call (an unknown
+    label is only an InvalidParameters entry), no values decrypted; it stops at the first
+    version written since `since` (this execution's start; None: any counts), and reads every
+    producer only when none was (at 10,000 producers: at most 2,000 calls, once a rollback)."""
+    moved = False
+    calls = 0
+    names = list(plan.producers.parameters)
+    for label in (own_label(plan.migration_id), rollback_label(plan.migration_id)):
+        for offset in range(0, len(names), GET_PARAMETERS_BATCH):
+            selectors = [
+                f"{name}:{label}" for name in names[offset : offset + GET_PARAMETERS_BATCH]
+            ]
+            try:
+                found = ssm.get_parameters(Names=selectors, WithDecryption=False)
+            except ClientError as exc:
+                raise_if_throttled(exc)
+                raise
+            calls += 1
+            for version in found.get("Parameters", []):
+                moved = True
+                written = version.get("LastModifiedDate")
+                if since is None or (isinstance(written, datetime) and written >= since):
+                    return ProducersMoved(moved=True, this_run=True, calls=calls)
+    return ProducersMoved(moved=moved, this_run=False, calls=calls)
 
 
 def _is_widened(value: str | None, broker: dict[str, Any]) -> bool:
@@ -148,6 +204,15 @@ def next_action(
         if consumers["amazonMq"] or consumers["onPrem"]:
             return Action.WIDEN_CONSUMERS, None, None
         return Action.PRODUCERS_BACK, None, None
+    if (
+        memo.get("producersOut")
+        and not memo.get("producersBack")
+        and plan.producers.restart_hook is not None
+    ):
+        # Producers are back on-prem, but the call that restored them did not finish (a retry
+        # or a redrive after it was lost): its restart hook may never have been sent. The
+        # restore runs again: it changes nothing, and sends the restart unless it was sent.
+        return Action.PRODUCERS_BACK, None, None
     if consumers_out:
         if memo.get("producersMoved") and SideName.AMAZON_MQ.value not in drained:
             return Action.DRAIN, SideName.AMAZON_MQ, "rollbackDrain"
@@ -167,15 +232,39 @@ def roll_back_step(
     cursor: dict[str, Any] | None = None,
     time_left_ms: TimeLeft | None = None,
     remove_shovels: Callable[[], dict[str, Any]] | None = None,
+    started_at: datetime | None = None,
 ) -> dict[str, Any]:
     """One rollback action (or as much of it as the Lambda's time allows). Returns the action,
-    what changed, the memo to pass back (producers ever moved, sides drained) and the cursor.
-    `remove_shovels` removes the migration's shovels (RabbitMQ, mode unordered)."""
+    what changed, the memo to pass back and the cursor. The memo: `producersMoved` (Amazon MQ
+    may hold producers' or shovels' messages: drained before consumers come back),
+    `producersOut` (this execution found producers on Amazon MQ), `producersBack` (a call that
+    restored them finished, restart hook sent), `producersChecked` (the labels were read),
+    `drained` (added by the state machine), `conflicts`, and the shovels' flags.
+    `remove_shovels` removes the migration's shovels (RabbitMQ, mode unordered); `started_at`
+    is when the execution started (labels written since are this execution's)."""
     memo = dict(memo or {})
     placed = where_clients_are(plan, ssm, broker, set(memo.get("conflicts") or []))
-    producers_out = placed["producers"]["amazonMq"] or placed["producers"]["widened"]
+    producers_out = bool(placed["producers"]["amazonMq"] or placed["producers"]["widened"])
+    consumers_out = bool(placed["consumers"]["amazonMq"] or placed["consumers"]["widened"])
     memo["producersMoved"] = bool(memo.get("producersMoved") or producers_out)
+    if producers_out:
+        memo["producersOut"] = True
     memo.setdefault("drained", [])
+    if (
+        consumers_out
+        and not producers_out
+        and not memo.get("producersOut")
+        and not memo.get("producersChecked")
+        and SideName.AMAZON_MQ.value not in memo["drained"]
+    ):
+        # The next action depends on whether producers moved (drain Amazon MQ before consumers
+        # come back), and the memo does not say: a first call, or a retry or redrive of a call
+        # that restored them and was lost. The parameters' labels do.
+        found = producers_moved(plan, ssm, started_at)
+        memo["producersChecked"] = True
+        memo["producersMoved"] = memo["producersMoved"] or found.moved
+        if found.this_run:
+            memo["producersOut"] = True
     action, side, purpose = next_action(plan, placed, memo)
     start = int((cursor or {}).get("next", 0)) if (cursor or {}).get("action") == action else 0
     result: dict[str, Any] = {
@@ -233,6 +322,8 @@ def roll_back_step(
         result["conflicts"] = restored["conflicts"]
         result["restartCommandIds"] = restored["restartCommandIds"]
         result["cursor"]["next"] = 0 if restored["done"] else restored["next"]
+        if group == "producers" and restored["done"]:
+            memo["producersBack"] = True
     known = set(memo.get("conflicts") or [])
     # The memo keeps every conflict's name (the next call must leave them alone); the result
     # names the first few of each list and counts them all (it travels in the state).

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from mq_cutover.errors import AwsThrottled
 from mq_cutover.parameters import NAMES_SHOWN, ClientStep, repoint_clients
 from mq_cutover.plan import MigrationPlan, parse_plan
-from mq_cutover.rollback import Action, next_action, roll_back_step
+from mq_cutover.rollback import Action, next_action, producers_moved, roll_back_step
 from tests.conftest import as_rabbitmq
 
 BROKER = {
@@ -311,3 +314,218 @@ def test_a_rollback_with_many_parameters_names_a_few_and_counts_them_all(
     assert back["memo"]["conflicts"] == sorted(edited)
     assert all(_value(ssm, n) == plan.on_prem.url for n in plan.producers.parameters[60:])
     assert all(_value(ssm, n) == "ssl://hotfix:61617" for n in edited)
+
+
+# --- a retried or redriven call (the memo it was given, not the one the failed try built) ---
+
+PRODUCER_HOSTS = ["i-0a1b2c3d4e5f60718", "i-0b1c2d3e4f5a60718"]
+
+
+class _Ssm:
+    """The SSM client, with SendCommand throttled (after botocore's retries) while `throttled`,
+    and every GetParameters call's names recorded."""
+
+    def __init__(self, ssm: Any) -> None:
+        self.ssm = ssm
+        self.throttled = False
+        self.get_parameters_names: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ssm, name)
+
+    def get_parameters(self, **kwargs: Any) -> Any:
+        self.get_parameters_names.append(list(kwargs["Names"]))
+        return self.ssm.get_parameters(**kwargs)
+
+    def send_command(self, **kwargs: Any) -> Any:
+        if self.throttled:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                "SendCommand",
+            )
+        return self.ssm.send_command(**kwargs)
+
+    def label_reads(self) -> int:
+        return sum(1 for names in self.get_parameters_names if ":" in names[0])
+
+
+def _widened_unordered(
+    aws: Any, unordered_plan: dict[str, Any], producers_hook: bool = True
+) -> tuple[MigrationPlan, _Ssm]:
+    """Unordered, stopped after every producer moved and before consumers were narrowed: the
+    first rollback call is the producers' restore."""
+    if producers_hook:
+        unordered_plan["producers"]["restartHook"] = {
+            "commands": ["systemctl restart telemetry-producers"],
+            "instanceIds": PRODUCER_HOSTS,
+        }
+    plan = parse_plan(unordered_plan)
+    ssm = _Ssm(aws("ssm"))
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER)
+    return plan, ssm
+
+
+def _commands(ssm: _Ssm, comment: str) -> list[str]:
+    return [c["CommandId"] for c in ssm.list_commands()["Commands"] if c["Comment"] == comment]
+
+
+def test_a_retry_after_the_producers_restore_failed_drains_amazon_mq_first(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    """The first call restores every producer, then their restart is throttled: the call fails
+    (AwsThrottled, retried by the state machine) and its memo is lost. The retry, given the
+    memo the first try had (empty), must not take the producers for never moved: it sends their
+    restart, then Amazon MQ is drained before any consumer goes back."""
+    plan, ssm = _widened_unordered(aws, unordered_plan)
+    started = datetime.now(UTC) - timedelta(minutes=5)  # the execution began before the moves
+    ssm.throttled = True
+    with pytest.raises(AwsThrottled):
+        roll_back_step(plan, ssm, BROKER, {}, started_at=started)
+    assert all(_value(ssm, n) == plan.on_prem.url for n in plan.producers.parameters)
+    assert _commands(ssm, f"mq-cutover {plan.migration_id}: rollback producers") == []
+    ssm.throttled = False
+    retry = roll_back_step(plan, ssm, BROKER, {}, started_at=started)
+    # The restore again: nothing left to restore, and the restart the first try never sent.
+    assert retry["action"] == "producers-back" and retry["restored"] == []
+    sent = _commands(ssm, f"mq-cutover {plan.migration_id}: rollback producers")
+    assert retry["restartCommandIds"] == {"producers": sent[0]} and len(sent) == 1
+    assert retry["memo"]["producersMoved"] and retry["memo"]["producersBack"]
+    assert ssm.label_reads() == 1  # the first batch of labels showed it
+    drain = roll_back_step(plan, ssm, BROKER, retry["memo"], started_at=started)
+    assert (drain["action"], drain["side"]) == ("drain", "amazonMq")
+    assert all(_value(ssm, n) != plan.on_prem.url for n in plan.consumers.parameters)
+    back = roll_back_step(
+        plan, ssm, BROKER, {**drain["memo"], "drained": ["amazonMq"]}, started_at=started
+    )
+    assert back["action"] == "consumers-back"
+    assert all(_value(ssm, n) == plan.on_prem.url for n in plan.all_parameters)
+
+
+def test_a_retry_after_a_lost_response_finds_the_restart_already_sent(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    """The producers' restore ran to the end (restart sent) and its response was lost: the
+    retry, with the old memo, sends no second restart; it waits for the first one."""
+    plan, ssm = _widened_unordered(aws, unordered_plan)
+    first = roll_back_step(plan, ssm, BROKER, {})
+    assert first["action"] == "producers-back" and first["restartCommandIds"]
+    retry = roll_back_step(plan, ssm, BROKER, {})  # first["memo"] was lost
+    assert retry["action"] == "producers-back" and retry["restored"] == []
+    assert retry["restartCommandIds"] == first["restartCommandIds"]
+    assert len(_commands(ssm, f"mq-cutover {plan.migration_id}: rollback producers")) == 1
+    assert (roll_back_step(plan, ssm, BROKER, retry["memo"])["side"]) == "amazonMq"
+
+
+def test_without_a_producers_hook_the_retry_goes_straight_to_the_drain(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    plan, ssm = _widened_unordered(aws, unordered_plan, producers_hook=False)
+    roll_back_step(plan, ssm, BROKER, {})  # restored; its result lost
+    retry = roll_back_step(plan, ssm, BROKER, {})
+    assert (retry["action"], retry["side"]) == ("drain", "amazonMq")
+    assert retry["memo"]["producersMoved"] and retry["memo"]["producersChecked"]
+
+
+def test_an_ordered_retry_after_the_producers_restore_sends_their_restart(
+    aws: Any, plan: MigrationPlan
+) -> None:
+    """Ordered: the memo already knew producers moved (the fence call saw them), but the call
+    that restored them failed before their restart: the retry restores again (nothing), sends
+    it, and only then drains Amazon MQ."""
+    ordered = parse_plan(
+        {
+            **plan.model_dump(by_alias=True, exclude_none=True),
+            "producers": {
+                "parameters": list(plan.producers.parameters),
+                "restartHook": {"commands": ["systemctl restart p"], "instanceIds": PRODUCER_HOSTS},
+            },
+        }
+    )
+    ssm = _Ssm(aws("ssm"))
+    repoint_clients(ordered, ssm, ClientStep.PRODUCERS, BROKER)
+    repoint_clients(ordered, ssm, ClientStep.CONSUMERS, BROKER)
+    fence = roll_back_step(ordered, ssm, BROKER, {})
+    assert fence["purpose"] == "fence" and fence["memo"]["producersOut"]
+    memo = {**fence["memo"], "drained": ["onPremFence"]}
+    ssm.throttled = True
+    with pytest.raises(AwsThrottled):
+        roll_back_step(ordered, ssm, BROKER, memo)
+    ssm.throttled = False
+    retry = roll_back_step(ordered, ssm, BROKER, memo)
+    assert retry["action"] == "producers-back" and retry["restored"] == []
+    assert list(retry["restartCommandIds"]) == ["producers"]
+    assert ssm.label_reads() == 0  # the memo said: no label read
+    drain = roll_back_step(ordered, ssm, BROKER, retry["memo"])
+    assert (drain["action"], drain["side"]) == ("drain", "amazonMq")
+
+
+def test_the_labels_are_read_only_when_the_memo_cannot_say(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    """Nothing moved but consumers are widened (a failure before the first producer): the
+    labels are read once, every producer, ten a call, and not again by the next call; with a
+    producer on Amazon MQ, or a memo that knows, none are read."""
+    unordered_plan["producers"]["parameters"] = [f"/fleet/p-{i:02d}/url" for i in range(25)]
+    plan = parse_plan(unordered_plan)
+    ssm = _Ssm(aws("ssm"))
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    first = roll_back_step(plan, ssm, BROKER, {})
+    assert first["action"] == "consumers-back"
+    assert first["memo"]["producersChecked"] and not first["memo"]["producersMoved"]
+    # Each label: 3 calls of at most 10 selectors (the cutover and the rollback label).
+    assert [len(n) for n in ssm.get_parameters_names if ":" in n[0]] == [10, 10, 5] * 2
+    assert {
+        n.rsplit(":", 1)[1] for names in ssm.get_parameters_names for n in names if ":" in n
+    } == {
+        f"cutover-{plan.migration_id}",
+        f"rollback-{plan.migration_id}",
+    }
+    reads = ssm.label_reads()
+    assert roll_back_step(plan, ssm, BROKER, first["memo"])["finished"]
+    assert ssm.label_reads() == reads
+    # A producer on Amazon MQ: it says so itself.
+    repoint_clients(plan, ssm, ClientStep.WIDEN_CONSUMERS, BROKER)
+    repoint_clients(plan, ssm, ClientStep.PRODUCERS, BROKER, index=24)
+    assert roll_back_step(plan, ssm, BROKER, {})["action"] == "producers-back"
+    assert ssm.label_reads() == reads
+
+
+def test_a_producer_moved_by_an_earlier_attempt_is_drained_for_but_not_restarted(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    """An earlier attempt moved the producers and rolled them back; this one failed after
+    widening consumers. Their labels say they moved (Amazon MQ is drained before consumers come
+    back, as a precaution), but not since this execution started: no restart is sent."""
+    plan, ssm = _widened_unordered(aws, unordered_plan)
+    first = roll_back_step(plan, ssm, BROKER, {})  # the earlier attempt's restore
+    assert first["action"] == "producers-back"
+    later = datetime.now(UTC) + timedelta(seconds=1)  # this execution started after it
+    step = roll_back_step(plan, ssm, BROKER, {}, started_at=later)
+    assert (step["action"], step["side"]) == ("drain", "amazonMq")
+    assert step["memo"]["producersMoved"] and not step["memo"].get("producersOut")
+    assert len(_commands(ssm, f"mq-cutover {plan.migration_id}: rollback producers")) == 1
+    assert ssm.label_reads() == 2 * len(range(0, len(plan.producers.parameters), 10))
+
+
+def test_a_forward_write_never_labelled_is_found_by_the_rollback_label(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    """A producer written by the migration that died before labelling it, then restored (the
+    restore labels its version `rollback-<id>`): the second label says it moved."""
+    plan, ssm = _widened_unordered(aws, unordered_plan, producers_hook=False)
+    name = plan.producers.parameters[0]
+    own = f"cutover-{plan.migration_id}"
+    for producer in plan.producers.parameters:
+        versions = ssm.get_parameter_history(Name=producer)["Parameters"]
+        labelled = [v["Version"] for v in versions if own in v.get("Labels", [])]
+        ssm.unlabel_parameter_version(Name=producer, ParameterVersion=labelled[0], Labels=[own])
+    roll_back_step(plan, ssm, BROKER, {})  # restored (rollback label); its result lost
+    found = producers_moved(plan, ssm, None)
+    assert (found.moved, found.this_run) == (True, True)
+    assert _value(ssm, name) == plan.on_prem.url
+    assert (roll_back_step(plan, ssm, BROKER, {})["side"]) == "amazonMq"

@@ -31,6 +31,7 @@ DECORATED = {
     "repoint_clients": "repoint_clients.json",
     "request_approval": "request_approval.json",
     "resolve_endpoints": "resolve_endpoints.json",
+    "rollback": "rollback.json",
     "shovels": "shovels.json",
     "stop_onprem": "stop_onprem.json",
     "take_lease": "take_lease.json",
@@ -40,7 +41,6 @@ DECORATED = {
 NOT_DECORATED = {
     "approval_api": "an HTTP API: answers 503, nothing decided",
     "publish_metrics": "a schedule, not a task: the next minute samples again",
-    "rollback": "a retry after the producers' restore forgets they moved",
 }
 
 
@@ -109,23 +109,6 @@ def test_an_unreachable_endpoint_fails_the_handler_as_aws_throttled(
         app.lambda_handler(load_event(f"functions/{DECORATED[name]}"), FakeLambdaContext())
     assert calls  # the handler did reach AWS, and its first call failed it
     assert isinstance(raised.value.__cause__, EndpointConnectionError)
-
-
-@pytest.mark.parametrize("name", sorted(NOT_DECORATED))
-def test_an_undecorated_handler_does_not_map_unreachable_aws(
-    name: str, stack_environment: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the choice means for rollback (the others are not state-machine tasks)."""
-    if name != "rollback":
-        pytest.skip(f"{name}: {NOT_DECORATED[name]}")
-    app = _load(name)
-
-    def unreachable(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        raise EndpointConnectionError(endpoint_url=client.meta.endpoint_url)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", unreachable)
-    with pytest.raises(EndpointConnectionError):
-        app.lambda_handler(load_event("functions/rollback.json"), FakeLambdaContext())
 
 
 def test_provision_broker_retried_after_a_create_timeout_creates_one_broker(
