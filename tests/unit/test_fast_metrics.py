@@ -367,3 +367,27 @@ def test_vended_metrics_are_stored_as_put_metric_data_stores_them(aws: Any) -> N
 
     through_api, vended = backend.metric_data[:2], backend.metric_data[2:]
     assert [stored(d) for d in vended] == [stored(d) for d in through_api]
+
+
+def test_prune_lets_moto_forget_the_pruned_datapoints(aws: Any) -> None:
+    """moto keeps every datapoint it made in `MetricDatum.instances_tracked` (canary: if moto
+    stops doing so, this fails and `forget_instances` can go); a pruned datapoint is forgotten
+    there too, a kept one is not (a 12-hour drain at 10,000 queues grew 1.5 GB an hour)."""
+    from moto.cloudwatch.models import MetricDatum
+
+    cw = aws("cloudwatch")
+    backend = cloudwatch_backends["123456789012"]["us-east-1"]
+    cw.put_metric_data(
+        Namespace="N",
+        MetricData=[
+            {"MetricName": "QueueSize", "Timestamp": T0 + timedelta(seconds=s), "Value": s}
+            for s in (0, 10, 20, 30)
+        ],
+    )
+    mine = [d for d in backend.metric_data if d.namespace == "N"]
+    tracked = MetricDatum.__dict__["instances_tracked"]
+    assert all(any(t is d for t in tracked) for d in mine)  # the canary: moto tracks them
+    prune(backend, T0 + timedelta(seconds=15))
+    still = [d for d in mine if any(t is d for t in tracked)]
+    assert [d.value for d in still] == [20.0, 30.0]
+    assert [d.value for d in backend.metric_data if d.namespace == "N"] == [20.0, 30.0]
