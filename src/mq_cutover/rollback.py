@@ -45,8 +45,9 @@ drained) and the memo does not say, it is read from the labels (`producers_moved
 parameter with a version labelled `cutover-<id>` (or `rollback-<id>`) was moved. And a producer
 restore whose call was lost may have lost its restart hook too: until a call that restored them
 finished (`producersBack`), the restore runs again (it changes nothing, and sends the restart
-unless one with its comment was sent since the restore). `drained` is added by the state machine
-after a drain, never by a call, so a retry cannot lose it; lost `conflicts` are found again.
+unless one with its comment was sent since the restore); the consumers' likewise
+(`consumersOut`, `consumersBack`). `drained` is added by the state machine after a drain, never
+by a call, so a retry cannot lose it; lost `conflicts` are found again.
 """
 
 from __future__ import annotations
@@ -221,6 +222,14 @@ def next_action(
         # The shovels ran before any consumer moved (a failure in between): what they moved
         # waits on Amazon MQ with no consumer. Consumers go there to empty it, then come back.
         return Action.CONSUMERS_TO_AMAZON_MQ, None, None
+    if (
+        memo.get("consumersOut")
+        and not memo.get("consumersBack")
+        and plan.consumers.restart_hook is not None
+    ):
+        # The same for the consumers' restore: its call did not finish, their restart may
+        # never have been sent.
+        return Action.CONSUMERS_BACK, None, None
     return Action.DONE, None, None
 
 
@@ -239,6 +248,7 @@ def roll_back_step(
     may hold producers' or shovels' messages: drained before consumers come back),
     `producersOut` (this execution found producers on Amazon MQ), `producersBack` (a call that
     restored them finished, restart hook sent), `producersChecked` (the labels were read),
+    `consumersOut` and `consumersBack` (the same for consumers),
     `drained` (added by the state machine), `conflicts`, and the shovels' flags.
     `remove_shovels` removes the migration's shovels (RabbitMQ, mode unordered); `started_at`
     is when the execution started (labels written since are this execution's)."""
@@ -249,6 +259,8 @@ def roll_back_step(
     memo["producersMoved"] = bool(memo.get("producersMoved") or producers_out)
     if producers_out:
         memo["producersOut"] = True
+    if consumers_out:
+        memo["consumersOut"] = True
     memo.setdefault("drained", [])
     if (
         consumers_out
@@ -322,8 +334,8 @@ def roll_back_step(
         result["conflicts"] = restored["conflicts"]
         result["restartCommandIds"] = restored["restartCommandIds"]
         result["cursor"]["next"] = 0 if restored["done"] else restored["next"]
-        if group == "producers" and restored["done"]:
-            memo["producersBack"] = True
+        if restored["done"]:
+            memo[f"{group}Back"] = True
     known = set(memo.get("conflicts") or [])
     # The memo keeps every conflict's name (the next call must leave them alone); the result
     # names the first few of each list and counts them all (it travels in the state).

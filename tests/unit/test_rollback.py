@@ -529,3 +529,27 @@ def test_a_forward_write_never_labelled_is_found_by_the_rollback_label(
     assert (found.moved, found.this_run) == (True, True)
     assert _value(ssm, name) == plan.on_prem.url
     assert (roll_back_step(plan, ssm, BROKER, {})["side"]) == "amazonMq"
+
+
+def test_a_retry_after_the_consumers_restore_failed_sends_their_restart(
+    aws: Any, unordered_plan: dict[str, Any]
+) -> None:
+    """The last action, consumers back, restores them and its restart is throttled: the retry
+    (same memo) finds every consumer on-prem, but does not end there: it restores again
+    (nothing) and sends the restart the failed try never sent."""
+    plan, ssm = _widened_unordered(aws, unordered_plan, producers_hook=False)
+    assert plan.consumers.restart_hook is not None
+    back = roll_back_step(plan, ssm, BROKER, {})
+    drain = roll_back_step(plan, ssm, BROKER, back["memo"])
+    assert drain["side"] == "amazonMq" and drain["memo"]["consumersOut"]
+    memo = {**drain["memo"], "drained": ["amazonMq"]}
+    ssm.throttled = True
+    with pytest.raises(AwsThrottled):
+        roll_back_step(plan, ssm, BROKER, memo)
+    assert all(_value(ssm, n) == plan.on_prem.url for n in plan.all_parameters)
+    ssm.throttled = False
+    retry = roll_back_step(plan, ssm, BROKER, memo)
+    assert retry["action"] == "consumers-back" and retry["restored"] == []
+    sent = _commands(ssm, f"mq-cutover {plan.migration_id}: rollback consumers")
+    assert retry["restartCommandIds"] == {"consumers": sent[0]} and len(sent) == 1
+    assert roll_back_step(plan, ssm, BROKER, retry["memo"])["finished"]
