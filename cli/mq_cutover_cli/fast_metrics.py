@@ -165,7 +165,8 @@ def prune(backend: CloudWatchBackend, before: datetime) -> None:
     index = _INDEXES.get(id(backend))
     if index is not None:
         index.update(backend.metric_data)  # everything published so far is in the index
-    kept, dropped = [], []
+    kept: list[Any] = []
+    dropped: list[Any] = []
     for datum in backend.metric_data:
         (kept if keep(datum.timestamp) else dropped).append(datum)
     backend.metric_data = kept
