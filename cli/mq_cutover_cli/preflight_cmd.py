@@ -3,7 +3,8 @@ stack, read-only, before the window.
 
 The checks are the Validate Plan step's (`mq_cutover.preflight`): what passes here passes there,
 with the caller's credentials instead of the function's role. Exit status: 0 every check holds,
-1 any check fails, 2 the plan cannot be read (or the stack cannot be found).
+1 any check fails, 2 the plan cannot be read (or the stack cannot be found), 4 none fails but
+AWS did not answer some (throttled or unreachable): retry.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def checks_for(session: Any, stack: str, plan_document: Any) -> list[Check]:
     session's credentials. Raises StackOutputMissing (or a ClientError) if the stack cannot be
     read."""
     settings = stack_settings(session.client("cloudformation"), stack)
-    return run_checks(plan_document, settings, Clients.from_factory(session.client))
+    # A check AWS did not answer is listed (to retry) and the others are still made.
+    return run_checks(
+        plan_document, settings, Clients.from_factory(session.client), retry_unanswered=False
+    )
 
 
 def print_checks(checks: list[Check], as_json: bool = False) -> None:
@@ -61,9 +65,16 @@ def print_checks(checks: list[Check], as_json: bool = False) -> None:
         return
     for check in checks:
         print(shown(check.line()))
-    failed = sum(1 for check in checks if not check.ok)
+    failed = sum(1 for check in checks if not check.ok and not check.transient)
+    unanswered = sum(1 for check in checks if check.transient)
+    retry = f"{unanswered} could not be checked (AWS unreachable or throttled): retry"
     if failed:
-        print(f"{failed} of {len(checks)} checks failed: fix them before the window")
+        print(
+            f"{failed} of {len(checks)} checks failed: fix them before the window"
+            + (f"; {retry}" if unanswered else "")
+        )
+    elif unanswered:
+        print(f"{retry}; the other {len(checks) - unanswered} of {len(checks)} passed")
     else:
         print(f"all {len(checks)} checks passed")
 
@@ -80,4 +91,6 @@ def run(args: argparse.Namespace, session: Any, transport: Any = None) -> int:
         return 2
     checks = checks_for(session, args.stack, document)
     print_checks(checks, as_json=bool(args.json))
-    return 0 if all(check.ok for check in checks) else 1
+    if any(not check.ok and not check.transient for check in checks):
+        return 1
+    return 4 if any(check.transient for check in checks) else 0

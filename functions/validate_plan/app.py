@@ -51,6 +51,8 @@ def stack_settings(state_machine_arn: str) -> StackSettings:
 
 @logger.inject_lambda_context(correlation_id_path="executionName")
 @tracer.capture_lambda_handler
+# A preflight check AWS did not answer (throttled, unreachable) is no reason to refuse the plan:
+# the checks raise AwsThrottled (unless one made before it failed), and the step is retried.
 @aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=ValidatePlanEvent)
 def lambda_handler(event: ValidatePlanEvent, context: LambdaContext) -> dict[str, Any]:

@@ -5,25 +5,37 @@ window) and the Validate Plan step (the function's role, at the start of every r
 fails before any change for every reason the terminal would have shown.
 
 Every check gives a `Check`: the plan field it is about, whether it holds, and if not, what is
-wrong and how to fix it. Checks fail closed: one that cannot be made (AccessDenied, throttling
-after botocore's retries, an API error) is a failed check saying so, never a pass.
+wrong and how to fix it. Checks fail closed: one that cannot be made (AccessDenied, an API
+error) is a failed check saying so, never a pass. One AWS did not answer (throttled, or
+unreachable, after botocore's own retries) is no finding either way: Validate Plan stops at the
+first one and raises AwsThrottled (the state machine retries the step; the plan is not refused)
+unless a check made before it failed; the CLI lists it as a check to retry (`transient`) and
+goes on with the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mq_cutover import aws
 from mq_cutover.approvers import Approver, able_to_vote, load_registry, subscription_report
 from mq_cutover.broker_api import credentials
 from mq_cutover.client_urls import failover_members
 from mq_cutover.drain import Purpose, on_prem_side, read_queues, stale_after_seconds, watched_queues
-from mq_cutover.errors import ApproversInvalid, BrokerApiFailed, MigrationError, PlanInvalid
+from mq_cutover.errors import (
+    ApproversInvalid,
+    AwsThrottled,
+    BrokerApiFailed,
+    MigrationError,
+    PlanInvalid,
+)
 from mq_cutover.parameters import own_label
 from mq_cutover.plan import (
     DeploymentMode,
@@ -45,6 +57,7 @@ PASSWORD_FORBIDDEN = ",:="  # noqa: S105 - characters, not a password
 # (each call moves as many as its time allows; fewer when SSM throttles).
 PARAMETERS_PER_CALL = 50
 ROLLBACK_ACTIONS = 8  # the most Roll Back actions one rollback takes (rollback.py's phases)
+UNANSWERED = "could not be checked (AWS unreachable or throttled)"
 
 
 @dataclass(frozen=True)
@@ -57,15 +70,20 @@ class Check:
     problem: str = ""
     fix: str = ""
     detail: str = ""
+    # Not made because AWS did not answer (throttled or unreachable): retry; no finding.
+    transient: bool = False
+    error: BaseException | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def line(self) -> str:
         if self.ok:
             return f"✅ {self.field}: {self.detail or 'ok'}"
+        if self.transient:
+            return f"⏳ {self.field}: {self.problem} — {self.fix}"
         fix = f" — fix: {self.fix}" if self.fix else ""
         return f"❌ {self.field}: {self.problem}{fix}"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "error"}
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,11 @@ class _CannotCheck(Exception):
     """A check could not be made (an AWS call failed): the check fails, saying why."""
 
 
+class _Unanswered(Exception):
+    """Validate Plan: AWS did not answer a check; the checks stop there (within the step's
+    timeout: each unanswered call has already taken botocore's retries)."""
+
+
 def _aws_error(exc: BaseException) -> str:
     if not isinstance(exc, ClientError) and isinstance(exc.__cause__, ClientError):
         exc = exc.__cause__  # the AWS call under a typed failure (DrainCheckFailed, ...)
@@ -124,7 +147,38 @@ def _aws_error(exc: BaseException) -> str:
     return redact_text(str(exc))[:200]
 
 
+def unanswered(exc: BaseException) -> BaseException | None:
+    """The AWS error under `exc` if AWS did not answer (throttled, or unreachable: no
+    connection, a connect or read timeout, after botocore's own retries), else None. Such a
+    check says nothing about the plan or the account: a retry makes it."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, AwsThrottled):  # already classified (drain's readings)
+            return error.__cause__ or error
+        if isinstance(error, Exception):
+            try:
+                aws.raise_if_transient(error)
+            except AwsThrottled:
+                return error
+    return None
+
+
 def _cannot(field_name: str, check: str, exc: Exception) -> Check:
+    error = unanswered(exc)
+    if error is not None:
+        said = (
+            _aws_error(error)
+            if isinstance(error, ClientError)
+            else f"{type(error).__name__}: {redact_text(str(error))[:200]}"
+        )
+        return Check(
+            field_name,
+            check,
+            False,
+            f"{UNANSWERED}: {said}",
+            "retry (nothing was found wrong here; run the preflight again)",
+            transient=True,
+            error=error,
+        )
     return Check(
         field_name,
         check,
@@ -145,6 +199,7 @@ class _Run:
     checks: list[Check] = field(default_factory=list)
     offered_zones: set[str] | None = None  # where the instance type is offered (engine check)
     consumers_moved: bool = False  # an earlier attempt moved consumers off on-prem already
+    retry_unanswered: bool = True  # AWS did not answer a check: AwsThrottled (Validate Plan)
 
     def ok(self, field_name: str, check: str, detail: str) -> None:
         self.checks.append(Check(field_name, check, True, detail=detail))
@@ -152,12 +207,20 @@ class _Run:
     def fail(self, field_name: str, check: str, problem: str, fix: str) -> None:
         self.checks.append(Check(field_name, check, False, problem, fix))
 
+    def cannot(self, field_name: str, check: str, exc: Exception) -> None:
+        """A check whose AWS call failed: it fails (fails closed). One AWS did not answer is
+        listed as such (`transient`); in Validate Plan the checks stop there."""
+        made = _cannot(field_name, check, exc)
+        self.checks.append(made)
+        if made.transient and self.retry_unanswered:
+            raise _Unanswered(field_name)
+
     def guarded(self, field_name: str, check: str, body: Callable[[], None]) -> None:
         """Run one check; an AWS call it could not make fails it (fails closed)."""
         try:
             body()
         except (ClientError, BotoCoreError, MigrationError, _CannotCheck) as exc:
-            self.checks.append(_cannot(field_name, check, exc))
+            self.cannot(field_name, check, exc)
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -323,7 +386,7 @@ def _parameters(run: _Run) -> None:
             response = ssm.get_parameters(Names=inside[offset : offset + 10], WithDecryption=True)
         except (ClientError, BotoCoreError) as exc:
             for name in inside[offset : offset + 10]:
-                run.checks.append(_cannot(fields[name], "parameter", exc))
+                run.cannot(fields[name], "parameter", exc)
             continue
         missing.extend(response.get("InvalidParameters", []))
         for parameter in response.get("Parameters", []):
@@ -364,7 +427,12 @@ def _parameters(run: _Run) -> None:
             continue
         value = str(parameter.get("Value", ""))
         if not _on_prem(plan, value):
-            if _labelled(ssm, name, own, int(parameter.get("Version", 0))):
+            try:
+                moved = _labelled(ssm, name, own, int(parameter.get("Version", 0)))
+            except (ClientError, BotoCoreError) as exc:
+                run.cannot(where, "parameter", exc)
+                continue
+            if moved:
                 run.ok(where, "parameter", f"{name} was already moved by this migration")
                 run.consumers_moved |= where.startswith("consumers.")
                 good[where.split(".")[0]] += 1
@@ -1198,18 +1266,37 @@ def run_checks(
     execution_name: str | None = None,
     now: datetime | None = None,
     definition: dict[str, Any] | None = None,
+    retry_unanswered: bool = True,
 ) -> list[Check]:
     """Every check, in order (read-only). `execution_name`: the run being validated (Validate
     Plan), whose lease step checks for another running attempt; `definition`: the state
-    machine's ASL, if already at hand (else read from the stack's state machine)."""
+    machine's ASL, if already at hand (else read from the stack's state machine).
+    `retry_unanswered` (Validate Plan): the checks stop at the first one AWS does not answer
+    (throttled or unreachable); unless a check made before it failed (the plan is refused for
+    that, this one listed as not checked), AwsThrottled is raised, so the step is retried
+    rather than the plan refused. False (the CLI): that check is listed as `transient` and the
+    others are made."""
     try:
         plan = parse_plan(document)
     except PlanInvalid as exc:
         return plan_checks(exc.problems)
     run = _Run(plan, stack, clients, execution_name, now or datetime.now(UTC), definition)
+    run.retry_unanswered = retry_unanswered
+    try:
+        _every_check(run)
+    except _Unanswered:
+        unanswered_check = run.checks[-1]
+        if all(check.ok or check.transient for check in run.checks):
+            raise AwsThrottled(
+                f"{unanswered_check.field}: {unanswered_check.problem}"
+            ) from unanswered_check.error
+    return run.checks
+
+
+def _every_check(run: _Run) -> None:
     run.guarded("approvals", "approvals", lambda: _approvals(run))
     _execution_name(run)
-    if execution_name is None:
+    if run.execution_name is None:
         # Inside a run (Validate Plan) the next step, Take Migration Lease, refuses a second
         # run atomically and names the holder; a listing here would only race it.
         run.guarded("migrationId", "running", lambda: _running(run))
@@ -1222,7 +1309,6 @@ def run_checks(
     run.guarded("onPrem.metrics", "metrics", lambda: _metrics(run))
     _all_hosts(run)
     run.guarded("(plan)", "history budget", lambda: _history(run))
-    return run.checks
 
 
 def failures(checks: list[Check]) -> list[str]:

@@ -16,13 +16,20 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from mq_cutover import preflight
+from mq_cutover.errors import AwsThrottled, PlanInvalid
 from mq_cutover.metrics_bridge import Publishing, QueueStats, aggregate, put, sample_data
 from mq_cutover.plan import parse_plan
 from mq_cutover.preflight import Check, Clients, history_estimate, loop_events, run_checks
 from mq_cutover.queue_set import QueueSet
+from mq_cutover.validation import validate_plan
 from mq_cutover_cli.cli import main
 from mq_cutover_cli.harness import REGION, ROOT, STACK_NAME, Emulator
 from mq_cutover_cli.live import live_run
@@ -485,6 +492,116 @@ def test_a_check_that_cannot_be_made_fails_closed() -> None:
     assert check.problem == "could not be checked: ListMetrics: AccessDenied (not allowed)"
 
 
+# ------------------------------------------------------- AWS did not answer: retried, not refused
+SECRET = "target.create.users[0].passwordSecretArn"
+URL = "https://secretsmanager.us-east-1.amazonaws.com"
+UNANSWERED = "could not be checked (AWS unreachable or throttled)"
+
+
+def throttled(operation: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation
+    )
+
+
+def session_where(operation: str, error: Exception) -> boto3.Session:
+    """A session on the emulator whose `<service id>.<Operation>` call raises `error` instead
+    of reaching the service: a simulated fault, what botocore raises once its own retries are
+    used up. Every other call is real (a new session: no cached client gets the fault)."""
+    session = boto3.Session(region_name=REGION)
+
+    def fault(**_: Any) -> None:
+        raise error
+
+    session.events.register_first(f"before-call.{operation}", fault)
+    return session
+
+
+def validated(acct: Account, session: boto3.Session) -> Any:
+    """Validate Plan's checks (the function's path: stop at the first unanswered check)."""
+    return validate_plan(
+        acct.plan,
+        execution_name="orders-2026-12-01",
+        stack=stack_settings(acct.client("cloudformation"), STACK_NAME),
+        clients=Clients.from_factory(session.client),
+        now=acct.emulator.clock.now(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        pytest.param(
+            throttled("DescribeSecret"),
+            "DescribeSecret: ThrottlingException (Rate exceeded)",
+            id="throttled",
+        ),
+        pytest.param(
+            EndpointConnectionError(endpoint_url=URL),
+            f'EndpointConnectionError: Could not connect to the endpoint URL: "{URL}"',
+            id="no-connection",
+        ),
+        pytest.param(
+            ConnectTimeoutError(endpoint_url=URL),
+            f'ConnectTimeoutError: Connect timeout on endpoint URL: "{URL}"',
+            id="connect-timeout",
+        ),
+        pytest.param(
+            ReadTimeoutError(endpoint_url=URL),
+            f'ReadTimeoutError: Read timeout on endpoint URL: "{URL}"',
+            id="read-timeout",
+        ),
+    ],
+)
+def test_a_check_aws_does_not_answer_is_retried_not_refused(error: Exception, said: str) -> None:
+    with account() as acct:
+        before = acct.state()
+        with pytest.raises(AwsThrottled) as raised:
+            validated(acct, session_where("secrets-manager.DescribeSecret", error))
+        assert acct.state() == before
+    assert str(raised.value) == f"{SECRET}: {UNANSWERED}: {said}"
+    assert raised.value.__cause__ is error
+
+
+def test_throttled_metrics_are_retried_not_refused() -> None:
+    """CloudWatch throttled past botocore's retries (drain's readings raise AwsThrottled)."""
+    with account() as acct:
+        session = session_where("cloudwatch.GetMetricData", throttled("GetMetricData"))
+        with pytest.raises(AwsThrottled) as raised:
+            validated(acct, session)
+    assert str(raised.value) == (
+        f"onPrem.metrics: {UNANSWERED}: GetMetricData: ThrottlingException (Rate exceeded)"
+    )
+    assert isinstance(raised.value.__cause__, ClientError)
+
+
+def test_access_denied_is_a_refusal_naming_the_field() -> None:
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeSecret"
+    )
+    with account() as acct, pytest.raises(PlanInvalid) as refused:
+        validated(acct, session_where("secrets-manager.DescribeSecret", denied))
+    assert refused.value.problems == [
+        f"{SECRET}: could not be checked: DescribeSecret: AccessDeniedException (not allowed)"
+    ]
+
+
+def test_a_finding_before_an_unanswered_check_is_still_a_refusal() -> None:
+    """The secret is missing (a finding); then CloudWatch does not answer: the plan is refused
+    for the secret, and the metrics are named as not checked (no retry would change that)."""
+    with account() as acct:
+        acct.client("secretsmanager").delete_secret(
+            SecretId="mq-cutover/orders-app", ForceDeleteWithoutRecovery=True
+        )
+        session = session_where("cloudwatch.GetMetricData", throttled("GetMetricData"))
+        with pytest.raises(PlanInvalid) as refused:
+            validated(acct, session)
+    assert refused.value.problems == [
+        f"{SECRET}: secret mq-cutover/orders-app does not exist",
+        f"onPrem.metrics: {UNANSWERED}: GetMetricData: ThrottlingException (Rate exceeded)",
+    ]
+
+
 def test_a_plan_that_does_not_parse_is_one_check_per_field() -> None:
     plan = load_event("plan-ordered.json")
     del plan["target"]["create"]["engine"]
@@ -570,6 +687,7 @@ def test_the_command_prints_a_line_per_check(
                 "problem": "secret mq-cutover/orders-app does not exist",
                 "fix": bad[0]["fix"],
                 "detail": "",
+                "transient": False,
             }
         ]
 
@@ -587,3 +705,43 @@ def test_an_unreadable_plan_is_exit_status_2(
         no_stack = ["preflight", "--plan", str(tmp_path / "plan.json"), "--stack", "nope"]
         assert main(no_stack, session=session) == 3
         assert "DescribeStacks failed" in capsys.readouterr().err
+
+
+def test_the_command_says_retry_when_aws_does_not_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit status 4, not 1: nothing was found wrong; the checks after it are still made."""
+    path = tmp_path / "plan.json"
+    with account() as acct:
+        path.write_text(json.dumps(acct.plan))
+        command = ["preflight", "--plan", str(path), "--stack", STACK_NAME]
+
+        def preflight_where(operation: str, error: Exception, *extra: str) -> int:
+            return main([*command, *extra], session=session_where(operation, error))
+
+        assert preflight_where("cloudwatch.GetMetricData", throttled("GetMetricData")) == 4
+        out = capsys.readouterr().out.splitlines()
+        assert (
+            f"⏳ onPrem.metrics: {UNANSWERED}: GetMetricData: ThrottlingException (Rate "
+            "exceeded) — retry (nothing was found wrong here; run the preflight again)"
+        ) in out
+        assert "✅ stopOnPrem.targetTags: 1 host(s) online in SSM and tagged" in out[-3]
+        assert out[-1] == (f"1 {UNANSWERED}: retry; the other 11 of 12 passed")
+
+        unreachable = EndpointConnectionError(endpoint_url="https://ssm.us-east-1.amazonaws.com")
+        assert preflight_where("ssm.GetParameters", unreachable, "--json") == 4
+        listed = json.loads(capsys.readouterr().out)
+        assert [(c["field"], c["transient"]) for c in listed if not c["ok"]] == [
+            ("producers.parameters[0]", True),
+            ("producers.parameters[1]", True),
+            ("consumers.parameters[0]", True),
+            ("consumers.parameters[1]", True),
+        ]
+
+        acct.client("secretsmanager").delete_secret(
+            SecretId="mq-cutover/orders-app", ForceDeleteWithoutRecovery=True
+        )
+        assert preflight_where("cloudwatch.GetMetricData", throttled("GetMetricData")) == 1
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            f"1 of 12 checks failed: fix them before the window; 1 {UNANSWERED}: retry"
+        )

@@ -16,7 +16,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from moto import mock_aws
 
-from mq_cutover.errors import AwsThrottled, PlanInvalid
+from mq_cutover.errors import AwsThrottled
 from tests.conftest import ROOT, FakeLambdaContext, load_event
 
 DECORATOR = "transient_errors_retried"
@@ -82,18 +82,7 @@ def stack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-# validate_plan's preflight reports each check it could not make ("could not be checked") and
-# refuses the plan (PlanInvalid): an unreachable API in the preflight is not retried (yet).
-PREFLIGHT_REFUSES = pytest.mark.xfail(strict=True, raises=PlanInvalid, reason="preflight")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=PREFLIGHT_REFUSES) if n == "validate_plan" else n
-        for n in sorted(DECORATED)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(DECORATED))
 def test_an_unreachable_endpoint_fails_the_handler_as_aws_throttled(
     name: str, stack_environment: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
