@@ -24,7 +24,8 @@ secrets = aws.client("secretsmanager")
 @logger.inject_lambda_context(correlation_id_path="migrationId")
 @tracer.capture_lambda_handler
 # A CreateBroker that timed out may have created the broker: the retry finds it by name and
-# its migration tag (and CreatorRequestId is the migration's), so one broker is created.
+# its migration tag (and CreatorRequestId is the migration's), so one broker is created, and
+# reports it created (its mq-cutover:created-by tag), as the first try would have.
 @aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=ProvisionBrokerEvent)
 def lambda_handler(event: ProvisionBrokerEvent, context: LambdaContext) -> dict[str, Any]:

@@ -13,6 +13,12 @@ from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFou
 from mq_cutover.plan import ENGINE_PROTOCOLS, BrokerSpec, Engine, MigrationPlan, Mode, Protocol
 
 MIGRATION_TAG = "mq-cutover:migration-id"
+# Written with the migration tag by this module's CreateBroker only: a broker found by name later
+# (the retry of a CreateBroker that timed out, a later attempt) carrying both was created by this
+# migration (`created: true`); one carrying the migration tag alone (tagged by hand, or created
+# before this marker existed) is reported as adopted. Durable state, not the run's memory.
+CREATED_BY_TAG = "mq-cutover:created-by"
+CREATED_BY = "mq-cutover"
 # States a broker does not leave by itself: waiting longer will not help.
 TERMINAL_BAD_STATES = {"CREATION_FAILED", "DELETION_IN_PROGRESS", "CRITICAL_ACTION_REQUIRED"}
 
@@ -55,7 +61,7 @@ def _create_request(spec: BrokerSpec, migration_id: str, secrets: Any) -> dict[s
         "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
         "AuthenticationStrategy": "SIMPLE",
         "Logs": {"General": spec.general_logs},
-        "Tags": {**spec.tags, MIGRATION_TAG: migration_id},
+        "Tags": {**spec.tags, MIGRATION_TAG: migration_id, CREATED_BY_TAG: CREATED_BY},
         "Users": [
             {
                 "Username": user.username,
@@ -77,7 +83,9 @@ def _create_request(spec: BrokerSpec, migration_id: str, secrets: Any) -> dict[s
 
 def provision_broker(plan: MigrationPlan, mq: Any, secrets: Any) -> dict[str, Any]:
     """Create the plan's broker, or adopt it. Re-running is a no-op: a broker of the same name
-    created by this migration is adopted; one created by someone else is refused."""
+    tagged for this migration is taken (`created` true if its tags show this migration created
+    it: the retry of a CreateBroker that timed out, a later attempt); one of someone else is
+    refused."""
     target = plan.target
     if target.adopt_broker_id:
         broker = describe(mq, target.adopt_broker_id)
@@ -92,8 +100,8 @@ def provision_broker(plan: MigrationPlan, mq: Any, secrets: Any) -> dict[str, An
     existing = _find_by_name(mq, spec.broker_name)
     if existing:
         broker = describe(mq, existing["BrokerId"])
-        owner = (broker.get("Tags") or {}).get(MIGRATION_TAG)
-        if owner != plan.migration_id:
+        tags = broker.get("Tags") or {}
+        if tags.get(MIGRATION_TAG) != plan.migration_id:
             raise BrokerMismatch(
                 f"a broker named {spec.broker_name} already exists ({broker['BrokerId']}) and "
                 f"was not created by migration {plan.migration_id}: adopt it with "
@@ -103,7 +111,7 @@ def provision_broker(plan: MigrationPlan, mq: Any, secrets: Any) -> dict[str, An
             "brokerId": broker["BrokerId"],
             "brokerArn": broker["BrokerArn"],
             "engine": spec.engine.value,
-            "created": False,
+            "created": tags.get(CREATED_BY_TAG) == CREATED_BY,
         }
     try:
         response = mq.create_broker(**_create_request(spec, plan.migration_id, secrets))

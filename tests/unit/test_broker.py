@@ -6,9 +6,17 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from moto.mq.models import mq_backends
 
-from mq_cutover.broker import broker_state, provision_broker, resolve_endpoints
+from mq_cutover.broker import (
+    CREATED_BY,
+    CREATED_BY_TAG,
+    MIGRATION_TAG,
+    broker_state,
+    provision_broker,
+    resolve_endpoints,
+)
 from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFound
 from mq_cutover.plan import parse_plan
 
@@ -57,6 +65,7 @@ def test_create_uses_migration_id_and_stays_private(
     assert request["PubliclyAccessible"] is False
     assert request["Users"][0]["Password"] == PASSWORD  # read from Secrets Manager
     assert request["Tags"]["mq-cutover:migration-id"] == "orders-2026-12-01"
+    assert request["Tags"]["mq-cutover:created-by"] == "mq-cutover"  # what a re-run reads
     assert PASSWORD not in json.dumps(result)
     described = mq.describe_broker(BrokerId=result["brokerId"])
     assert described["DeploymentMode"] == "ACTIVE_STANDBY_MULTI_AZ"
@@ -64,15 +73,59 @@ def test_create_uses_migration_id_and_stays_private(
     assert result["created"] is True
 
 
-def test_rerun_adopts_the_broker_it_created(
+def test_rerun_takes_the_broker_it_created_and_says_it_created_it(
     clients: tuple[Any, Any], ordered_plan: dict[str, Any]
 ) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
     first = provision_broker(plan, mq, secrets)
     second = provision_broker(plan, mq, secrets)
-    assert second["brokerId"] == first["brokerId"] and second["created"] is False
+    assert second == first and second["created"] is True
     assert len(mq.list_brokers()["BrokerSummaries"]) == 1
+
+
+def test_the_retry_of_a_create_that_timed_out_reports_the_broker_created(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
+    """CreateBroker applied, its answer lost: the retry (a new Lambda: nothing remembered)
+    finds the broker by name, and its tags say this migration created it."""
+    mq, secrets = clients
+    plan = parse_plan(ordered_plan)
+    create = mq.create_broker
+
+    def applied_then_timed_out(**kwargs: Any) -> Any:
+        create(**kwargs)
+        raise ReadTimeoutError(endpoint_url="https://mq.us-east-1.amazonaws.com")
+
+    mq.create_broker = applied_then_timed_out
+    with pytest.raises(ReadTimeoutError):
+        provision_broker(plan, mq, secrets)
+    (summary,) = mq.list_brokers()["BrokerSummaries"]
+    retried = provision_broker(plan, mq, secrets)
+    assert retried == {
+        "brokerId": summary["BrokerId"],
+        "brokerArn": summary["BrokerArn"],
+        "engine": "ACTIVEMQ",
+        "created": True,
+    }
+    assert len(mq.list_brokers()["BrokerSummaries"]) == 1
+
+
+def test_a_broker_tagged_for_the_migration_by_hand_is_adopted_not_created(
+    clients: tuple[Any, Any], ordered_plan: dict[str, Any]
+) -> None:
+    """The migration tag alone (no mq-cutover:created-by, e.g. a broker someone tagged so the
+    plan's name would find it): taken, and reported as adopted."""
+    mq, secrets = clients
+    name = ordered_plan["target"]["create"]["brokerName"]
+    theirs = existing_broker(mq, name, "ACTIVEMQ", "5.18")
+    mq.create_tags(
+        ResourceArn=theirs["BrokerArn"], Tags={MIGRATION_TAG: ordered_plan["migrationId"]}
+    )
+    result = provision_broker(parse_plan(ordered_plan), mq, secrets)
+    assert result["brokerId"] == theirs["BrokerId"] and result["created"] is False
+    mq.create_tags(ResourceArn=theirs["BrokerArn"], Tags={CREATED_BY_TAG: CREATED_BY})
+    assert provision_broker(parse_plan(ordered_plan), mq, secrets)["created"] is True
 
 
 def test_same_name_from_someone_else_is_refused(
