@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from mq_cutover.plan import parse_plan
 from mq_cutover_cli.harness import Emulator
@@ -83,3 +84,49 @@ def test_an_offline_host_stops_the_run_at_validate_plan(ordered_plan: dict[str, 
         "SSM Agent registered)",
         f"stopOnPrem.instanceIds: {STOP_HOST} is ConnectionLost: a command would never reach it",
     ]
+
+
+def test_an_unreachable_endpoint_at_validate_plan_is_retried_and_the_run_goes_on(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """Validate Plan's first attempt cannot reach CloudWatch (simulated: what botocore raises
+    once its own retries are used up): the step fails as AwsThrottled, its Retry runs it again,
+    and the run goes on; the plan is not refused."""
+    unreachable = EndpointConnectionError(endpoint_url="https://monitoring.us-east-1.amazonaws.com")
+    fired: list[str] = []
+
+    def arm(emulator: Emulator) -> None:
+        # The function's own client (loaded with its module for this emulator): no other
+        # handler or test sees the fault.
+        cloudwatch = emulator.handlers["ValidatePlanFunction"].clients.cloudwatch
+        assert cloudwatch is not emulator.client("cloudwatch")
+
+        def once(**_: Any) -> None:
+            if not fired:
+                fired.append("GetMetricData")
+                raise unreachable
+
+        cloudwatch.meta.events.register_first(
+            "before-call.cloudwatch.GetMetricData", once, unique_id="preflight-unreachable"
+        )
+
+    sim = run(ordered_plan, before_start=arm)
+    assert fired == ["GetMetricData"]
+    assert sim.report["execution"]["status"] == "SUCCEEDED"
+    failed = [e for e in sim.history if e["type"] == "TaskFailed"]
+    assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["AwsThrottled"]
+    assert (
+        "onPrem.metrics: could not be checked (AWS unreachable or throttled)"
+        in (failed[0]["taskFailedEventDetails"]["cause"])
+    )
+    # Validate Plan entered once, its task run twice (the failed attempt, the retry), then the
+    # next state.
+    assert entered(sim)[:2] == ["Validate Plan", "Take Migration Lease"]
+    lease = next(
+        e["id"]
+        for e in sim.history
+        if e.get("stateEnteredEventDetails", {}).get("name") == "Take Migration Lease"
+    )
+    before_lease = [e["type"] for e in sim.history if e["id"] < lease]
+    assert before_lease.count("TaskScheduled") == 2 and before_lease.count("TaskSucceeded") == 1
+    assert failed[0]["id"] < lease
