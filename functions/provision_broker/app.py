@@ -25,12 +25,13 @@ secrets = aws.client("secretsmanager")
 @tracer.capture_lambda_handler
 # A CreateBroker that timed out may have created the broker: the retry finds it by name and
 # its migration tag (and CreatorRequestId is the migration's), so one broker is created, and
-# reports it created (its mq-cutover:created-by tag), as the first try would have.
+# reports it created, as the first try would have (its mq-cutover:created-by tag names this
+# execution; an earlier attempt's broker is reported adopted).
 @aws.transient_errors_retried  # throttled or unreachable AWS: AwsThrottled, retried
 @event_parser(model=ProvisionBrokerEvent)
 def lambda_handler(event: ProvisionBrokerEvent, context: LambdaContext) -> dict[str, Any]:
     plan = parse_plan(event.plan)
     verify_lease(leases, migration_id=plan.migration_id, execution_arn=event.execution_arn)
-    result = provision_broker(plan, mq, secrets)
+    result = provision_broker(plan, mq, secrets, execution_arn=event.execution_arn)
     logger.info("broker provisioned", extra={"broker": result})
     return ProvisionBrokerResult.model_validate(result).dump()

@@ -13,12 +13,12 @@ from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFou
 from mq_cutover.plan import ENGINE_PROTOCOLS, BrokerSpec, Engine, MigrationPlan, Mode, Protocol
 
 MIGRATION_TAG = "mq-cutover:migration-id"
-# Written with the migration tag by this module's CreateBroker only: a broker found by name later
-# (the retry of a CreateBroker that timed out, a later attempt) carrying both was created by this
-# migration (`created: true`); one carrying the migration tag alone (tagged by hand, or created
-# before this marker existed) is reported as adopted. Durable state, not the run's memory.
+# Written with the migration tag by this module's CreateBroker only, its value the creating
+# execution's ARN: a broker found by name later carrying this execution's ARN was created by
+# this run (the retry of a CreateBroker that timed out: `created: true`); one an earlier attempt
+# created, or one tagged for the migration by hand, is adopted (`created: false`). Decided from
+# the broker's tags (durable), not from the run's memory.
 CREATED_BY_TAG = "mq-cutover:created-by"
-CREATED_BY = "mq-cutover"
 # States a broker does not leave by itself: waiting longer will not help.
 TERMINAL_BAD_STATES = {"CREATION_FAILED", "DELETION_IN_PROGRESS", "CRITICAL_ACTION_REQUIRED"}
 
@@ -47,7 +47,9 @@ def _find_by_name(mq: Any, name: str) -> dict[str, Any] | None:
             return None
 
 
-def _create_request(spec: BrokerSpec, migration_id: str, secrets: Any) -> dict[str, Any]:
+def _create_request(
+    spec: BrokerSpec, migration_id: str, execution_arn: str, secrets: Any
+) -> dict[str, Any]:
     request: dict[str, Any] = {
         "BrokerName": spec.broker_name,
         "CreatorRequestId": migration_id,
@@ -61,7 +63,7 @@ def _create_request(spec: BrokerSpec, migration_id: str, secrets: Any) -> dict[s
         "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
         "AuthenticationStrategy": "SIMPLE",
         "Logs": {"General": spec.general_logs},
-        "Tags": {**spec.tags, MIGRATION_TAG: migration_id, CREATED_BY_TAG: CREATED_BY},
+        "Tags": {**spec.tags, MIGRATION_TAG: migration_id, CREATED_BY_TAG: execution_arn},
         "Users": [
             {
                 "Username": user.username,
@@ -81,11 +83,13 @@ def _create_request(spec: BrokerSpec, migration_id: str, secrets: Any) -> dict[s
     return request
 
 
-def provision_broker(plan: MigrationPlan, mq: Any, secrets: Any) -> dict[str, Any]:
+def provision_broker(
+    plan: MigrationPlan, mq: Any, secrets: Any, *, execution_arn: str
+) -> dict[str, Any]:
     """Create the plan's broker, or adopt it. Re-running is a no-op: a broker of the same name
-    tagged for this migration is taken (`created` true if its tags show this migration created
-    it: the retry of a CreateBroker that timed out, a later attempt); one of someone else is
-    refused."""
+    tagged for this migration is taken (`created` true if its tags say this execution created
+    it: the retry of a CreateBroker that timed out; false for an earlier attempt's broker); one
+    of someone else is refused."""
     target = plan.target
     if target.adopt_broker_id:
         broker = describe(mq, target.adopt_broker_id)
@@ -111,10 +115,12 @@ def provision_broker(plan: MigrationPlan, mq: Any, secrets: Any) -> dict[str, An
             "brokerId": broker["BrokerId"],
             "brokerArn": broker["BrokerArn"],
             "engine": spec.engine.value,
-            "created": tags.get(CREATED_BY_TAG) == CREATED_BY,
+            "created": tags.get(CREATED_BY_TAG) == execution_arn,
         }
     try:
-        response = mq.create_broker(**_create_request(spec, plan.migration_id, secrets))
+        response = mq.create_broker(
+            **_create_request(spec, plan.migration_id, execution_arn, secrets)
+        )
     except ClientError as exc:
         raise_if_throttled(exc)
         raise

@@ -10,7 +10,6 @@ from botocore.exceptions import ReadTimeoutError
 from moto.mq.models import mq_backends
 
 from mq_cutover.broker import (
-    CREATED_BY,
     CREATED_BY_TAG,
     MIGRATION_TAG,
     broker_state,
@@ -21,6 +20,9 @@ from mq_cutover.errors import BrokerCreationFailed, BrokerMismatch, BrokerNotFou
 from mq_cutover.plan import parse_plan
 
 PASSWORD = "s3cret-offline-pw"
+EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:mq-cutover-migration"
+RUN = f"{EXECUTIONS}:orders-2026-12-01"  # the execution provisioning (this run)
+LATER = f"{EXECUTIONS}:orders-2026-12-01--2"  # a later attempt of the same migration
 
 
 def existing_broker(mq: Any, name: str, engine: str, version: str) -> Any:
@@ -59,13 +61,13 @@ def test_create_uses_migration_id_and_stays_private(
         return original(**kwargs)
 
     mq.create_broker = recording
-    result = provision_broker(plan, mq, secrets)
+    result = provision_broker(plan, mq, secrets, execution_arn=RUN)
     (request,) = calls
     assert request["CreatorRequestId"] == "orders-2026-12-01"
     assert request["PubliclyAccessible"] is False
     assert request["Users"][0]["Password"] == PASSWORD  # read from Secrets Manager
     assert request["Tags"]["mq-cutover:migration-id"] == "orders-2026-12-01"
-    assert request["Tags"]["mq-cutover:created-by"] == "mq-cutover"  # what a re-run reads
+    assert request["Tags"]["mq-cutover:created-by"] == RUN  # what a re-run reads
     assert PASSWORD not in json.dumps(result)
     described = mq.describe_broker(BrokerId=result["brokerId"])
     assert described["DeploymentMode"] == "ACTIVE_STANDBY_MULTI_AZ"
@@ -73,14 +75,17 @@ def test_create_uses_migration_id_and_stays_private(
     assert result["created"] is True
 
 
-def test_rerun_takes_the_broker_it_created_and_says_it_created_it(
+def test_a_rerun_takes_the_broker_it_created_and_says_it_created_it(
     clients: tuple[Any, Any], ordered_plan: dict[str, Any]
 ) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
-    first = provision_broker(plan, mq, secrets)
-    second = provision_broker(plan, mq, secrets)
+    first = provision_broker(plan, mq, secrets, execution_arn=RUN)
+    second = provision_broker(plan, mq, secrets, execution_arn=RUN)
     assert second == first and second["created"] is True
+    # A later attempt (after a rollback) takes the broker the first one created: adopted.
+    later = provision_broker(plan, mq, secrets, execution_arn=LATER)
+    assert later == {**first, "created": False}
     assert len(mq.list_brokers()["BrokerSummaries"]) == 1
 
 
@@ -99,9 +104,9 @@ def test_the_retry_of_a_create_that_timed_out_reports_the_broker_created(
 
     mq.create_broker = applied_then_timed_out
     with pytest.raises(ReadTimeoutError):
-        provision_broker(plan, mq, secrets)
+        provision_broker(plan, mq, secrets, execution_arn=RUN)
     (summary,) = mq.list_brokers()["BrokerSummaries"]
-    retried = provision_broker(plan, mq, secrets)
+    retried = provision_broker(plan, mq, secrets, execution_arn=RUN)
     assert retried == {
         "brokerId": summary["BrokerId"],
         "brokerArn": summary["BrokerArn"],
@@ -122,10 +127,14 @@ def test_a_broker_tagged_for_the_migration_by_hand_is_adopted_not_created(
     mq.create_tags(
         ResourceArn=theirs["BrokerArn"], Tags={MIGRATION_TAG: ordered_plan["migrationId"]}
     )
-    result = provision_broker(parse_plan(ordered_plan), mq, secrets)
+    result = provision_broker(parse_plan(ordered_plan), mq, secrets, execution_arn=RUN)
     assert result["brokerId"] == theirs["BrokerId"] and result["created"] is False
-    mq.create_tags(ResourceArn=theirs["BrokerArn"], Tags={CREATED_BY_TAG: CREATED_BY})
-    assert provision_broker(parse_plan(ordered_plan), mq, secrets)["created"] is True
+    # What decides it: the created-by tag naming this execution.
+    mq.create_tags(ResourceArn=theirs["BrokerArn"], Tags={CREATED_BY_TAG: RUN})
+    assert (
+        provision_broker(parse_plan(ordered_plan), mq, secrets, execution_arn=RUN)["created"]
+        is True
+    )
 
 
 def test_same_name_from_someone_else_is_refused(
@@ -133,10 +142,10 @@ def test_same_name_from_someone_else_is_refused(
 ) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
-    provision_broker(plan, mq, secrets)
+    provision_broker(plan, mq, secrets, execution_arn=RUN)
     ordered_plan["migrationId"] = "another-migration"
     with pytest.raises(BrokerMismatch, match="was not created by migration another-migration"):
-        provision_broker(parse_plan(ordered_plan), mq, secrets)
+        provision_broker(parse_plan(ordered_plan), mq, secrets, execution_arn=RUN)
 
 
 def test_adopt_existing_broker(clients: tuple[Any, Any], ordered_plan: dict[str, Any]) -> None:
@@ -144,7 +153,7 @@ def test_adopt_existing_broker(clients: tuple[Any, Any], ordered_plan: dict[str,
     existing = existing_broker(mq, "existing", "ACTIVEMQ", "5.18")
     del ordered_plan["target"]["create"]
     ordered_plan["target"]["adoptBrokerId"] = existing["BrokerId"]
-    result = provision_broker(parse_plan(ordered_plan), mq, secrets)
+    result = provision_broker(parse_plan(ordered_plan), mq, secrets, execution_arn=RUN)
     assert result == {
         "brokerId": existing["BrokerId"],
         "brokerArn": existing["BrokerArn"],
@@ -157,7 +166,7 @@ def test_broker_state_fails_for_good_on_creation_failed(
     clients: tuple[Any, Any], ordered_plan: dict[str, Any]
 ) -> None:
     mq, secrets = clients
-    result = provision_broker(parse_plan(ordered_plan), mq, secrets)
+    result = provision_broker(parse_plan(ordered_plan), mq, secrets, execution_arn=RUN)
     assert broker_state(mq, result["brokerId"])["state"] == "RUNNING"
     mq_backends["123456789012"]["us-east-1"].brokers[result["brokerId"]].state = "CREATION_FAILED"
     with pytest.raises(BrokerCreationFailed, match="CREATION_FAILED"):
@@ -171,7 +180,7 @@ def test_resolve_active_standby_and_rabbitmq(
 ) -> None:
     mq, secrets = clients
     plan = parse_plan(ordered_plan)
-    broker_id = provision_broker(plan, mq, secrets)["brokerId"]
+    broker_id = provision_broker(plan, mq, secrets, execution_arn=RUN)["brokerId"]
     # moto gives both instances the same "mockmq" endpoint; real ones are -1 and -2.
     broker = mq_backends["123456789012"]["us-east-1"].brokers[broker_id]
     for index, instance in enumerate(broker.instances, start=1):
