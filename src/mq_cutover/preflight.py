@@ -184,7 +184,7 @@ def _cannot(field_name: str, check: str, exc: Exception) -> Check:
         check,
         False,
         f"could not be checked: {_aws_error(exc)}",
-        "give the caller the read permission named, or try again if AWS was throttling",
+        "give the caller the read permission named (or correct what the error names)",
     )
 
 

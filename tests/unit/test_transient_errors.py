@@ -138,4 +138,4 @@ def test_provision_broker_retried_after_a_create_timeout_creates_one_broker(
         brokers = boto3.client("mq", region_name="us-east-1").list_brokers()["BrokerSummaries"]
     assert timed_out == ["CreateBroker"]
     assert [b["BrokerId"] for b in brokers] == [result["brokerId"]]
-    assert result["created"] is True  # its tags: this migration's create made it
+    assert result["created"] is True  # its created-by tag names this execution
