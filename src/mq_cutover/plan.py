@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from mq_cutover.errors import PlanInvalid
+from mq_cutover.queue_set import QueueSet
 
 # Execution names and SSM labels both accept this shape; labels may not start with a digit,
 # "aws" or "ssm" (checked below), execution names are at most 80 characters.
@@ -200,15 +201,28 @@ class MetricsSource(StrEnum):
     MANAGEMENT_API = "managementApi"  # read live from the broker's RabbitMQ management API
 
 
+# Amazon MQ's own CloudWatch metrics cover only a broker's first destinations ("Quotas in
+# Amazon MQ", https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html):
+# ActiveMQ, "CloudWatch monitors only the first 1000 destinations" (queues and topics); RabbitMQ,
+# "only the first 500 destinations, ordered by number of consumers".
+AMAZON_MQ_NAMESPACE = "AWS/AmazonMQ"
+AMAZON_MQ_QUOTAS_URL = (
+    "https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html"
+)
+AMAZON_MQ_MONITORED_DESTINATIONS = {Engine.ACTIVEMQ: 1000, Engine.RABBITMQ: 500}
+
+
 class AmazonMqMetrics(QueueMetrics):
     """Where the Amazon MQ broker's per-queue statistics live: its own `AWS/AmazonMQ` metrics
-    (ActiveMQ, first 200 destinations, every minute). The `Broker` dimension (`<name>-1`, and
-    `<name>-2` for an active/standby standby) is added by the workflow unless given here. A
-    RabbitMQ 4.x broker publishes no per-queue metrics: `source: managementApi` reads them from
-    its management API instead (the same reader as the metrics bridge; the user and password of
-    `topology.amazonMqSecretArn`, or of the created broker's user)."""
+    (every minute, for a broker's first 1,000 destinations on ActiveMQ, its first 500 queues by
+    number of consumers on RabbitMQ: "Quotas in Amazon MQ" in the Amazon MQ Developer Guide), or
+    the namespace a metrics bridge on the Amazon MQ broker publishes to. The `Broker` dimension
+    (`<name>-1`, and `<name>-2` for an active/standby standby) is added by the workflow unless
+    given here. A RabbitMQ 4.x broker publishes no per-queue metrics: `source: managementApi`
+    reads them from its management API instead (the same reader as the metrics bridge; the user
+    and password of `topology.amazonMqSecretArn`, or of the created broker's user)."""
 
-    namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "AWS/AmazonMQ"
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=255)] = AMAZON_MQ_NAMESPACE
     source: MetricsSource = MetricsSource.CLOUDWATCH
 
 
@@ -682,6 +696,56 @@ class MigrationPlan(_Model):
             self._shovel_rules()
         self._topology_rules(engine)
         return self
+
+    @model_validator(mode="after")
+    def _amazon_mq_metrics_cover_the_queues(self) -> MigrationPlan:
+        """Amazon MQ's own per-queue metrics stop at the quota's count of destinations: a listed
+        queue beyond it never reports, is *missing* (never empty), and a rollback's drain of
+        Amazon MQ (or the placement check) cannot finish. Counted here: the listed names the
+        drain waits for (onPrem.queues less patterns and onPrem.ignoreQueues); queues found by a
+        pattern are known only at run time."""
+        metrics = self.target.metrics
+        if metrics.source != MetricsSource.CLOUDWATCH or metrics.namespace != AMAZON_MQ_NAMESPACE:
+            return self
+        engine = self.target.create.engine if self.target.create else None
+        limit = AMAZON_MQ_MONITORED_DESTINATIONS[engine or Engine.ACTIVEMQ]
+        listed = self.on_prem.queues
+        if len(listed) <= limit:
+            return self
+        queue_set = QueueSet.of(listed, self.on_prem.ignore_queues)
+        count = sum(1 for queue in queue_set.names if not queue_set.ignores(queue))
+        if count <= limit:
+            return self
+        if engine == Engine.RABBITMQ:
+            whose = f"Amazon MQ for RabbitMQ's own metrics ({AMAZON_MQ_NAMESPACE}) cover only "
+            whose += f"the first {limit} queues of a broker, ordered by number of consumers"
+        elif engine == Engine.ACTIVEMQ:
+            whose = f"Amazon MQ for ActiveMQ's own metrics ({AMAZON_MQ_NAMESPACE}) cover only "
+            whose += f"the first {limit} destinations (queues and topics) of a broker"
+        else:
+            whose = (
+                f"Amazon MQ's own metrics ({AMAZON_MQ_NAMESPACE}) cover only the first {limit} "
+                f"destinations of an ActiveMQ broker (500 queues of a RabbitMQ one)"
+            )
+        fix = (
+            "publish the Amazon MQ broker's per-queue statistics into a namespace of your own "
+            "with the metrics bridge (mq-cutover publish-metrics --detail-figures all, reading "
+            "the broker's Jolokia or RabbitMQ management API) and set target.metrics.namespace "
+            "to that namespace"
+        )
+        if engine != Engine.ACTIVEMQ:
+            fix += (
+                ", or set target.metrics.source to managementApi (read live from "
+                + ("its" if engine == Engine.RABBITMQ else "a RabbitMQ broker's")
+                + " management API)"
+            )
+        placement = " (and the placement check)" if self.mode == Mode.UNORDERED else ""
+        raise ValueError(
+            f"target.metrics: the plan lists {count} queues the drain waits for "
+            f"(onPrem.queues, less onPrem.ignoreQueues), but {whose} (Quotas in Amazon MQ, "
+            f"{AMAZON_MQ_QUOTAS_URL}): the queues beyond them would never report, so a "
+            f"rollback's drain of Amazon MQ{placement} could never finish; {fix}"
+        )
 
     def _shovel_rules(self) -> None:
         """Mode unordered on RabbitMQ: consumers move first, a shovel per queue defined on the

@@ -342,3 +342,93 @@ def test_a_rabbitmq_target_reads_amazon_mq_for_rabbitmq_metric_names(
     assert metrics.messages_metric == "MessageReadyCount"
     assert metrics.dimensions == {"VirtualHost": "billing"}
     assert metrics.consumers_metric == "ConsumerCount"
+
+
+# Amazon MQ's own metrics (AWS/AmazonMQ) cover a broker's first 1,000 destinations (ActiveMQ)
+# or 500 queues (RabbitMQ): "Quotas in Amazon MQ". More listed queues never report there.
+QUOTAS = "https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html"
+
+
+def _queues(count: int) -> list[str]:
+    return [f"app.queue-{i:05d}" for i in range(count)]
+
+
+def test_more_listed_queues_than_amazon_mq_monitors_are_refused_naming_target_metrics(
+    ordered_plan: dict[str, Any],
+) -> None:
+    ordered_plan["onPrem"]["queues"] = _queues(1001)
+    (problem,) = _problems(ordered_plan)
+    assert problem.startswith(
+        "(plan): target.metrics: the plan lists 1001 queues the drain waits for (onPrem.queues, "
+        "less onPrem.ignoreQueues), but Amazon MQ for ActiveMQ's own metrics (AWS/AmazonMQ) "
+        "cover only the first 1000 destinations (queues and topics) of a broker (Quotas in "
+        f"Amazon MQ, {QUOTAS}): the queues beyond them would never report, so a rollback's "
+        "drain of Amazon MQ could never finish; "
+    )
+    assert "set target.metrics.namespace to that namespace" in problem
+    assert "mq-cutover publish-metrics --detail-figures all" in problem
+    assert "managementApi" not in problem  # an ActiveMQ broker has no management API reading
+    # Exactly the quota passes; ignored names (DLQs) and patterns are not counted.
+    ordered_plan["onPrem"]["queues"] = _queues(1000)
+    assert len(parse_plan(ordered_plan).on_prem.queues) == 1000
+    ordered_plan["onPrem"]["queues"] = [*_queues(1000), "app.queue-99999.DLQ", "billing.*"]
+    assert len(parse_plan(ordered_plan).on_prem.queues) == 1002
+    # A name listed twice is one queue.
+    ordered_plan["onPrem"]["queues"] = [*_queues(1000), "app.queue-00000"]
+    parse_plan(ordered_plan)
+
+
+def test_unordered_refusal_names_the_placement_check_too(unordered_plan: dict[str, Any]) -> None:
+    unordered_plan["onPrem"]["queues"] = _queues(1001)
+    (problem,) = _problems(unordered_plan)
+    assert "drain of Amazon MQ (and the placement check) could never finish" in problem
+
+
+def test_a_rabbitmq_broker_is_limited_to_500_queues_and_offered_its_management_api(
+    ordered_plan: dict[str, Any],
+) -> None:
+    document = as_rabbitmq(ordered_plan)
+    document["onPrem"]["queues"] = _queues(501)
+    (problem,) = _problems(document)
+    assert problem.startswith(
+        "(plan): target.metrics: the plan lists 501 queues the drain waits for"
+    )
+    assert "Amazon MQ for RabbitMQ's own metrics (AWS/AmazonMQ) cover only the first 500 " in (
+        problem
+    )
+    assert "ordered by number of consumers" in problem
+    assert problem.endswith(
+        "or set target.metrics.source to managementApi (read live from its management API)"
+    )
+    document["onPrem"]["queues"] = _queues(500)
+    parse_plan(document)
+
+
+def test_an_adopted_broker_of_unknown_engine_is_held_to_1000(ordered_plan: dict[str, Any]) -> None:
+    del ordered_plan["target"]["create"]
+    ordered_plan["target"]["adoptBrokerId"] = "b-1234"
+    ordered_plan["onPrem"]["queues"] = _queues(1000)
+    parse_plan(ordered_plan)
+    ordered_plan["onPrem"]["queues"] = _queues(1001)
+    (problem,) = _problems(ordered_plan)
+    assert "cover only the first 1000 destinations of an ActiveMQ broker (500 queues of a " in (
+        problem
+    )
+    assert "or set target.metrics.source to managementApi (read live from a RabbitMQ broker's" in (
+        problem
+    )
+
+
+def test_a_bridge_namespace_or_the_management_api_reads_10000_queues(
+    ordered_plan: dict[str, Any],
+) -> None:
+    ordered_plan["onPrem"]["queues"] = _queues(10_000)
+    ordered_plan["target"]["metrics"] = {"namespace": "MqCutover/AmazonMq"}
+    assert parse_plan(ordered_plan).target.metrics.namespace == "MqCutover/AmazonMq"
+    document = as_rabbitmq(ordered_plan)
+    document["target"]["metrics"] = {"source": "managementApi"}
+    assert len(parse_plan(document).on_prem.queues) == 10_000
+    # The same 10,000 in Amazon MQ's own namespace are refused, whichever way it is spelled.
+    document["target"]["metrics"] = {"namespace": "AWS/AmazonMQ", "source": "cloudwatch"}
+    (problem,) = _problems(document)
+    assert problem.startswith("(plan): target.metrics: the plan lists 10000 queues")
