@@ -66,3 +66,25 @@ def test_a_plan_that_does_not_parse_names_its_fields() -> None:
         with pytest.raises(PlanInvalid) as caught:
             _validate(acct, plan)
     assert caught.value.problems == ["target.create.engine: Field required"]
+
+
+def test_more_queues_than_amazon_mq_metrics_cover_are_refused_before_any_check() -> None:
+    """1,001 listed queues read from AWS/AmazonMQ (ActiveMQ: the first 1,000 destinations)
+    are refused by the plan's own rules, naming target.metrics; the account is not touched."""
+    with account() as acct:
+        plan = copy.deepcopy(acct.plan)
+        plan["onPrem"]["queues"] = [f"app.queue-{i:04d}" for i in range(1001)]
+        before = acct.state()
+        with pytest.raises(PlanInvalid) as caught:
+            _validate(acct, plan)
+        assert acct.state() == before
+        (problem,) = caught.value.problems
+        assert problem.startswith("(plan): target.metrics: the plan lists 1001 queues")
+        assert "only the first 1000 destinations" in problem
+        # Read from a bridge's namespace instead, the plan goes on to the account's checks.
+        plan["target"]["metrics"] = {"namespace": "MqCutover/AmazonMq"}
+        with pytest.raises(PlanInvalid) as caught:
+            _validate(acct, plan)
+    # The account's on-prem bridge publishes only the sample plan's queues: the preflight names
+    # the 1,001 listed ones it has no figures for, and nothing about target.metrics.
+    assert [problem.split(":")[0] for problem in caught.value.problems] == ["onPrem.queues"]
