@@ -546,14 +546,16 @@ def _preflight(session: Any, stack: str, document: dict[str, Any]) -> bool:
     from mq_cutover_cli import preflight_cmd
 
     checks = preflight_cmd.checks_for(session, stack, document)
-    failed = [check for check in checks if not check.ok]
-    if failed:
+    failed = [check for check in checks if not check.ok and not check.transient]
+    unanswered = [check for check in checks if check.transient]
+    if failed or unanswered:
         preflight_cmd.print_checks(checks)
-        print(
-            f"mq-cutover: preflight: {len(failed)} of {len(checks)} checks failed; "
-            "nothing was started",
-            file=sys.stderr,
+        why = (
+            f"{len(failed)} of {len(checks)} checks failed"
+            if failed
+            else f"AWS did not answer {len(unanswered)} of {len(checks)} checks (run start again)"
         )
+        print(f"mq-cutover: preflight: {why}; nothing was started", file=sys.stderr)
         return False
     print(f"preflight: {len(checks)} checks passed")
     return True

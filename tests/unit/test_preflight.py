@@ -745,3 +745,28 @@ def test_the_command_says_retry_when_aws_does_not_answer(
         assert capsys.readouterr().out.splitlines()[-1] == (
             f"1 of 12 checks failed: fix them before the window; 1 {UNANSWERED}: retry"
         )
+
+
+def test_start_starts_nothing_when_aws_does_not_answer_a_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`start` runs the same checks: an unanswered one starts nothing and says why (not
+    "checks failed": nothing was found wrong)."""
+    path = tmp_path / "plan.json"
+    with account() as acct:
+        path.write_text(json.dumps(acct.plan))
+        session = session_where("cloudwatch.GetMetricData", throttled("GetMetricData"))
+        assert main(["start", "--plan", str(path), "--stack", STACK_NAME], session=session) == 1
+        captured = capsys.readouterr()
+        assert f"⏳ onPrem.metrics: {UNANSWERED}" in captured.out
+        assert captured.err == (
+            "mq-cutover: preflight: AWS did not answer 1 of 12 checks (run start again); "
+            "nothing was started\n"
+        )
+        sfn = acct.client("stepfunctions")
+        machines = sfn.list_state_machines()["stateMachines"]
+        assert machines  # the stack's state machine exists: a start would have run it
+        assert all(
+            not sfn.list_executions(stateMachineArn=m["stateMachineArn"])["executions"]
+            for m in machines
+        )
