@@ -53,8 +53,11 @@ Where clients are is read from their parameters (what the workflow wrote): a con
 on-prem URL, or a widened URL listing an on-prem member first (randomize=false connects to the
 first member), is on-prem; any other URL of this migration puts it on Amazon MQ. The simulated
 Amazon MQ broker publishes its own per-queue metrics (`AWS/AmazonMQ`, `Broker` = `<name>-1`, as
-Amazon MQ does every minute) with ConsumerCount = consumers placed there; the on-prem bridge
-publishes ConsumerCount = consumers placed on-prem.
+Amazon MQ does every minute) with ConsumerCount = consumers placed there, for its first 1,000
+queues only (ActiveMQ; RabbitMQ: the first 500 by number of consumers), simulated from AWS's
+quota (`mq_cutover.plan.AMAZON_MQ_MONITORED_DESTINATIONS`); a plan whose `target.metrics` names
+another namespace (a bridge's) gets every queue's series there. The on-prem bridge publishes
+ConsumerCount = consumers placed on-prem.
 """
 
 from __future__ import annotations
@@ -90,7 +93,14 @@ from mq_cutover.metrics_bridge import (
     put,
     sample_data,
 )
-from mq_cutover.plan import Engine, MigrationPlan, QueueMetrics, StopMethod
+from mq_cutover.plan import (
+    AMAZON_MQ_MONITORED_DESTINATIONS,
+    AMAZON_MQ_NAMESPACE,
+    Engine,
+    MigrationPlan,
+    QueueMetrics,
+    StopMethod,
+)
 from mq_cutover.queue_set import QueueSet
 from mq_cutover_cli.fast_metrics import prune, put_vended
 from mq_cutover_cli.harness import ACCOUNT, REGION, Emulator, boto3_client
@@ -968,11 +978,43 @@ class World:
                     )
                 )
         if publishing:
+            stats = self._amazon_mq_monitored(stats, metrics)
             data = metric_data(stats, metrics, moment, high_resolution=metrics.period_seconds < 60)
             # AWS publishes a broker's own metrics (AWS/AmazonMQ), not the product: written
-            # into the simulated CloudWatch as they would appear, not through PutMetricData.
+            # into the simulated CloudWatch as they would appear, not through PutMetricData. In
+            # a bridge's namespace they stand for what a second metrics bridge on the Amazon MQ
+            # broker publishes (every queue's per-queue series), written the same way: not
+            # counted as PutMetricData calls.
             put_vended(cloudwatch_backends[ACCOUNT][REGION], metrics.namespace, data)
             self.metrics_published += len(data)
+
+    def _amazon_mq_monitored(
+        self, stats: list[QueueStats], metrics: QueueMetrics
+    ) -> list[QueueStats]:
+        """The queues whose series reach CloudWatch. Simulated from AWS's quota ("Quotas in
+        Amazon MQ", docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html):
+        in `AWS/AmazonMQ`, an ActiveMQ broker's first 1,000 destinations (here: the world's
+        queues in their order), a RabbitMQ broker's first 500 queues ordered by number of
+        consumers (most first; ties in the world's order). Any other namespace is a bridge's:
+        every queue."""
+        if metrics.namespace != AMAZON_MQ_NAMESPACE:
+            return stats
+        engine = self._amazon_mq_engine()
+        limit = AMAZON_MQ_MONITORED_DESTINATIONS[engine]
+        if len(stats) <= limit:
+            return stats
+        if engine == Engine.RABBITMQ:
+            return sorted(stats, key=lambda queue: -queue.consumers)[:limit]
+        return stats[:limit]
+
+    def _amazon_mq_engine(self) -> Engine:
+        """The Amazon MQ broker's engine: the plan's, or the adopted (simulated) broker's."""
+        assert self.plan is not None
+        if self.plan.target.create is not None:
+            return self.plan.target.create.engine
+        brokers = list(mq_backends[ACCOUNT][REGION].brokers.values())
+        engine = brokers[-1].engine_type.upper() if brokers else Engine.ACTIVEMQ.value
+        return Engine.RABBITMQ if engine == Engine.RABBITMQ.value else Engine.ACTIVEMQ
 
     def _ignored_on_amazon_mq(self) -> dict[str, bool]:
         """Which queues the plan ignores (DLQs): producers never send to them. Matched once per
