@@ -24,6 +24,14 @@ removed from the on-prem broker first (they would go on moving what producers se
 Amazon MQ); then the ordered rules above apply, and Amazon MQ is drained before consumers go back
 whenever a shovel may have moved messages there: if no consumer had moved yet (a failure between
 Start Shovels and Move Consumers First), consumers go to Amazon MQ to empty it, then come back.
+"May have moved" (`shovelled`): a shovel the removal found had connected (`ran`), or Start
+Shovels succeeded (the state machine adds `shovelsRan`: it waits until every shovel runs), or
+Start Shovels failed after it may have defined some (`shovelsStarted`: every failure but a first
+attempt refused before defining any) and the removal found none. The last is conservative: a
+removal whose response was lost (retried, redriven) cannot be told from shovels never defined,
+so they are taken to have run; at worst consumers go to an empty Amazon MQ and come back. A
+rollback before Start Shovels was entered, or whose removal found only shovels that never
+connected, does not drain Amazon MQ.
 
 A drain is the state machine's loop (the same rules as the forward drain: missing and stale are
 never zero, K readings, producers quiet on Amazon MQ); its timeout opens gate
@@ -47,7 +55,9 @@ restore whose call was lost may have lost its restart hook too: until a call tha
 finished (`producersBack`), the restore runs again (it changes nothing, and sends the restart
 unless one with its comment was sent since the restore); the consumers' likewise
 (`consumersOut`, `consumersBack`). `drained` is added by the state machine after a drain, never
-by a call, so a retry cannot lose it; lost `conflicts` are found again.
+by a call, so a retry cannot lose it; lost `conflicts` are found again. Removed shovels leave
+no trace either: whether they may have moved messages is kept by the state machine (`shovelsRan`,
+`shovelsStarted`, above).
 """
 
 from __future__ import annotations
@@ -219,8 +229,9 @@ def next_action(
             return Action.DRAIN, SideName.AMAZON_MQ, "rollbackDrain"
         return Action.CONSUMERS_BACK, None, None
     if plan.shovels and memo.get("shovelled") and SideName.AMAZON_MQ.value not in drained:
-        # The shovels ran before any consumer moved (a failure in between): what they moved
-        # waits on Amazon MQ with no consumer. Consumers go there to empty it, then come back.
+        # The shovels ran (or may have) before any consumer moved (a failure in between): what
+        # they moved waits on Amazon MQ with no consumer. Consumers go there to empty it, then
+        # come back.
         return Action.CONSUMERS_TO_AMAZON_MQ, None, None
     if (
         memo.get("consumersOut")
@@ -249,7 +260,9 @@ def roll_back_step(
     `producersOut` (this execution found producers on Amazon MQ), `producersBack` (a call that
     restored them finished, restart hook sent), `producersChecked` (the labels were read),
     `consumersOut` and `consumersBack` (the same for consumers),
-    `drained` (added by the state machine), `conflicts`, and the shovels' flags.
+    `drained` (added by the state machine), `conflicts`, and the shovels' flags: `shovelsRan`
+    and `shovelsStarted` (added by the state machine's Start Shovels), `shovelsRemoved`,
+    `shovelled` (Amazon MQ may hold what they moved).
     `remove_shovels` removes the migration's shovels (RabbitMQ, mode unordered); `started_at`
     is when the execution started (labels written since are this execution's)."""
     memo = dict(memo or {})
@@ -302,9 +315,14 @@ def roll_back_step(
             raise ValueError("remove_shovels is needed for a rollback with shovels")
         removed = remove_shovels()
         memo["shovelsRemoved"] = True
-        if removed.get("ran"):
-            # A shovel that connected may have moved messages to Amazon MQ: it is drained (by
-            # consumers there) before consumers come back.
+        # A shovel that connected may have moved messages to Amazon MQ: it is drained (by
+        # consumers there) before consumers come back. Whether one connected is read from the
+        # shovels themselves (`ran`), but removing them leaves no trace: a retry or redrive of
+        # a removal whose response was lost finds none. So the state machine's own record
+        # counts too: every shovel ran (Start Shovels succeeded), or some may have been defined
+        # (it failed) and none is left to look at: assumed to have run.
+        lost = bool(memo.get("shovelsStarted")) and not removed.get("count")
+        if removed.get("ran") or memo.get("shovelsRan") or lost:
             memo["shovelled"] = True
             memo["producersMoved"] = True
         result["shovels"] = removed

@@ -553,3 +553,98 @@ def test_a_retry_after_the_consumers_restore_failed_sends_their_restart(
     sent = _commands(ssm, f"mq-cutover {plan.migration_id}: rollback consumers")
     assert retry["restartCommandIds"] == {"consumers": sent[0]} and len(sent) == 1
     assert roll_back_step(plan, ssm, BROKER, retry["memo"])["finished"]
+
+
+# --- RabbitMQ shovels: a removal whose response was lost (removing them leaves no trace) ---
+
+
+class _OnPremShovels:
+    """This migration's shovels on the on-prem broker, {queue: state}; `remove` answers as
+    `shovel_steps.remove` does (how many it removed, how many had connected) and removes them."""
+
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states = dict(states)
+        self.calls = 0
+
+    def remove(self) -> dict[str, Any]:
+        self.calls += 1
+        names = [f"mq-cutover.x.{queue}" for queue in sorted(self.states)]
+        ran = sum(1 for state in self.states.values() if state != "starting")
+        self.states.clear()
+        return {"removed": names, "count": len(names), "ran": ran}
+
+
+def _clients_on_prem(plan: MigrationPlan, ssm: Any) -> dict[str, Any]:
+    for name in plan.all_parameters:
+        ssm.put_parameter(Name=name, Value=plan.on_prem.url, Type="String")
+    endpoint = "amqps://b-1-1.mq.us-east-1.amazonaws.com:5671"
+    return {"clientUrl": endpoint, "endpoints": [endpoint], "engine": "RABBITMQ"}
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"shovelsRan": True},  # Start Shovels succeeded, then Move Consumers First failed
+        {"shovelsStarted": True},  # Start Shovels failed after its shovels connected
+    ],
+)
+def test_a_removal_retried_after_its_response_was_lost_still_drains_amazon_mq(
+    aws: Any, unordered_plan: dict[str, Any], recorded: dict[str, Any]
+) -> None:
+    """The first call removed the shovels (two had run) and its response was lost: the retry,
+    with the memo the state machine had, finds none, and still sends consumers to Amazon MQ to
+    empty it before they come back."""
+    plan = _shovel_plan(unordered_plan)
+    ssm = aws("ssm")
+    broker = _clients_on_prem(plan, ssm)
+    on_prem = _OnPremShovels({"invoices.created": "running", "invoices.paid": "running"})
+    memo = {"drained": [], **recorded}
+    lost = roll_back_step(plan, ssm, broker, memo, remove_shovels=on_prem.remove)
+    assert lost["shovels"]["ran"] == 2 and on_prem.states == {}
+    retried = roll_back_step(plan, ssm, broker, memo, remove_shovels=on_prem.remove)
+    assert retried["action"] == "remove-shovels" and on_prem.calls == 2
+    assert (retried["shovels"]["count"], retried["shovels"]["ran"]) == (0, 0)
+    assert retried["memo"]["shovelled"] and retried["memo"]["producersMoved"]
+    following = roll_back_step(plan, ssm, broker, retried["memo"], remove_shovels=on_prem.remove)
+    assert following["action"] == "consumers-to-amazon-mq"
+    assert following["movedCount"] == len(plan.consumers.parameters)
+    then = roll_back_step(plan, ssm, broker, following["memo"], remove_shovels=on_prem.remove)
+    assert (then["action"], then["side"]) == ("drain", "amazonMq") and on_prem.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("recorded", "states", "shovelled"),
+    [
+        # Start Shovels was never entered (a failure before it), or refused before defining
+        # any (the state machine records nothing then): none can have run.
+        ({}, {}, False),
+        # It failed with shovels that never connected (found, all `starting`): none ran.
+        ({"shovelsStarted": True}, {"invoices.created": "starting"}, False),
+        # It failed, one had connected.
+        ({"shovelsStarted": True}, {"invoices.created": "running"}, True),
+        # It failed and none is left to look at: a lost removal or none defined, cannot be
+        # told apart: taken to have run (consumers go to an empty Amazon MQ at worst).
+        ({"shovelsStarted": True}, {}, True),
+        # It succeeded (every shovel ran), whatever the removal finds.
+        ({"shovelsRan": True}, {}, True),
+        ({"shovelsRan": True}, {"invoices.created": "starting"}, True),
+    ],
+)
+def test_whether_the_shovels_may_have_moved_messages(
+    aws: Any,
+    unordered_plan: dict[str, Any],
+    recorded: dict[str, Any],
+    states: dict[str, str],
+    shovelled: bool,
+) -> None:
+    plan = _shovel_plan(unordered_plan)
+    ssm = aws("ssm")
+    broker = _clients_on_prem(plan, ssm)
+    on_prem = _OnPremShovels(states)
+    removed = roll_back_step(
+        plan, ssm, broker, {"drained": [], **recorded}, remove_shovels=on_prem.remove
+    )
+    assert bool(removed["memo"].get("shovelled")) is shovelled
+    assert bool(removed["memo"]["producersMoved"]) is shovelled
+    after = roll_back_step(plan, ssm, broker, removed["memo"], remove_shovels=on_prem.remove)
+    assert after["action"] == ("consumers-to-amazon-mq" if shovelled else "done")
