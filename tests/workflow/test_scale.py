@@ -11,7 +11,7 @@ import pytest
 from mq_cutover_cli.faults import throttle_ssm_puts
 from mq_cutover_cli.harness import Emulator
 from mq_cutover_cli.world import World
-from tests.workflow.conftest import run, task_results
+from tests.workflow.conftest import entered, run, task_results
 
 pytestmark = pytest.mark.workflow
 # Scale, not people: these plans have no gate, on a stack that requires none.
@@ -94,3 +94,48 @@ def test_1000_queues_by_pattern_and_1000_parameters_rehearse_offline() -> None:
                     sizes.append(len(details[key].encode()))
     assert len(plan_text) > 50_000  # the input itself is about as big ...
     assert max(sizes) < 64 * 1024  # ... and nothing after it comes near
+
+
+def test_more_queues_than_amazon_mq_metrics_cover_stop_at_validate_plan(
+    ordered_plan: dict[str, Any],
+) -> None:
+    """1,001 listed queues read from Amazon MQ's own metrics (AWS/AmazonMQ covers an ActiveMQ
+    broker's first 1,000 destinations): a rollback's drain of Amazon MQ could never finish, so
+    the run is refused at its first state, naming target.metrics, before any change."""
+    ordered_plan["onPrem"]["queues"] = [f"app.queue-{i:04d}" for i in range(1001)]
+    sim = run(ordered_plan)
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "PlanInvalid"
+    assert "target.metrics: the plan lists 1001 queues" in execution["cause"]
+    assert "only the first 1000 destinations" in execution["cause"]
+    assert entered(sim) == [
+        "Validate Plan",
+        "Describe Failure",
+        "Route Failure",
+        "Notify Not Started",
+        "Not Started",
+    ]
+    assert sim.report["brokersCreated"] == [] and sim.report["approvalEmails"] == []
+    assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
+
+
+def test_over_the_quota_a_bridge_namespace_lets_placement_and_the_rollback_drain_finish(
+    unordered_plan: dict[str, Any],
+) -> None:
+    """The same 1,001 queues read from a bridge's namespace (a second metrics bridge on the
+    Amazon MQ broker: the simulated one publishes every queue there, with the `Broker`
+    dimension the workflow adds): the placement check sees a consumer on every queue on both
+    brokers, and a rollback at the stop gate drains Amazon MQ on every queue."""
+    unordered_plan["onPrem"]["queues"] = [f"app.queue-{i:04d}" for i in range(1001)]
+    unordered_plan["target"]["metrics"] = {"namespace": "MqCutover/AmazonMq"}
+    world = World.from_document({"amazonMqEnqueuePerMinute": 3000})
+    sim = run(unordered_plan, approve="reject:stopOnPrem", world=world, stack_parameters=NO_GATES)
+    execution = sim.report["execution"]
+    assert execution["status"] == "FAILED" and execution["error"] == "Rejected", execution
+    placement = [d for d in task_results(sim, "Check Placement") if d["done"]]
+    assert placement and placement[-1]["watchedQueues"] == 1001
+    done = [d for d in task_results(sim, "Check Rollback Drain") if d["done"]]
+    (drain,) = [d for d in done if d["side"] == "amazonMq"]
+    assert drain["watchedQueues"] == 1001 and drain["missingCount"] == 0
+    assert drain["initialMessagesLeft"] > 0 and drain["messagesLeft"] == 0
+    assert entered(sim)[-1] == "Rolled Back"
