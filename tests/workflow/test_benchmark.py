@@ -7,22 +7,47 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+from typing import Any
 
 import pytest
 
+from mq_cutover.plan import parse_plan
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.workflow
 
 
-def test_benchmark_quick_run_prints_every_figure(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _benchmark(monkeypatch: pytest.MonkeyPatch) -> Any:
     spec = importlib.util.spec_from_file_location("benchmark", ROOT / "bench" / "benchmark.py")
     assert spec and spec.loader
     benchmark = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "benchmark", benchmark)  # dataclasses look it up
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_benchmark_plans_over_amazon_mqs_metrics_quota_read_a_bridge_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Amazon MQ's own metrics cover an ActiveMQ broker's first 1,000 destinations: the
+    benchmark's larger plans read Amazon MQ from a bridge's namespace, and all of them are
+    valid (Validate Plan refuses more listed queues in AWS/AmazonMQ)."""
+    benchmark = _benchmark(monkeypatch)
+    setting = benchmark.SETTINGS[0]
+    for mode in ("ordered", "unordered"):
+        for size in benchmark.SIZES:
+            document = benchmark.make_plan(setting, queues=size, params=size, mode=mode)
+            if mode == "unordered" and size > 1000:
+                document["producers"]["batchSize"] = 100  # as the scale runs need
+            plan = parse_plan(document)
+            expected = "MqCutover/AmazonMq" if size > 1000 else "AWS/AmazonMQ"
+            assert plan.target.metrics.namespace == expected, (mode, size)
+
+
+def test_benchmark_quick_run_prints_every_figure(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    benchmark = _benchmark(monkeypatch)
     assert benchmark.main(["--quick"]) == 0
     out = capsys.readouterr().out
     lags = {
