@@ -107,6 +107,8 @@ def test_ten_thousand_producers_and_queues_in_batches_of_100_pass_validation(
         f"/mq-cutover/fleet/consumer-{i:05d}/broker-url" for i in range(10_000)
     ]
     unordered_plan["onPrem"]["queues"] = [f"app.queue-{i:05d}" for i in range(10_000)]
+    # AWS/AmazonMQ covers 1,000 destinations: more queues are read from a bridge's namespace
+    unordered_plan["target"]["metrics"] = {"namespace": "MqCutover/AmazonMq"}
     (problem,) = _problems(unordered_plan)
     assert "producers.batchSize 8 or more fits (now 1)" in problem
     unordered_plan["producers"]["batchSize"] = 100
