@@ -71,6 +71,11 @@ def test_a_shovel_that_cannot_reach_amazon_mq_stops_the_run_before_any_client_mo
     assert removed["shovels"]["count"] == 2
     assert world.broker_apis["onPrem"].shovel_parameters == {}
     assert "Move Consumers First" not in entered(sim)
+    # Start Shovels failed: some may have been defined (the rollback memo says so), but the
+    # removal found them and none had connected: Amazon MQ holds nothing, no consumer moves.
+    assert removed["memo"]["shovelsStarted"] and removed["shovels"]["ran"] == 0
+    assert not removed["memo"].get("shovelled")
+    assert [r["action"] for r in task_results(sim, "Roll Back")] == ["remove-shovels", "done"]
 
 
 def test_a_rejected_stop_removes_the_shovels_first_and_brings_clients_home() -> None:
@@ -78,9 +83,11 @@ def test_a_rejected_stop_removes_the_shovels_first_and_brings_clients_home() -> 
     execution = sim.report["execution"]
     assert (execution["status"], execution["error"]) == ("FAILED", "Rejected")
     actions = [r["action"] for r in task_results(sim, "Roll Back")]
-    # The shovels were already removed before the fence; removing them again changes nothing.
+    # The shovels were already removed before the fence; removing them again changes nothing
+    # (they ran: Start Shovels succeeded, the memo says so).
     assert actions[0] == "remove-shovels"
     assert task_results(sim, "Roll Back")[0]["shovels"]["count"] == 0
+    assert task_results(sim, "Roll Back")[0]["memo"]["shovelsRan"]
     assert "producers-back" in actions and "consumers-back" in actions
     assert actions.index("producers-back") < actions.index("consumers-back")
     assert final_values(sim) == initial_values(sim)
