@@ -223,7 +223,7 @@ def discover_queues(
     return sorted(queues)
 
 
-def _is_pattern(entry: str) -> bool:
+def is_pattern(entry: str) -> bool:
     return any(char in entry for char in "*?[")
 
 
@@ -239,8 +239,8 @@ def watched_queues(
     (an empty list watches every discovered queue). A listed name with no metrics is kept: it
     shows as missing, never as empty. Discovery lists CloudWatch's metrics, or calls `discover`
     (a live source's own queue list)."""
-    names = [q for q in listed if not _is_pattern(q)]
-    patterns = [q for q in listed if _is_pattern(q)] if listed else ["*"]
+    names = [q for q in listed if not is_pattern(q)]
+    patterns = [q for q in listed if is_pattern(q)] if listed else ["*"]
     if patterns:
         found = discover() if discover else discover_queues(cloudwatch, metrics, dimensions)
         names += [q for q in found if q not in names and is_ignored(q, patterns)]

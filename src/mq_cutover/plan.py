@@ -697,6 +697,16 @@ class MigrationPlan(_Model):
         self._topology_rules(engine)
         return self
 
+    def amazon_mq_metrics_limit(self) -> int | None:
+        """How many destinations the Amazon MQ side's metrics cover: the quota's count while
+        `target.metrics` reads AWS/AmazonMQ from CloudWatch (an adopted broker: ActiveMQ's),
+        None when they come from a bridge's namespace or the management API (every queue)."""
+        metrics = self.target.metrics
+        if metrics.source != MetricsSource.CLOUDWATCH or metrics.namespace != AMAZON_MQ_NAMESPACE:
+            return None
+        engine = self.target.create.engine if self.target.create else None
+        return AMAZON_MQ_MONITORED_DESTINATIONS[engine or Engine.ACTIVEMQ]
+
     @model_validator(mode="after")
     def _amazon_mq_metrics_cover_the_queues(self) -> MigrationPlan:
         """Amazon MQ's own per-queue metrics stop at the quota's count of destinations: a listed

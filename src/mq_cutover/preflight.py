@@ -28,7 +28,15 @@ from mq_cutover import aws
 from mq_cutover.approvers import Approver, able_to_vote, load_registry, subscription_report
 from mq_cutover.broker_api import credentials
 from mq_cutover.client_urls import failover_members
-from mq_cutover.drain import Purpose, on_prem_side, read_queues, stale_after_seconds, watched_queues
+from mq_cutover.drain import (
+    Purpose,
+    is_ignored,
+    is_pattern,
+    on_prem_side,
+    read_queues,
+    stale_after_seconds,
+    watched_queues,
+)
 from mq_cutover.errors import (
     ApproversInvalid,
     AwsThrottled,
@@ -807,6 +815,32 @@ def _topology_secrets(run: _Run) -> None:
         )
 
 
+def _amazon_mq_covers(run: _Run, queues: list[str]) -> None:
+    """Queues found by onPrem.queues' patterns, counted (the plan's own rule counts only the
+    listed names): more than Amazon MQ's own metrics cover and the Amazon MQ side, which
+    matches the same patterns against what AWS/AmazonMQ holds, would not even see the rest:
+    a rollback's drain of Amazon MQ could call it empty while they hold messages."""
+    plan = run.plan
+    limit = plan.amazon_mq_metrics_limit()
+    if limit is None or not any(is_pattern(q) for q in plan.on_prem.queues or ["*"]):
+        return
+    waited = [q for q in queues if not is_ignored(q, plan.on_prem.ignore_queues)]
+    if len(waited) <= limit:
+        return
+    run.fail(
+        "target.metrics",
+        "metrics",
+        f"onPrem.queues' patterns match {len(waited)} queues on-prem (less onPrem.ignoreQueues), "
+        f"but Amazon MQ's own metrics ({plan.target.metrics.namespace}) cover only a broker's "
+        f"first {limit} destinations (Quotas in Amazon MQ): the Amazon MQ side (a rollback's "
+        "drain, the placement check) would not see the others",
+        "publish the Amazon MQ broker's per-queue statistics into a namespace of your own with "
+        "the metrics bridge (mq-cutover publish-metrics --detail-figures all) and set "
+        "target.metrics.namespace to it (RabbitMQ: or target.metrics.source managementApi), "
+        "or list fewer queues",
+    )
+
+
 def _metrics(run: _Run) -> None:
     plan = run.plan
     metrics = plan.on_prem.metrics
@@ -823,6 +857,7 @@ def _metrics(run: _Run) -> None:
             "onPrem.queues",
         )
         return
+    _amazon_mq_covers(run, queues)
     # Placement's reading asks for each queue's consumers too (and not for producers quiet).
     reading = read_queues(plan, run.clients.cloudwatch, run.now, queues, purpose=Purpose.PLACEMENT)
     limit = stale_after_seconds(plan)

@@ -770,3 +770,21 @@ def test_start_starts_nothing_when_aws_does_not_answer_a_check(
             not sfn.list_executions(stateMachineArn=m["stateMachineArn"])["executions"]
             for m in machines
         )
+
+
+def test_patterns_matching_more_queues_than_amazon_mq_metrics_cover() -> None:
+    """The plan's own rule counts listed names; queues found by a pattern are counted here:
+    over AWS/AmazonMQ's 1,000 destinations the Amazon MQ side would not even see the rest."""
+    plan = load_event("plan-scale-1000.json")
+    world = load_event("plan-scale-1000-world.json")
+    world["queues"].append({**world["queues"][0], "name": "app.queue-1000"})
+    with account(plan, world) as acct:
+        check = only_failure(acct)
+        assert check.field == "target.metrics"
+        assert check.problem.startswith(
+            "onPrem.queues' patterns match 1001 queues on-prem (less onPrem.ignoreQueues), but "
+            "Amazon MQ's own metrics (AWS/AmazonMQ) cover only a broker's first 1000 destinations"
+        )
+        bridged = copy.deepcopy(acct.plan)
+        bridged["target"]["metrics"] = {"namespace": "MqCutover/AmazonMq"}
+        assert failed(acct.checks(bridged)) == []
