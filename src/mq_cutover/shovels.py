@@ -252,7 +252,12 @@ def shovel_states(api: Endpoint, *, migration_id: str, vhost: str) -> dict[str, 
     states: dict[str, str] = {
         name[len(prefix) :]: "starting" for name in _defined(api, vhost) if name.startswith(prefix)
     }
-    listed = broker_api.call(api, "GET", f"/api/shovels/{broker_api.quote(vhost)}") or []
+    try:
+        listed = broker_api.call(api, "GET", f"/api/shovels/{broker_api.quote(vhost)}") or []
+    except BrokerApiFailed as exc:
+        if ": HTTP 404" not in str(exc):
+            raise
+        listed = []  # no shovel plugin (or no such vhost): no shovel runs there
     for item in listed:
         name = str(item.get("name", ""))
         if not name.startswith(prefix) or item.get("vhost", vhost) != vhost:

@@ -474,3 +474,15 @@ def test_the_baseline_waits_for_the_consumers_to_leave_the_on_prem_queues(broker
     )
     assert taken["clientsLeft"] == {"q2": 2}
     assert clock["t"] >= CONSUMERS_LEAVE_SECONDS
+
+
+def test_without_the_shovel_plugin_no_shovel_runs_and_removal_finds_none(brokers: Any) -> None:
+    """A rollback after Start Shovels was refused for a missing plugin lists and removes
+    shovels: the plugin's API answers 404, which means none run (it failed Roll Back)."""
+    on_prem, _, source, _ = brokers
+    on_prem.shovel_plugin = False
+    assert shovels.shovel_states(source, migration_id=MIGRATION, vhost="/") == {}
+    assert shovels.remove_shovels(source, migration_id=MIGRATION, vhost="/") == {
+        "removed": [],
+        "count": 0,
+    }
