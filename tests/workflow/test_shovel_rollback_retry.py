@@ -228,4 +228,6 @@ def test_a_start_refused_before_defining_any_shovel_records_none(attempt: str) -
     recorded = {} if attempt == "first" else {"shovelsStarted": True}
     assert _memos_given(sim)[0] == {"drained": [], **recorded}
     assert "Move Consumers First" not in entered(sim)
+    # the rollback lists and removes shovels on a broker without the plugin: none, it ends
+    assert "Notify Rolled Back" in entered(sim) and "Rollback Failed" not in entered(sim)
     assert final_values(sim) == initial_values(sim)
