@@ -57,6 +57,16 @@ def run(plan: Any, **kwargs: Any) -> Simulation:
     return simulation
 
 
+# The states a run refused at Validate Plan enters: nothing after it changes anything.
+NOT_STARTED = [
+    "Validate Plan",
+    "Describe Failure",
+    "Route Failure",
+    "Notify Not Started",
+    "Not Started",
+]
+
+
 def entered(simulation: Simulation) -> list[str]:
     return [
         e["stateEnteredEventDetails"]["name"]

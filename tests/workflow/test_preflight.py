@@ -12,7 +12,7 @@ from mq_cutover.plan import parse_plan
 from mq_cutover_cli.harness import Emulator
 from mq_cutover_cli.simulate import Simulation
 from mq_cutover_cli.world import default_world
-from tests.workflow.conftest import entered, run
+from tests.workflow.conftest import NOT_STARTED, entered, run
 
 pytestmark = pytest.mark.workflow
 
@@ -23,13 +23,7 @@ def nothing_changed(sim: Simulation, commands: list[Any]) -> None:
     report = sim.report
     assert report["execution"]["status"] == "FAILED"
     assert report["execution"]["error"] == "PlanInvalid"
-    assert entered(sim) == [
-        "Validate Plan",
-        "Describe Failure",
-        "Route Failure",
-        "Notify Not Started",
-        "Not Started",
-    ]
+    assert entered(sim) == NOT_STARTED
     scheduled = [
         (e["taskScheduledEventDetails"]["resourceType"], e["taskScheduledEventDetails"]["resource"])
         for e in sim.history

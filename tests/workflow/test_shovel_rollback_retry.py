@@ -23,6 +23,16 @@ pytestmark = pytest.mark.workflow
 # consumers there take in a minute (1,000 a queue), so the rollback's drain reads it.
 STRANDED = {"invoices.created": 4000, "invoices.paid": 2500}
 
+# A rollback that takes shovels to have run before any consumer moved: consumers go to Amazon
+# MQ to empty it and come back once it is drained.
+EMPTIED_THROUGH_CONSUMERS = [
+    ("remove-shovels", None),
+    ("consumers-to-amazon-mq", None),
+    ("drain", "amazonMq"),
+    ("consumers-back", None),
+    ("done", None),
+]
+
 
 class SimulatedLambdaTimeout(Exception):
     """A Lambda that ran out of time (on AWS: Sandbox.Timedout): not retried."""
@@ -138,13 +148,7 @@ def test_a_lost_removal_of_shovels_that_ran_still_drains_amazon_mq(
     assert steps[0]["memo"]["shovelled"] and steps[0]["memo"]["producersMoved"]
     # Consumers go to Amazon MQ to empty it, and come back only once it is drained (without
     # the state machine's record: remove-shovels, done, and the messages stay there).
-    assert [(s["action"], s["side"]) for s in steps] == [
-        ("remove-shovels", None),
-        ("consumers-to-amazon-mq", None),
-        ("drain", "amazonMq"),
-        ("consumers-back", None),
-        ("done", None),
-    ]
+    assert [(s["action"], s["side"]) for s in steps] == EMPTIED_THROUGH_CONSUMERS
     assert steps[1]["movedCount"] == len(plan["consumers"]["parameters"])
     states = entered(sim)
     last_drain = len(states) - 1 - states[::-1].index("Check Rollback Drain")
@@ -184,13 +188,7 @@ def test_a_lost_removal_of_shovels_that_never_connected_is_taken_to_have_run() -
     assert not removal["memo"].get("shovelled")  # what the lost response knew
     assert _memos_given(sim)[:2] == [{"drained": [], "shovelsStarted": True}] * 2
     steps = task_results(sim, "Roll Back")
-    assert [(s["action"], s["side"]) for s in steps] == [
-        ("remove-shovels", None),
-        ("consumers-to-amazon-mq", None),
-        ("drain", "amazonMq"),
-        ("consumers-back", None),
-        ("done", None),
-    ]
+    assert [(s["action"], s["side"]) for s in steps] == EMPTIED_THROUGH_CONSUMERS
     assert task_results(sim, "Check Rollback Drain")[0]["initialMessagesLeft"] == 0
     assert final_values(sim) == initial_values(sim)
     assert world.broker_apis["onPrem"].shovel_parameters == {}
