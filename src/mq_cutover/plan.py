@@ -210,6 +210,12 @@ AMAZON_MQ_QUOTAS_URL = (
     "https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html"
 )
 AMAZON_MQ_MONITORED_DESTINATIONS = {Engine.ACTIVEMQ: 1000, Engine.RABBITMQ: 500}
+# How to read more queues than that (the plan rule's and the preflight's fix).
+AMAZON_MQ_METRICS_FIX = (
+    "publish the Amazon MQ broker's per-queue statistics into a namespace of your own with the "
+    "metrics bridge (mq-cutover publish-metrics --detail-figures all, reading the broker's "
+    "Jolokia or RabbitMQ management API) and set target.metrics.namespace to that namespace"
+)
 
 
 class AmazonMqMetrics(QueueMetrics):
@@ -714,11 +720,10 @@ class MigrationPlan(_Model):
         Amazon MQ (or the placement check) cannot finish. Counted here: the listed names the
         drain waits for (onPrem.queues less patterns and onPrem.ignoreQueues); queues found by a
         pattern are known only at run time."""
-        metrics = self.target.metrics
-        if metrics.source != MetricsSource.CLOUDWATCH or metrics.namespace != AMAZON_MQ_NAMESPACE:
+        limit = self.amazon_mq_metrics_limit()
+        if limit is None:
             return self
         engine = self.target.create.engine if self.target.create else None
-        limit = AMAZON_MQ_MONITORED_DESTINATIONS[engine or Engine.ACTIVEMQ]
         listed = self.on_prem.queues
         if len(listed) <= limit:
             return self
@@ -737,12 +742,7 @@ class MigrationPlan(_Model):
                 f"Amazon MQ's own metrics ({AMAZON_MQ_NAMESPACE}) cover only the first {limit} "
                 f"destinations of an ActiveMQ broker (500 queues of a RabbitMQ one)"
             )
-        fix = (
-            "publish the Amazon MQ broker's per-queue statistics into a namespace of your own "
-            "with the metrics bridge (mq-cutover publish-metrics --detail-figures all, reading "
-            "the broker's Jolokia or RabbitMQ management API) and set target.metrics.namespace "
-            "to that namespace"
-        )
+        fix = AMAZON_MQ_METRICS_FIX
         if engine != Engine.ACTIVEMQ:
             fix += (
                 ", or set target.metrics.source to managementApi (read live from "

@@ -46,6 +46,7 @@ from mq_cutover.errors import (
 )
 from mq_cutover.parameters import own_label
 from mq_cutover.plan import (
+    AMAZON_MQ_METRICS_FIX,
     DeploymentMode,
     MigrationPlan,
     Mode,
@@ -834,10 +835,8 @@ def _amazon_mq_covers(run: _Run, queues: list[str]) -> None:
         f"but Amazon MQ's own metrics ({plan.target.metrics.namespace}) cover only a broker's "
         f"first {limit} destinations (Quotas in Amazon MQ): the Amazon MQ side (a rollback's "
         "drain, the placement check) would not see the others",
-        "publish the Amazon MQ broker's per-queue statistics into a namespace of your own with "
-        "the metrics bridge (mq-cutover publish-metrics --detail-figures all) and set "
-        "target.metrics.namespace to it (RabbitMQ: or target.metrics.source managementApi), "
-        "or list fewer queues",
+        f"{AMAZON_MQ_METRICS_FIX} (RabbitMQ: or target.metrics.source managementApi), or "
+        "list fewer queues",
     )
 
 

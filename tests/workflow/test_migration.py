@@ -9,7 +9,6 @@ import pytest
 from mq_cutover.client_urls import failover_members
 from mq_cutover_cli.world import World
 from tests.workflow.conftest import (
-    NOT_STARTED,
     entered,
     final_values,
     initial_values,
@@ -209,7 +208,13 @@ def test_bad_plan_fails_at_validation_and_changes_nothing(ordered_plan: dict[str
     execution = sim.report["execution"]
     assert execution["status"] == "FAILED" and execution["error"] == "PlanInvalid"
     assert "target.create.engine: Field required" in execution["cause"]
-    assert entered(sim) == NOT_STARTED
+    assert entered(sim) == [
+        "Validate Plan",
+        "Describe Failure",
+        "Route Failure",
+        "Notify Not Started",
+        "Not Started",
+    ]
     assert sim.report["brokersCreated"] == []
     assert all(len(p["history"]) == 1 for p in sim.report["parameters"].values())
     assert sim.report["approvals"] == []
